@@ -1,0 +1,40 @@
+// Package components is ebisync's registry of synced component types.
+//
+// A game registers each donburi component type it wants replicated under an
+// explicit, stable wire name:
+//
+//	reg := components.NewRegistry()
+//	components.RegisterStandard(reg) // Position, Velocity, Name, Health
+//	components.Register(reg, "game.ship", Ship, nil)
+//
+// Registration inspects the type once with reflection and builds a field
+// codec that later reads and writes component memory directly, without
+// reflection or allocation per value. Supported field types are bool, every
+// int and uint size, float32, float64, string, []byte, fixed arrays and
+// nested structs of those. Pointers, maps, interfaces, funcs, chans and
+// slices other than []byte are refused at registration with the offending
+// field named. Only exported fields are synced; a field tagged
+// `ebisync:"-"` is skipped.
+//
+// int and uint travel as int64 and uint64, so 32- and 64-bit peers share a
+// schema. On a 32-bit peer, a full value that does not fit its int or uint
+// field is refused; a delta wraps it modulo 2^32. A []byte field does not
+// distinguish nil from empty: an empty one is received as nil.
+//
+// A float field tagged `ebisync:"q=0.01"` is quantised: it travels as an
+// integer number of steps, and the receiver gets round(v/step)*step, so the
+// error is at most step/2. Quantised floats also make change detection ignore
+// movements smaller than half a step. The integer is clamped to ±2^61 steps.
+// For the receiver's value to map back to the same step (which deltas rely
+// on), |v/step| must stay below 2^22 for a float32 field and below 2^51 for a
+// float64 field.
+//
+// Values travel in two encodings, described byte by byte in
+// docs/PROTOCOL.md: the full encoding (every field) and the delta encoding
+// (a change mask, then only the changed fields, numbers as differences from
+// the receiver's baseline).
+//
+// A Registry is built during initialisation and then frozen by the server or
+// client that uses it. Registration panics on programmer errors; nothing in
+// this package panics on input from the network.
+package components

@@ -1,0 +1,150 @@
+package wire
+
+import (
+	"strings"
+	"unicode/utf8"
+)
+
+// The Append functions encode one whole uncompressed message, header byte
+// included, and append it to dst. They never fail and allocate only when dst
+// must grow. They are safe for concurrent use as long as the messages they
+// read are not modified concurrently.
+//
+// An Append function writes ids, counts and floats as given: a caller that
+// breaks a limit documented on the message type (an id above MaxNetID, a
+// component id not below MaxComponents, a NaN) produces a message that the
+// matching Decode function rejects. Strings are the exception: every string is
+// made valid UTF-8 (invalid bytes become U+FFFD) and cut at a rune boundary to
+// its limit, so a message can never be refused for its text.
+
+// AppendHello appends a Hello message to dst.
+func AppendHello(dst []byte, m *Hello) []byte {
+	w := Writer{B: dst}
+	w.Byte(byte(KindHello))
+	w.Uvarint(m.Version)
+	writeText(&w, m.ClientName, MaxNameLen)
+	w.Uvarint(uint64(len(m.Components)))
+	for i := range m.Components {
+		c := &m.Components[i]
+		writeText(&w, c.Name, MaxNameLen)
+		w.U64(c.Hash)
+		w.Uvarint(uint64(len(c.Fields)))
+		for j := range c.Fields {
+			f := &c.Fields[j]
+			writeText(&w, f.Name, MaxNameLen)
+			writeText(&w, f.Type, MaxNameLen)
+			w.F64(f.Quant)
+		}
+	}
+	return w.B
+}
+
+// AppendWelcome appends a Welcome message to dst.
+func AppendWelcome(dst []byte, m *Welcome) []byte {
+	w := Writer{B: dst}
+	w.Byte(byte(KindWelcome))
+	w.Uvarint(m.Version)
+	w.Uvarint(m.ClientID)
+	w.Uvarint(m.TickRate)
+	w.Uvarint(m.Tick)
+	w.Uvarint(uint64(len(m.Components)))
+	for _, name := range m.Components {
+		writeText(&w, name, MaxNameLen)
+	}
+	return w.B
+}
+
+// AppendError appends an Error message to dst. A Message longer than
+// MaxErrorLen bytes is cut.
+func AppendError(dst []byte, m *Error) []byte {
+	w := Writer{B: dst}
+	w.Byte(byte(KindError))
+	w.Uvarint(m.Code)
+	writeText(&w, m.Message, MaxErrorLen)
+	return w.B
+}
+
+// AppendSubscribe appends a Subscribe or Unsubscribe message to dst. kind
+// must be KindSubscribe or KindUnsubscribe; it is written as given.
+func AppendSubscribe(dst []byte, kind Kind, m *Subscribe) []byte {
+	w := Writer{B: dst}
+	w.Byte(byte(kind))
+	w.Uvarint(uint64(len(m.Subs)))
+	for _, s := range m.Subs {
+		w.Byte(byte(s.Kind))
+		w.Uvarint(s.ID)
+		if s.Kind == SubEntity {
+			w.Uvarint(s.Gen)
+		}
+	}
+	return w.B
+}
+
+// AppendInterest appends an Interest message to dst. Only the fields of
+// m.Mode are written: X and Y for InterestPoint, ID and Gen for
+// InterestFollow; Radius always.
+func AppendInterest(dst []byte, m *Interest) []byte {
+	w := Writer{B: dst}
+	w.Byte(byte(KindInterest))
+	w.Byte(byte(m.Mode))
+	switch m.Mode {
+	case InterestPoint:
+		w.F64(m.X)
+		w.F64(m.Y)
+	case InterestFollow:
+		w.Uvarint(m.ID)
+		w.Uvarint(m.Gen)
+	}
+	w.F64(m.Radius)
+	return w.B
+}
+
+// AppendMutate appends a Mutate message to dst.
+func AppendMutate(dst []byte, m *Mutate) []byte {
+	w := Writer{B: dst}
+	w.Byte(byte(KindMutate))
+	w.Uvarint(m.Request)
+	w.Uvarint(m.ID)
+	w.Uvarint(m.Gen)
+	w.Uvarint(m.Comp)
+	w.Bytes(m.Value)
+	return w.B
+}
+
+// AppendControl appends a Control message to dst.
+func AppendControl(dst []byte, m *Control) []byte {
+	w := Writer{B: dst}
+	w.Byte(byte(KindControl))
+	w.Uvarint(m.Request)
+	w.Byte(byte(m.Op))
+	w.Uvarint(m.ID)
+	w.Uvarint(m.Gen)
+	w.Uvarint(m.TimeoutMs)
+	w.Bool(m.Children)
+	return w.B
+}
+
+// AppendPing appends a Ping or Pong message to dst. kind must be KindPing or
+// KindPong; it is written as given.
+func AppendPing(dst []byte, kind Kind, m *Ping) []byte {
+	w := Writer{B: dst}
+	w.Byte(byte(kind))
+	w.Uvarint(m.Nonce)
+	return w.B
+}
+
+// writeText writes s as a length-prefixed string of valid UTF-8 of at most
+// max bytes. It allocates only when s is not valid UTF-8.
+func writeText(w *Writer, s string, max int) {
+	if !utf8.ValidString(s) {
+		s = strings.ToValidUTF8(s, "\uFFFD")
+	}
+	if len(s) > max {
+		i := max
+		for i > 0 && !utf8.RuneStart(s[i]) {
+			i--
+		}
+		s = s[:i]
+	}
+	w.String(s)
+}

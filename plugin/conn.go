@@ -1,0 +1,396 @@
+package plugin
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/coder/websocket"
+
+	"github.com/ebisync/ebisync/components"
+	"github.com/ebisync/ebisync/internal/wire"
+)
+
+// Close codes the server uses (see docs/PROTOCOL.md).
+const (
+	statusGoingAway     = websocket.StatusGoingAway
+	StatusProtocolError = websocket.StatusCode(4000)
+	StatusSchema        = websocket.StatusCode(4001)
+	StatusAbuse         = websocket.StatusCode(4002)
+	StatusTooSlow       = websocket.StatusCode(4003)
+)
+
+// inbound is one decoded client message waiting for the tick.
+type inbound struct {
+	kind     wire.Kind
+	subs     []wire.Sub
+	interest wire.Interest
+	mutate   wire.Mutate
+	control  wire.Control
+	limited  bool // the token bucket refused it: answer RateLimited
+}
+
+// conn is the network side of one client: its goroutines and the queues
+// between them and the tick. The tick-side state is in client.
+type conn struct {
+	s    *Server
+	ws   *websocket.Conn
+	id   uint64
+	name string
+	addr string
+
+	in          chan inbound // reader → tick
+	out         chan []byte  // tick → writer (batches); capacity 1
+	ctrl        chan []byte  // reader → writer (pongs); dropped when full
+	free        chan []byte  // writer → tick: buffers to reuse
+	busy        atomic.Bool  // a batch is being written
+	joined      atomic.Bool
+	welcomeTick uint32
+	left        atomic.Bool
+
+	ctx     context.Context
+	cancel  context.CancelFunc
+	once    sync.Once
+	closing sync.WaitGroup
+
+	writeNanos atomic.Int64 // duration of the last batch write
+	slowWrites atomic.Int64 // writes slower than a tick since last read by the tick
+
+	bytesIn, bytesOut, msgsIn, msgsOut atomic.Uint64
+
+	tokens   float64
+	lastFill time.Time
+}
+
+func (s *Server) serve(w http.ResponseWriter, r *http.Request) {
+	ws, err := websocket.Accept(w, r, &websocket.AcceptOptions{
+		CompressionMode:    websocket.CompressionDisabled,
+		InsecureSkipVerify: true,
+	})
+	if err != nil {
+		s.log.Debug("ebisync: websocket accept failed", "remote", r.RemoteAddr, "err", err)
+		return
+	}
+	ws.SetReadLimit(s.opts.ReadLimit)
+	ctx, cancel := context.WithCancel(context.Background())
+	cn := &conn{
+		s:        s,
+		ws:       ws,
+		addr:     r.RemoteAddr,
+		in:       make(chan inbound, s.opts.InboundQueue),
+		out:      make(chan []byte, 1),
+		ctrl:     make(chan []byte, 4),
+		free:     make(chan []byte, 2),
+		ctx:      ctx,
+		cancel:   cancel,
+		tokens:   float64(s.opts.MutationBurst),
+		lastFill: time.Now(),
+	}
+	defer cancel()
+
+	if err := s.handshake(cn); err != nil {
+		return
+	}
+	s.mu.Lock()
+	if s.closed {
+		s.mu.Unlock()
+		ws.Close(statusGoingAway, "server shutting down")
+		return
+	}
+	s.conns[cn] = struct{}{}
+	s.joins = append(s.joins, cn)
+	s.mu.Unlock()
+	s.stats.connects.Add(1)
+
+	var wwg sync.WaitGroup
+	wwg.Add(1)
+	go func() {
+		defer wwg.Done()
+		cn.writeLoop()
+	}()
+	err = cn.readLoop()
+	cn.logEnd(err)
+	cn.shutdown(websocket.StatusNormalClosure, "")
+	wwg.Wait()
+	cn.closing.Wait()
+
+	cn.left.Store(true)
+	s.mu.Lock()
+	delete(s.conns, cn)
+	s.leaves = append(s.leaves, cn)
+	s.mu.Unlock()
+}
+
+// handshake reads the Hello, checks it and answers Welcome, or Error and a
+// close.
+func (s *Server) handshake(cn *conn) error {
+	ctx, cancel := context.WithTimeout(cn.ctx, s.opts.HandshakeTimeout)
+	defer cancel()
+	typ, msg, err := cn.ws.Read(ctx)
+	if err != nil {
+		s.log.Debug("ebisync: client left during handshake", "remote", cn.addr, "err", err)
+		cn.ws.CloseNow()
+		return err
+	}
+	if typ != websocket.MessageBinary {
+		return cn.refuse(ctx, StatusProtocolError, "expected a binary Hello message")
+	}
+	kind, body, _, err := wire.Open(msg, nil)
+	if err != nil || kind != wire.KindHello {
+		return cn.refuse(ctx, StatusProtocolError, fmt.Sprintf("expected Hello: %v", errOr(err, "got another message kind")))
+	}
+	hello, err := wire.DecodeHello(body)
+	if err != nil {
+		return cn.refuse(ctx, StatusProtocolError, err.Error())
+	}
+	if hello.Version != wire.ProtocolVersion {
+		return cn.refuse(ctx, StatusProtocolError, fmt.Sprintf("protocol version %d not supported (server speaks %d)", hello.Version, wire.ProtocolVersion))
+	}
+	remote := make([]components.Schema, len(hello.Components))
+	for i, c := range hello.Components {
+		fs := make([]components.FieldLayout, len(c.Fields))
+		for j, f := range c.Fields {
+			fs[j] = components.FieldLayout{Name: f.Name, Type: f.Type, Quant: f.Quant}
+		}
+		remote[i] = components.Schema{Name: c.Name, Hash: c.Hash, Fields: fs}
+	}
+	if err := s.reg.Check(remote); err != nil {
+		s.log.Info("ebisync: refused client with a different schema", "remote", cn.addr, "client", hello.ClientName, "err", err)
+		return cn.refuse(ctx, StatusSchema, err.Error())
+	}
+	cn.id = s.nextID.Add(1)
+	cn.welcomeTick = s.curTick.Load()
+	cn.name = hello.ClientName
+	names := make([]string, len(s.comps))
+	for i, c := range s.comps {
+		names[i] = c.Name()
+	}
+	wel := wire.AppendWelcome(nil, &wire.Welcome{
+		Version:    wire.ProtocolVersion,
+		ClientID:   cn.id,
+		TickRate:   uint64(s.opts.TickRate),
+		Tick:       uint64(cn.welcomeTick),
+		Components: names,
+	})
+	if err := cn.ws.Write(ctx, websocket.MessageBinary, wel); err != nil {
+		s.log.Debug("ebisync: client left during handshake", "remote", cn.addr, "err", err)
+		cn.ws.CloseNow()
+		return err
+	}
+	cn.bytesOut.Add(uint64(len(wel)))
+	cn.msgsOut.Add(1)
+	return nil
+}
+
+func errOr(err error, s string) string {
+	if err != nil {
+		return err.Error()
+	}
+	return s
+}
+
+// refuse sends an Error message and closes with code and a reason cut to
+// what a close frame holds.
+func (cn *conn) refuse(ctx context.Context, code websocket.StatusCode, msg string) error {
+	e := wire.AppendError(nil, &wire.Error{Code: uint64(code), Message: truncate(msg, wire.MaxNameLen)})
+	_ = cn.ws.Write(ctx, websocket.MessageBinary, e)
+	cn.ws.Close(code, truncate(msg, 120))
+	return errors.New(msg)
+}
+
+func truncate(s string, n int) string {
+	if len(s) <= n {
+		return s
+	}
+	return s[:n]
+}
+
+// readLoop decodes client messages into the inbound queue until the
+// connection ends.
+func (cn *conn) readLoop() error {
+	var scratch []byte
+	for {
+		typ, msg, err := cn.ws.Read(cn.ctx)
+		if err != nil {
+			return err
+		}
+		cn.bytesIn.Add(uint64(len(msg)))
+		cn.msgsIn.Add(1)
+		if typ != websocket.MessageBinary {
+			return cn.violation(StatusProtocolError, "text messages are not part of the protocol")
+		}
+		var kind wire.Kind
+		var body []byte
+		kind, body, scratch, err = wire.Open(msg, scratch)
+		if err != nil {
+			return cn.violation(StatusProtocolError, err.Error())
+		}
+		var item inbound
+		item.kind = kind
+		switch kind {
+		case wire.KindSubscribe, wire.KindUnsubscribe:
+			m, err := wire.DecodeSubscribe(body)
+			if err != nil {
+				return cn.violation(StatusProtocolError, err.Error())
+			}
+			item.subs = m.Subs
+		case wire.KindInterest:
+			m, err := wire.DecodeInterest(body)
+			if err != nil {
+				return cn.violation(StatusProtocolError, err.Error())
+			}
+			item.interest = m
+		case wire.KindMutate:
+			m, err := wire.DecodeMutate(body)
+			if err != nil {
+				return cn.violation(StatusProtocolError, err.Error())
+			}
+			m.Value = append([]byte(nil), m.Value...) // body may alias scratch
+			item.mutate = m
+			item.limited = !cn.take()
+		case wire.KindControl:
+			m, err := wire.DecodeControl(body)
+			if err != nil {
+				return cn.violation(StatusProtocolError, err.Error())
+			}
+			item.control = m
+			item.limited = !cn.take()
+		case wire.KindPing:
+			m, err := wire.DecodePing(body)
+			if err != nil {
+				return cn.violation(StatusProtocolError, err.Error())
+			}
+			select {
+			case cn.ctrl <- wire.AppendPing(nil, wire.KindPong, &m):
+			default: // the writer is backed up; the client will ping again
+			}
+			continue
+		case wire.KindPong:
+			continue
+		default:
+			return cn.violation(StatusProtocolError, fmt.Sprintf("message kind %d is not sent by clients", kind))
+		}
+		select {
+		case cn.in <- item:
+		default:
+			return cn.violation(StatusAbuse, "too many messages queued: inbound queue overflow")
+		}
+	}
+}
+
+// take spends one token of the mutation bucket.
+func (cn *conn) take() bool {
+	now := time.Now()
+	o := &cn.s.opts
+	cn.tokens += now.Sub(cn.lastFill).Seconds() * o.MutationRate
+	if cn.tokens > float64(o.MutationBurst) {
+		cn.tokens = float64(o.MutationBurst)
+	}
+	cn.lastFill = now
+	if cn.tokens < 1 {
+		return false
+	}
+	cn.tokens--
+	return true
+}
+
+// protocolViolation is a read-loop error caused by the peer's bytes.
+type protocolViolation struct {
+	code   websocket.StatusCode
+	reason string
+}
+
+func (e *protocolViolation) Error() string { return e.reason }
+
+func (cn *conn) violation(code websocket.StatusCode, reason string) error {
+	cn.shutdown(code, reason)
+	return &protocolViolation{code: code, reason: reason}
+}
+
+// logEnd logs why a connection ended: a peer that went away is Debug, a
+// peer that broke the protocol is Warn.
+func (cn *conn) logEnd(err error) {
+	log := cn.s.log
+	var pv *protocolViolation
+	switch {
+	case errors.As(err, &pv):
+		log.Warn("ebisync: dropped client for a protocol violation", "client", cn.id, "remote", cn.addr, "code", int(pv.code), "reason", pv.reason)
+	case websocket.CloseStatus(err) != -1, errors.Is(err, io.EOF), errors.Is(err, net.ErrClosed), errors.Is(err, context.Canceled):
+		log.Debug("ebisync: client disconnected", "client", cn.id, "remote", cn.addr, "err", err)
+	default:
+		log.Debug("ebisync: client connection ended", "client", cn.id, "remote", cn.addr, "err", err)
+	}
+}
+
+// shutdown closes the connection once, with a close frame when the peer
+// still reads. It does not block: the close handshake (bounded by
+// coder/websocket's own timeouts) runs on a goroutine that serve waits for.
+func (cn *conn) shutdown(code websocket.StatusCode, reason string) {
+	cn.once.Do(func() {
+		cn.closing.Add(1)
+		go func() {
+			defer cn.closing.Done()
+			_ = cn.ws.Close(code, truncate(reason, 120))
+			cn.cancel()
+		}()
+	})
+}
+
+// writeLoop writes batches and pongs until the connection ends.
+func (cn *conn) writeLoop() {
+	wt := cn.s.opts.WriteTimeout
+	comp := compressors.Get().(*wire.Compressor)
+	defer compressors.Put(comp)
+	var framed []byte
+	for {
+		var msg []byte
+		isBatch := false
+		select {
+		case <-cn.ctx.Done():
+			return
+		case msg = <-cn.ctrl:
+		case msg = <-cn.out:
+			isBatch = true
+		}
+		start := time.Now()
+		framed = comp.Compress(framed[:0], msg)
+		ctx, cancel := context.WithTimeout(cn.ctx, wt)
+		err := cn.ws.Write(ctx, websocket.MessageBinary, framed)
+		cancel()
+		if isBatch {
+			d := time.Since(start)
+			cn.writeNanos.Store(int64(d))
+			if d > cn.s.tickDur {
+				cn.slowWrites.Add(1)
+			}
+			select {
+			case cn.free <- msg:
+			default:
+			}
+			cn.busy.Store(false)
+		}
+		if err != nil {
+			if ctx.Err() != nil && cn.ctx.Err() == nil {
+				cn.s.log.Info("ebisync: dropped a client too slow to take its batches", "client", cn.id, "remote", cn.addr, "timeout", wt)
+				cn.shutdown(StatusTooSlow, fmt.Sprintf("write timeout: no batch taken within %s", wt))
+			} else {
+				cn.shutdown(websocket.StatusNormalClosure, "")
+			}
+			return
+		}
+		cn.bytesOut.Add(uint64(len(framed)))
+		cn.msgsOut.Add(1)
+		if isBatch {
+			cn.s.stats.rawBytes.Add(uint64(len(msg)))
+			cn.s.stats.wireBytes.Add(uint64(len(framed)))
+		}
+	}
+}
+
+var compressors = sync.Pool{New: func() any { return new(wire.Compressor) }}

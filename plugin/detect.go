@@ -1,0 +1,231 @@
+package plugin
+
+import (
+	"math"
+	"unsafe"
+
+	"github.com/yohamta/donburi"
+
+	"github.com/ebisync/ebisync/components"
+)
+
+// entityRec is the server's record of one replicated entity, by net id.
+type entityRec struct {
+	id      uint32
+	gen     uint32
+	entity  donburi.Entity
+	seen    uint32 // last tick the entity was found in the World
+	present uint64 // mask of registered components it has
+	comps   []compRec
+
+	hasPos bool
+	x, y   float64
+	cell   cellKey
+	cellAt int32 // index in the grid cell's slice, -1 when not in the grid
+
+	viewers []*client // clients that have it in scope (or pending spawn)
+	subs    []*client // clients subscribed to this entity individually
+	dirty   bool      // in s.changed this tick
+}
+
+// compRec is the change-tracking state of one component of one entity.
+type compRec struct {
+	version     uint32         // tick of the last change (or add)
+	prevVersion uint32         // tick of the change before; 0 if added at version
+	addedAt     uint32         // tick it was (last) added
+	removedAt   uint32         // tick it was (last) removed
+	shadow      unsafe.Pointer // the value as of version
+	delta       []byte         // delta from the value at prevVersion to version
+	full        []byte         // full encoding at fullVersion
+	fullVersion uint32
+}
+
+// fullBytes returns the full encoding of the component as of its version,
+// encoding it at most once per version.
+func (cr *compRec) fullBytes(c *components.Component) []byte {
+	if cr.fullVersion != cr.version || cr.full == nil {
+		cr.full = c.AppendFull(cr.full[:0], cr.shadow)
+		cr.fullVersion = cr.version
+	}
+	return cr.full
+}
+
+// detect finds spawns, despawns, component adds/removes and value changes.
+func (s *Server) detect() {
+	s.changed = s.changed[:0]
+	s.removed = s.removed[:0]
+	archs := s.world.Archetypes()
+	for ; s.archSeen < len(archs); s.archSeen++ {
+		if archs[s.archSeen].Layout().HasComponent(components.Replicated) {
+			s.archs = append(s.archs, archRef{index: s.archSeen})
+		}
+	}
+	for _, a := range s.archs {
+		arch := archs[a.index]
+		layout := arch.Layout()
+		ents := arch.Entities()
+		for i := 0; i < len(ents); i++ {
+			s.detectEntity(ents[i], layout.HasComponent)
+		}
+	}
+	// Sweep: records not seen this tick were removed from the World (or
+	// lost their tag).
+	for id := 1; id < len(s.recs); id++ {
+		r := s.recs[id]
+		if r != nil && r.seen != s.tick {
+			s.despawn(r)
+		}
+	}
+}
+
+func (s *Server) detectEntity(e donburi.Entity, has func(donburi.IComponentType) bool) {
+	entry := s.world.Entry(e)
+	tag := components.Replicated.Get(entry)
+	id, known := s.byEntity[e]
+	var r *entityRec
+	if known {
+		r = s.recs[id]
+	}
+	if r == nil || tag.NetID != r.id || tag.Gen != r.gen {
+		if r != nil {
+			// The tag was rewritten by the game: treat as a new entity.
+			s.despawn(r)
+		}
+		r = s.spawn(e, tag)
+	}
+	r.seen = s.tick
+	if len(tag.Versions) < len(s.comps) {
+		v := make([]uint32, len(s.comps))
+		copy(v, tag.Versions)
+		tag.Versions = v
+	}
+	changed := false
+	for i, c := range s.comps {
+		cr := &r.comps[i]
+		bit := uint64(1) << uint(i)
+		if !has(c.ComponentType()) {
+			if r.present&bit != 0 {
+				r.present &^= bit
+				cr.removedAt = s.tick
+				tag.Versions[i] = 0
+				changed = true
+			}
+			continue
+		}
+		cur := entry.Component(c.ComponentType())
+		if r.present&bit == 0 {
+			r.present |= bit
+			if cr.shadow == nil {
+				cr.shadow = c.New()
+			}
+			c.Copy(cr.shadow, cur)
+			cr.addedAt, cr.version, cr.prevVersion = s.tick, s.tick, 0
+			cr.delta = cr.delta[:0]
+			tag.Versions[i] = s.tick
+			changed = true
+			continue
+		}
+		opts := c.Options()
+		touched := tag.Versions[i] == components.VersionTouched
+		if opts.Explicit && !touched {
+			continue
+		}
+		if opts.MaxRate > 0 && !touched {
+			minTicks := uint32(math.Ceil(float64(s.opts.TickRate) / opts.MaxRate))
+			if s.tick-cr.version < minTicks {
+				continue
+			}
+		}
+		mask := c.Diff(cr.shadow, cur)
+		if mask == 0 {
+			if touched {
+				tag.Versions[i] = cr.version
+			}
+			continue
+		}
+		cr.delta = c.AppendDelta(cr.delta[:0], cr.shadow, cur, mask)
+		c.Copy(cr.shadow, cur)
+		cr.prevVersion, cr.version = cr.version, s.tick
+		tag.Versions[i] = s.tick
+		changed = true
+	}
+	x, y, ok := s.opts.Position(entry)
+	if ok != r.hasPos || (ok && (x != r.x || y != r.y)) {
+		s.move(r, x, y, ok)
+		changed = true
+	}
+	if changed && !r.dirty {
+		r.dirty = true
+		s.changed = append(s.changed, r.id)
+	}
+}
+
+// spawn creates the record of a newly seen entity and stamps its tag.
+func (s *Server) spawn(e donburi.Entity, tag *components.ReplicatedData) *entityRec {
+	var id uint32
+	var gen uint32 = 1
+	if n := len(s.freeIDs); n > 0 {
+		id = s.freeIDs[n-1]
+		s.freeIDs = s.freeIDs[:n-1]
+		gen = s.genOf(id) + 1
+	} else {
+		id = uint32(len(s.recs))
+		s.recs = append(s.recs, nil)
+		s.gens = append(s.gens, 0)
+	}
+	s.gens[id] = gen
+	r := &entityRec{id: id, gen: gen, entity: e, comps: make([]compRec, len(s.comps)), cellAt: -1}
+	s.recs[id] = r
+	s.byEntity[e] = id
+	tag.NetID, tag.Gen = id, gen
+	s.globals.add(id) // until move() gives it a position
+	s.stats.entities.Add(1)
+	return r
+}
+
+func (s *Server) genOf(id uint32) uint32 {
+	if int(id) < len(s.gens) {
+		return s.gens[id]
+	}
+	return 0
+}
+
+// despawn forgets a record: every client that sees it gets a scope exit.
+func (s *Server) despawn(r *entityRec) {
+	for _, cl := range r.viewers {
+		cl.exit(r, reasonDespawned)
+	}
+	r.viewers = nil
+	for _, cl := range r.subs {
+		cl.forgetEntitySub(r.id)
+	}
+	r.subs = nil
+	if r.hasPos {
+		s.grid.remove(r)
+	} else {
+		s.globals.remove(r.id)
+	}
+	s.releaseAll(r)
+	delete(s.byEntity, r.entity)
+	s.recs[r.id] = nil
+	s.freeIDs = append(s.freeIDs, r.id)
+	s.removed = append(s.removed, r.id)
+	s.stats.entities.Add(-1)
+}
+
+// move updates an entity's position in the spatial index.
+func (s *Server) move(r *entityRec, x, y float64, ok bool) {
+	switch {
+	case ok && r.hasPos:
+		r.x, r.y = x, y
+		s.grid.update(r)
+	case ok && !r.hasPos:
+		s.globals.remove(r.id)
+		r.hasPos, r.x, r.y = true, x, y
+		s.grid.insert(r)
+	case !ok && r.hasPos:
+		s.grid.remove(r)
+		r.hasPos = false
+		s.globals.add(r.id)
+	}
+}

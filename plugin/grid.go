@@ -1,0 +1,175 @@
+package plugin
+
+import "math"
+
+// cellKey packs a grid cell's integer coordinates.
+type cellKey uint64
+
+func keyOf(cx, cy int32) cellKey { return cellKey(uint64(uint32(cx))<<32 | uint64(uint32(cy))) }
+
+// grid is a uniform spatial hash of the replicated entities that have a
+// position. The world is unbounded: only occupied cells exist.
+type grid struct {
+	size  float64
+	inv   float64
+	cells map[cellKey][]*entityRec
+}
+
+func (g *grid) init(size float64) {
+	g.size, g.inv = size, 1/size
+	g.cells = make(map[cellKey][]*entityRec)
+}
+
+func (g *grid) coord(v float64) int32 {
+	c := math.Floor(v * g.inv)
+	switch {
+	case c != c:
+		return 0
+	case c > math.MaxInt32/2:
+		return math.MaxInt32 / 2
+	case c < math.MinInt32/2:
+		return math.MinInt32 / 2
+	}
+	return int32(c)
+}
+
+func (g *grid) keyAt(x, y float64) cellKey { return keyOf(g.coord(x), g.coord(y)) }
+
+func (g *grid) insert(r *entityRec) {
+	k := g.keyAt(r.x, r.y)
+	cell := g.cells[k]
+	r.cell, r.cellAt = k, int32(len(cell))
+	g.cells[k] = append(cell, r)
+}
+
+func (g *grid) remove(r *entityRec) {
+	if r.cellAt < 0 {
+		return
+	}
+	cell := g.cells[r.cell]
+	last := len(cell) - 1
+	moved := cell[last]
+	cell[r.cellAt] = moved
+	moved.cellAt = r.cellAt
+	cell[last] = nil
+	cell = cell[:last]
+	if len(cell) == 0 {
+		delete(g.cells, r.cell)
+	} else {
+		g.cells[r.cell] = cell
+	}
+	r.cellAt = -1
+}
+
+func (g *grid) update(r *entityRec) {
+	if k := g.keyAt(r.x, r.y); k != r.cell || r.cellAt < 0 {
+		g.remove(r)
+		g.insert(r)
+	}
+}
+
+// each calls f for every entity in the cells that overlap the square
+// around (x, y) of half-side radius.
+func (g *grid) each(x, y, radius float64, f func(*entityRec)) {
+	x0, x1 := g.coord(x-radius), g.coord(x+radius)
+	y0, y1 := g.coord(y-radius), g.coord(y+radius)
+	for cx := x0; cx <= x1; cx++ {
+		for cy := y0; cy <= y1; cy++ {
+			for _, r := range g.cells[keyOf(cx, cy)] {
+				f(r)
+			}
+		}
+	}
+}
+
+// idSet is a set of net ids with O(1) add and remove.
+type idSet struct {
+	ids []uint32
+	pos map[uint32]int
+}
+
+func (s *idSet) add(id uint32) {
+	if s.pos == nil {
+		s.pos = make(map[uint32]int)
+	}
+	if _, ok := s.pos[id]; ok {
+		return
+	}
+	s.pos[id] = len(s.ids)
+	s.ids = append(s.ids, id)
+}
+
+func (s *idSet) remove(id uint32) {
+	i, ok := s.pos[id]
+	if !ok {
+		return
+	}
+	last := s.ids[len(s.ids)-1]
+	s.ids[i] = last
+	s.pos[last] = i
+	s.ids = s.ids[:len(s.ids)-1]
+	delete(s.pos, id)
+}
+
+// clientGrid buckets clients with a radius interest by their centre, with
+// cells as large as the largest leave radius, so the clients that may see a
+// point are in the 3×3 cells around it.
+type clientGrid struct {
+	size  float64
+	cells map[cellKey][]*client
+}
+
+func (g *clientGrid) init() { g.cells = make(map[cellKey][]*client) }
+
+func (g *clientGrid) coord(v float64) int32 {
+	c := math.Floor(v / g.size)
+	switch {
+	case c != c:
+		return 0
+	case c > math.MaxInt32/2:
+		return math.MaxInt32 / 2
+	case c < math.MinInt32/2:
+		return math.MinInt32 / 2
+	}
+	return int32(c)
+}
+
+func (g *clientGrid) rebuild(clients []*client) {
+	for k, v := range g.cells {
+		if len(v) == 0 {
+			delete(g.cells, k)
+			continue
+		}
+		clear(v)
+		g.cells[k] = v[:0]
+	}
+	g.size = 0
+	for _, c := range clients {
+		if c.radiusMode() && c.leaveR > g.size {
+			g.size = c.leaveR
+		}
+	}
+	if g.size == 0 {
+		return
+	}
+	for _, c := range clients {
+		if c.radiusMode() {
+			k := keyOf(g.coord(c.cx), g.coord(c.cy))
+			g.cells[k] = append(g.cells[k], c)
+		}
+	}
+}
+
+func (g *clientGrid) near(x, y float64, f func(*client)) {
+	if g.size == 0 {
+		return
+	}
+	cx, cy := g.coord(x), g.coord(y)
+	for dx := int32(-1); dx <= 1; dx++ {
+		for dy := int32(-1); dy <= 1; dy++ {
+			for _, c := range g.cells[keyOf(cx+dx, cy+dy)] {
+				f(c)
+			}
+		}
+	}
+}

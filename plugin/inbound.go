@@ -1,0 +1,107 @@
+package plugin
+
+import (
+	"github.com/ebisync/ebisync/internal/wire"
+)
+
+// applyInbound drains every client's inbound queue, in arrival order per
+// connection.
+func (s *Server) applyInbound() {
+	for _, c := range s.clients {
+		for {
+			select {
+			case m := <-c.cn.in:
+				s.applyOne(c, &m)
+				continue
+			default:
+			}
+			break
+		}
+	}
+}
+
+func (s *Server) applyOne(c *client, m *inbound) {
+	switch m.kind {
+	case wire.KindSubscribe:
+		s.subscribe(c, m.subs, true)
+	case wire.KindUnsubscribe:
+		s.subscribe(c, m.subs, false)
+	case wire.KindInterest:
+		s.setInterest(c, &m.interest)
+	case wire.KindMutate:
+		s.mutate(c, &m.mutate, m.limited)
+	case wire.KindControl:
+		s.control(c, &m.control, m.limited)
+	}
+}
+
+func (s *Server) subscribe(c *client, subs []wire.Sub, add bool) {
+	before := c.typeSubs
+	for _, sub := range subs {
+		switch sub.Kind {
+		case wire.SubComponent:
+			if sub.ID >= uint64(len(s.comps)) {
+				continue // unknown ids are ignored: the handshake agreed on the list
+			}
+			if add {
+				c.typeSubs |= 1 << sub.ID
+			} else {
+				c.typeSubs &^= 1 << sub.ID
+			}
+		case wire.SubEntity:
+			if sub.ID > uint64(^uint32(0)) {
+				continue
+			}
+			id := uint32(sub.ID)
+			_, had := c.entSubs[id]
+			if add && !had {
+				c.entSubs[id] = uint32(sub.Gen)
+				c.nsubs++
+				if int(id) < len(s.recs) && s.recs[id] != nil {
+					s.recs[id].subs = append(s.recs[id].subs, c)
+				}
+			} else if !add && had {
+				c.forgetEntitySub(id)
+				if int(id) < len(s.recs) && s.recs[id] != nil {
+					r := s.recs[id]
+					for i, v := range r.subs {
+						if v == c {
+							r.subs = append(r.subs[:i], r.subs[i+1:]...)
+							break
+						}
+					}
+				}
+			}
+		}
+	}
+	if c.typeSubs != before {
+		// Components gained or lost: every in-scope entity is re-examined
+		// (emitEntity sends full values of new ones, removals of dropped ones).
+		for i := range c.scope {
+			c.markDirty(c.scope[i].id)
+		}
+	}
+	c.needScan = true
+}
+
+// subscriptionCount is the number of component and entity subscriptions.
+func (c *client) subscriptionCount() int {
+	n := c.nsubs
+	for m := c.typeSubs; m != 0; m &= m - 1 {
+		n++
+	}
+	return n
+}
+
+func (s *Server) setInterest(c *client, in *wire.Interest) {
+	c.mode = in.Mode
+	switch in.Mode {
+	case wire.InterestPoint:
+		c.cx, c.cy = in.X, in.Y
+	case wire.InterestFollow:
+		c.followID, c.followGen = uint32(in.ID), uint32(in.Gen)
+		s.updateCentre(c)
+	}
+	c.setRadius(in.Radius)
+	c.needScan = true
+}

@@ -1,0 +1,158 @@
+package plugin_test
+
+import (
+	"context"
+	"fmt"
+	"net/http/httptest"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/coder/websocket"
+
+	"github.com/ebisync/ebisync/components"
+	"github.com/ebisync/ebisync/internal/wire"
+)
+
+// rawClient speaks the wire protocol directly, for tests that need to
+// misbehave or to look at exact bytes.
+type rawClient struct {
+	t   testing.TB
+	ws  *websocket.Conn
+	reg *components.Registry
+	wel wire.Welcome
+
+	mu      sync.Mutex
+	batches [][]byte // raw messages as received
+	bodies  []wire.Batch
+	err     error
+	done    chan struct{}
+}
+
+func dialRaw(t testing.TB, url string, reg *components.Registry, read bool) *rawClient {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	ws, _, err := websocket.Dial(ctx, url, &websocket.DialOptions{CompressionMode: websocket.CompressionDisabled})
+	if err != nil {
+		t.Fatalf("dial: %v", err)
+	}
+	ws.SetReadLimit(wire.MaxMessageSize + 64)
+	rc := &rawClient{t: t, ws: ws, reg: reg, done: make(chan struct{})}
+	if err := ws.Write(ctx, websocket.MessageBinary, wire.AppendHello(nil, helloOf(reg))); err != nil {
+		t.Fatalf("hello: %v", err)
+	}
+	_, msg, err := ws.Read(ctx)
+	if err != nil {
+		t.Fatalf("welcome: %v", err)
+	}
+	kind, body, _, err := wire.Open(msg, nil)
+	if err != nil || kind != wire.KindWelcome {
+		t.Fatalf("welcome: kind %d err %v", kind, err)
+	}
+	rc.wel, err = wire.DecodeWelcome(body)
+	if err != nil {
+		t.Fatalf("welcome: %v", err)
+	}
+	if read {
+		go rc.readLoop()
+	} else {
+		close(rc.done)
+	}
+	return rc
+}
+
+func helloOf(reg *components.Registry) *wire.Hello {
+	h := &wire.Hello{Version: wire.ProtocolVersion, ClientName: "raw"}
+	for _, s := range reg.Schema() {
+		d := wire.ComponentDesc{Name: s.Name, Hash: s.Hash}
+		for _, f := range s.Fields {
+			d.Fields = append(d.Fields, wire.FieldDesc{Name: f.Name, Type: f.Type, Quant: f.Quant})
+		}
+		h.Components = append(h.Components, d)
+	}
+	return h
+}
+
+type regSizer struct{ reg *components.Registry }
+
+func (s regSizer) FullLen(comp uint64, b []byte) (int, error) {
+	c := s.reg.At(int(comp))
+	if c == nil {
+		return 0, fmt.Errorf("unknown component %d", comp)
+	}
+	return c.FullLen(b)
+}
+
+func (s regSizer) DeltaLen(comp uint64, b []byte) (int, error) {
+	c := s.reg.At(int(comp))
+	if c == nil {
+		return 0, fmt.Errorf("unknown component %d", comp)
+	}
+	return c.DeltaLen(b)
+}
+
+func (rc *rawClient) readLoop() {
+	defer close(rc.done)
+	for {
+		_, msg, err := rc.ws.Read(context.Background())
+		if err != nil {
+			rc.mu.Lock()
+			rc.err = err
+			rc.mu.Unlock()
+			return
+		}
+		kind, body, _, err := wire.Open(msg, nil)
+		if err != nil {
+			rc.mu.Lock()
+			rc.err = err
+			rc.mu.Unlock()
+			return
+		}
+		if kind != wire.KindBatch {
+			continue
+		}
+		var b wire.Batch
+		if err := wire.DecodeBatch(append([]byte(nil), body...), regSizer{rc.reg}, &b); err != nil {
+			rc.mu.Lock()
+			rc.err = err
+			rc.mu.Unlock()
+			return
+		}
+		rc.mu.Lock()
+		rc.batches = append(rc.batches, msg)
+		rc.bodies = append(rc.bodies, b)
+		rc.mu.Unlock()
+	}
+}
+
+func (rc *rawClient) send(msg []byte) {
+	rc.t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	if err := rc.ws.Write(ctx, websocket.MessageBinary, msg); err != nil {
+		rc.t.Fatalf("send: %v", err)
+	}
+}
+
+func (rc *rawClient) subscribeAll() {
+	var subs []wire.Sub
+	for i := range rc.reg.Len() {
+		subs = append(subs, wire.Sub{Kind: wire.SubComponent, ID: uint64(i)})
+	}
+	rc.send(wire.AppendSubscribe(nil, wire.KindSubscribe, &wire.Subscribe{Subs: subs}))
+}
+
+func (rc *rawClient) snapshot() ([][]byte, []wire.Batch, error) {
+	rc.mu.Lock()
+	defer rc.mu.Unlock()
+	return append([][]byte(nil), rc.batches...), append([]wire.Batch(nil), rc.bodies...), rc.err
+}
+
+func (rc *rawClient) close() {
+	rc.ws.Close(websocket.StatusNormalClosure, "")
+	<-rc.done
+}
+
+func wsURL(ts *httptest.Server) string { return "ws" + strings.TrimPrefix(ts.URL, "http") }

@@ -1,0 +1,148 @@
+package plugin
+
+import (
+	"github.com/ebisync/ebisync/internal/wire"
+)
+
+// updateScopes decides, for every client, which entities enter and leave
+// its scope and which in-scope entities have something new to send. Its
+// cost follows the changes: a changed entity is checked against the clients
+// that see it and the clients near it, not against every client.
+func (s *Server) updateScopes() {
+	for _, c := range s.clients {
+		s.updateCentre(c)
+	}
+	s.cgrid.rebuild(s.clients)
+	s.globalClients = s.globalClients[:0]
+	for _, c := range s.clients {
+		if !c.radiusMode() {
+			s.globalClients = append(s.globalClients, c)
+		}
+	}
+
+	for _, id := range s.changed {
+		r := s.recs[id]
+		if r == nil {
+			continue
+		}
+		r.dirty = false
+		// Clients that see it: still visible → dirty, else exit.
+		for i := 0; i < len(r.viewers); {
+			c := r.viewers[i]
+			ok, reason := c.visibility(r, true)
+			if ok {
+				c.markDirty(r.id)
+				i++
+				continue
+			}
+			c.exit(r, reason)
+			last := len(r.viewers) - 1
+			r.viewers[i] = r.viewers[last]
+			r.viewers[last] = nil
+			r.viewers = r.viewers[:last]
+		}
+		// Clients that may start seeing it.
+		if r.hasPos {
+			s.cgrid.near(r.x, r.y, func(c *client) { s.maybeEnter(c, r) })
+		} else {
+			for _, c := range s.clients {
+				if c.radiusMode() {
+					s.maybeEnter(c, r)
+				}
+			}
+		}
+		for _, c := range s.globalClients {
+			s.maybeEnter(c, r)
+		}
+		for _, c := range r.subs {
+			s.maybeEnter(c, r)
+		}
+	}
+
+	for _, c := range s.clients {
+		if c.needScan || s.scanDue(c) {
+			s.rescan(c)
+		}
+	}
+}
+
+func (s *Server) maybeEnter(c *client, r *entityRec) {
+	if c.has(r.id) {
+		return
+	}
+	if ok, _ := c.visibility(r, false); ok {
+		c.enter(r)
+	}
+}
+
+// updateCentre moves a following client's centre to its entity.
+func (s *Server) updateCentre(c *client) {
+	if c.mode != wire.InterestFollow {
+		return
+	}
+	if int(c.followID) < len(s.recs) {
+		if r := s.recs[c.followID]; r != nil && r.gen == c.followGen && r.hasPos {
+			c.cx, c.cy = r.x, r.y
+		}
+	}
+}
+
+// scanDue reports whether a client's centre moved far enough, or long
+// enough ago, that entities which did not move may have entered or left.
+func (s *Server) scanDue(c *client) bool {
+	if !c.radiusMode() {
+		return false
+	}
+	age := s.tick - c.lastScan
+	moved := c.cx != c.scanX || c.cy != c.scanY
+	if moved {
+		band := (c.leaveR - c.enterR) / 2
+		dx, dy := c.cx-c.scanX, c.cy-c.scanY
+		if dx*dx+dy*dy > band*band {
+			return true
+		}
+	}
+	if age >= uint32(s.opts.RescanInterval) && (moved || s.opts.Filter != nil) {
+		return true
+	}
+	return false
+}
+
+// rescan evaluates a client's whole scope: exits for what is no longer
+// visible, enters for what became visible.
+func (s *Server) rescan(c *client) {
+	c.needScan = false
+	c.lastScan = s.tick
+	c.scanX, c.scanY = c.cx, c.cy
+	for i := 0; i < len(c.scope); {
+		r := s.recs[c.scope[i].id]
+		if ok, reason := c.visibility(r, true); !ok {
+			c.exit(r, reason)
+			removeViewer(r, c)
+			continue // exit moved another entry into i
+		}
+		i++
+	}
+	for id := range c.entSubs {
+		if int(id) < len(s.recs) {
+			if r := s.recs[id]; r != nil {
+				s.maybeEnter(c, r)
+			}
+		}
+	}
+	if c.typeSubs == 0 {
+		return
+	}
+	if c.mode == wire.InterestGlobal {
+		for _, r := range s.recs {
+			if r != nil {
+				s.maybeEnter(c, r)
+			}
+		}
+		return
+	}
+	for _, id := range s.globals.ids {
+		s.maybeEnter(c, s.recs[id])
+	}
+	s.grid.each(c.cx, c.cy, c.enterR, func(r *entityRec) { s.maybeEnter(c, r) })
+}

@@ -1,0 +1,257 @@
+package plugin
+
+import (
+	"cmp"
+	"slices"
+
+	"github.com/ebisync/ebisync/internal/wire"
+)
+
+// perEntityOverhead bounds the bytes a batch spends on one entity besides
+// its component values: id delta, generation, counts, component ids.
+const perEntityOverhead = 16
+
+// send builds and hands off each client's batch.
+func (s *Server) send() {
+	for _, c := range s.clients {
+		s.sendTo(c)
+	}
+}
+
+// budget returns the most bytes the client's next batch may carry.
+func (s *Server) budget(c *client) int {
+	if s.opts.BytesPerSecond <= 0 {
+		return maxBatch
+	}
+	b := s.opts.BytesPerSecond * int(s.tick-c.lastSent) / s.opts.TickRate
+	if b > maxBatch {
+		b = maxBatch
+	}
+	return b
+}
+
+// pace adapts the client's send interval: it doubles while the client's
+// writer is still busy or its writes take longer than a tick, and steps
+// back down after a run of prompt writes.
+func (s *Server) pace(c *client) bool {
+	if c.cn.busy.Load() {
+		c.good = 0
+		if c.interval < 8*c.minIntv && c.interval < uint32(s.opts.TickRate) {
+			c.interval *= 2
+		}
+		s.stats.skipped.Add(1)
+		return false
+	}
+	if slow := c.cn.slowWrites.Load(); slow != c.lastSlow {
+		c.lastSlow = slow
+		c.good = 0
+		if c.interval < 8*c.minIntv && c.interval < uint32(s.opts.TickRate) {
+			c.interval *= 2
+		}
+	}
+	if s.tick-c.lastSent < c.interval {
+		return false
+	}
+	return true
+}
+
+func (s *Server) sendTo(c *client) {
+	if !s.pace(c) {
+		return
+	}
+	if len(c.exits) == 0 && len(c.dirty) == 0 && len(c.results) == 0 && len(c.controls) == 0 {
+		return
+	}
+	b := &c.batch
+	b.Reset()
+	b.TickAdvance = uint64(s.tick - c.lastSent)
+	used := 0
+	slices.SortFunc(c.exits, func(a, b wire.Exit) int {
+		if a.Reason != b.Reason {
+			return cmp.Compare(a.Reason, b.Reason)
+		}
+		return cmp.Compare(a.ID, b.ID)
+	})
+	b.Exits = append(b.Exits, c.exits...)
+	used += 8 * len(c.exits)
+	c.exits = c.exits[:0]
+	b.Results = append(b.Results, c.results...)
+	for _, r := range c.results {
+		used += 16 + len(r.Message)
+	}
+	c.results = c.results[:0]
+	b.Controls = append(b.Controls, c.controls...)
+	used += 32 * len(c.controls)
+	c.controls = c.controls[:0]
+
+	budget := s.budget(c)
+	c.spawnComps = c.spawnComps[:0]
+	if len(c.dirty) > 0 {
+		s.chooseEntities(c, budget-used)
+		for _, id := range c.order {
+			s.emitEntity(c, id)
+		}
+	}
+	if len(b.Exits)+len(b.Spawns)+len(b.Updates)+len(b.Removals)+len(b.Results)+len(b.Controls) == 0 {
+		return
+	}
+	slices.SortFunc(b.Spawns, func(x, y wire.Spawn) int { return cmp.Compare(x.ID, y.ID) })
+	slices.SortFunc(b.Updates, func(x, y wire.Update) int {
+		if x.Comp != y.Comp {
+			return cmp.Compare(x.Comp, y.Comp)
+		}
+		if x.Delta != y.Delta {
+			if x.Delta {
+				return 1
+			}
+			return -1
+		}
+		return cmp.Compare(x.ID, y.ID)
+	})
+	slices.SortFunc(b.Removals, func(x, y wire.Removal) int {
+		if x.Comp != y.Comp {
+			return cmp.Compare(x.Comp, y.Comp)
+		}
+		return cmp.Compare(x.ID, y.ID)
+	})
+	var buf []byte
+	select {
+	case buf = <-c.cn.free:
+	default:
+	}
+	buf = wire.AppendBatch(buf[:0], b)
+	c.cn.busy.Store(true)
+	c.cn.out <- buf // never blocks: capacity 1 and the writer was idle
+	c.lastSent = s.tick
+	s.stats.batches.Add(1)
+	if c.interval > c.minIntv {
+		c.good++
+		if c.good >= 2*s.opts.TickRate/int(c.interval) {
+			c.interval--
+			c.good = 0
+		}
+	}
+}
+
+// chooseEntities fills c.order with the dirty entities that fit the budget,
+// most urgent first when they do not all fit; the rest stay dirty.
+func (s *Server) chooseEntities(c *client, budget int) {
+	c.order = c.order[:0]
+	c.sizes = c.sizes[:0]
+	total := 0
+	// Compact the dirty list: drop ids that left scope or are not dirty.
+	n := 0
+	for _, id := range c.dirty {
+		e := c.entry(id)
+		if e == nil || !e.dirty {
+			continue
+		}
+		c.dirty[n] = id
+		n++
+		sz := s.entitySize(c, id, e)
+		c.sizes = append(c.sizes, sz)
+		total += sz
+	}
+	c.dirty = c.dirty[:n]
+	if total <= budget {
+		c.order = append(c.order, c.dirty...)
+		c.dirty = c.dirty[:0]
+		return
+	}
+	// Over budget: rank by how long each waited, weighted by closeness.
+	c.prio = c.prio[:0]
+	for i, id := range c.dirty {
+		e := c.entry(id)
+		r := s.recs[id]
+		waited := float64(s.tick - max(e.sync, e.since))
+		c.prio = append(c.prio, waited*(1+c.closeness(r)))
+		c.order = append(c.order, uint32(i))
+	}
+	slices.SortFunc(c.order, func(a, b uint32) int { return cmp.Compare(c.prio[b], c.prio[a]) })
+	used := 0
+	kept := c.order[:0]
+	var rest []uint32
+	for _, i := range c.order {
+		sz := c.sizes[i]
+		if used+sz > budget && (used > 0 || len(kept) > 0) {
+			rest = append(rest, c.dirty[i])
+			continue
+		}
+		used += sz
+		kept = append(kept, c.dirty[i])
+	}
+	c.order = kept
+	c.dirty = append(c.dirty[:0], rest...)
+}
+
+// entitySize is an upper bound of the bytes emitEntity will write.
+func (s *Server) entitySize(c *client, id uint32, e *scopeEnt) int {
+	r := s.recs[id]
+	mask := c.recvMask(r) & r.present
+	size := perEntityOverhead
+	for i := range s.comps {
+		bit := uint64(1) << uint(i)
+		if mask&bit == 0 {
+			if e.held&bit != 0 {
+				size += 4
+			}
+			continue
+		}
+		cr := &r.comps[i]
+		switch {
+		case e.pending || e.held&bit == 0:
+			size += len(cr.fullBytes(s.comps[i])) + 4
+		case cr.version > e.sync:
+			if cr.prevVersion != 0 && cr.prevVersion <= e.sync {
+				size += len(cr.delta) + 4
+			} else {
+				size += len(cr.fullBytes(s.comps[i])) + 4
+			}
+		}
+	}
+	return size
+}
+
+// emitEntity adds what the client needs of one entity to its batch and
+// records that it now holds it.
+func (s *Server) emitEntity(c *client, id uint32) {
+	e := c.entry(id)
+	r := s.recs[id]
+	if e == nil || r == nil {
+		return
+	}
+	b := &c.batch
+	mask := c.recvMask(r) & r.present
+	if e.pending {
+		c.spawnComps = c.spawnComps[:0]
+		for i := range s.comps {
+			if mask&(1<<uint(i)) != 0 {
+				c.spawnComps = append(c.spawnComps, wire.CompValue{Comp: uint64(i), Value: r.comps[i].fullBytes(s.comps[i])})
+			}
+		}
+		b.AddSpawn(uint64(id), uint64(r.gen), c.spawnComps)
+	} else {
+		for i := range s.comps {
+			bit := uint64(1) << uint(i)
+			cr := &r.comps[i]
+			switch {
+			case mask&bit == 0:
+				if e.held&bit != 0 {
+					b.Removals = append(b.Removals, wire.Removal{Comp: uint64(i), ID: uint64(id)})
+				}
+			case e.held&bit == 0:
+				b.Updates = append(b.Updates, wire.Update{Comp: uint64(i), ID: uint64(id), Value: cr.fullBytes(s.comps[i])})
+			case cr.version > e.sync:
+				if cr.prevVersion != 0 && cr.prevVersion <= e.sync {
+					b.Updates = append(b.Updates, wire.Update{Comp: uint64(i), ID: uint64(id), Delta: true, Value: cr.delta})
+				} else {
+					b.Updates = append(b.Updates, wire.Update{Comp: uint64(i), ID: uint64(id), Value: cr.fullBytes(s.comps[i])})
+				}
+			}
+		}
+	}
+	e.pending = false
+	e.dirty = false
+	e.held = mask
+	e.sync = s.tick
+}

@@ -1,0 +1,209 @@
+package plugin
+
+import (
+	"errors"
+	"fmt"
+	"log/slog"
+	"net/http"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/yohamta/donburi"
+	"github.com/yohamta/donburi/ecs"
+
+	"github.com/ebisync/ebisync/components"
+	"github.com/ebisync/ebisync/internal/wire"
+)
+
+// maxSynced bounds the components a server replicates, so per-client
+// bookkeeping fits in one 64-bit mask per entity.
+const maxSynced = 64
+
+// Server replicates a donburi World to WebSocket clients.
+//
+// It is an http.Handler: mount it on the game's own mux (commonly at
+// "/sync"). Tick (or System, inside a donburi ecs) must be called once per
+// game tick on the goroutine that owns the World; every World access
+// happens there. ServeHTTP, Stats and Close are safe for concurrent use.
+type Server struct {
+	world donburi.World
+	reg   *components.Registry
+	opts  Options
+	log   *slog.Logger
+
+	comps []*components.Component // registry order
+	ctrl  *components.Component   // built-in Control
+
+	// Game-goroutine state.
+	tick          uint32
+	recs          []*entityRec // by net id; nil for free ids
+	freeIDs       []uint32
+	byEntity      map[donburi.Entity]uint32
+	archSeen      int
+	archs         []archRef
+	grid          grid
+	globals       idSet // replicated entities without a position
+	changed       []uint32
+	removed       []uint32
+	clients       []*client
+	globalClients []*client
+	gens          []uint32 // generation by net id
+	byID          map[uint64]*client
+	cgrid         clientGrid
+	controls      map[uint32]*controlHold
+	scratch       []byte
+	tickDur       time.Duration
+
+	// Cross-goroutine state.
+	mu       sync.Mutex
+	joins    []*conn
+	leaves   []*conn
+	conns    map[*conn]struct{}
+	closed   bool
+	wg       sync.WaitGroup
+	nextID   atomic.Uint64
+	curTick  atomic.Uint32
+	stats    serverStats
+	closeErr error
+}
+
+type archRef struct {
+	index int
+}
+
+// New returns a Server replicating world with the components of reg, which
+// it freezes. It panics if reg has more than 64 components (a programmer
+// error). Nothing happens until the game calls Tick.
+func New(world donburi.World, reg *components.Registry, opts *Options) *Server {
+	if reg.Len() > maxSynced {
+		panic(fmt.Sprintf("ebisync: a server replicates at most %d components, the registry has %d", maxSynced, reg.Len()))
+	}
+	reg.Freeze()
+	o := opts.withDefaults()
+	s := &Server{
+		world:    world,
+		reg:      reg,
+		opts:     o,
+		log:      o.Logger,
+		comps:    reg.All(),
+		byEntity: make(map[donburi.Entity]uint32),
+		byID:     make(map[uint64]*client),
+		conns:    make(map[*conn]struct{}),
+		controls: make(map[uint32]*controlHold),
+		recs:     make([]*entityRec, 1), // net id 0 is never used
+		gens:     make([]uint32, 1),
+		tickDur:  time.Second / time.Duration(o.TickRate),
+	}
+	s.ctrl, _ = reg.Of(components.Control)
+	s.grid.init(o.CellSize)
+	s.cgrid.init()
+	return s
+}
+
+// World returns the replicated world.
+func (s *Server) World() donburi.World { return s.world }
+
+// Registry returns the server's registry.
+func (s *Server) Registry() *components.Registry { return s.reg }
+
+// CurrentTick returns the number of the last completed tick. It is safe for
+// concurrent use.
+func (s *Server) CurrentTick() uint64 { return uint64(s.curTick.Load()) }
+
+// System is Tick as a donburi ecs.System: ecs.AddSystem(server.System).
+func (s *Server) System(_ *ecs.ECS) { s.Tick() }
+
+// Tick runs one replication step: it applies what clients sent, detects
+// what changed in the World, updates every client's scope and sends each
+// client its batch. Call it once per game tick, after the simulation, on
+// the goroutine that owns the World. It does not block on the network.
+func (s *Server) Tick() {
+	start := time.Now()
+	s.tick++
+	if s.tick == components.VersionTouched {
+		// 2^32 ticks is over two years at 60 Hz; wrapping would confuse
+		// every baseline, so stop replicating loudly instead.
+		panic("ebisync: server tick counter exhausted")
+	}
+	s.admit()
+	s.applyInbound()
+	s.detect()
+	s.expireControls()
+	s.updateScopes()
+	s.send()
+	s.publishStats()
+	s.curTick.Store(s.tick)
+	s.stats.tickNanos.Store(int64(time.Since(start)))
+	s.stats.ticks.Add(1)
+}
+
+// Close disconnects every client with close code 1001 (going away), waits
+// for their goroutines and refuses new connections. It is safe for
+// concurrent use and idempotent. The World is left as it is.
+func (s *Server) Close() error {
+	s.mu.Lock()
+	if s.closed {
+		s.mu.Unlock()
+		s.wg.Wait()
+		return s.closeErr
+	}
+	s.closed = true
+	conns := make([]*conn, 0, len(s.conns))
+	for c := range s.conns {
+		conns = append(conns, c)
+	}
+	s.mu.Unlock()
+	for _, c := range conns {
+		c.shutdown(statusGoingAway, "server shutting down")
+	}
+	s.wg.Wait()
+	return nil
+}
+
+// ServeHTTP accepts a WebSocket connection and serves it until it ends.
+func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	s.mu.Lock()
+	if s.closed {
+		s.mu.Unlock()
+		http.Error(w, "ebisync server closed", http.StatusServiceUnavailable)
+		return
+	}
+	s.wg.Add(1)
+	s.mu.Unlock()
+	defer s.wg.Done()
+	s.serve(w, r)
+}
+
+// admit moves connections that finished their handshake into the tick's
+// client list, and frees clients that left.
+func (s *Server) admit() {
+	s.mu.Lock()
+	joins, leaves := s.joins, s.leaves
+	s.joins, s.leaves = nil, nil
+	s.mu.Unlock()
+	for _, cn := range joins {
+		if cn.left.Load() {
+			continue
+		}
+		cl := newClient(s, cn)
+		cn.joined.Store(true)
+		s.clients = append(s.clients, cl)
+		s.byID[cn.id] = cl
+		if s.opts.OnConnect != nil {
+			s.opts.OnConnect(cl.info())
+		}
+	}
+	for _, cn := range leaves {
+		cl, ok := s.byID[cn.id]
+		if !ok {
+			continue
+		}
+		s.dropClient(cl)
+	}
+}
+
+// errClosed is returned by operations on a closed server.
+var errClosed = errors.New("ebisync: server closed")
+
+var _ = wire.ProtocolVersion

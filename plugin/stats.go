@@ -1,0 +1,115 @@
+package plugin
+
+import (
+	"sync/atomic"
+	"time"
+
+	"github.com/ebisync/ebisync/internal/wire"
+)
+
+type serverStats struct {
+	ticks, batches, skipped atomic.Uint64
+	connects                atomic.Uint64
+	rawBytes, wireBytes     atomic.Uint64
+	tickNanos               atomic.Int64
+	entities                atomic.Int64
+	clients                 atomic.Int64
+	subscriptions           atomic.Int64
+	clientState             atomic.Int64
+	mutations               [wire.StatusInternalError + 1]atomic.Uint64
+}
+
+// Stats is a snapshot of a server's counters.
+type Stats struct {
+	Ticks         uint64        // ticks run
+	TickTime      time.Duration // duration of the last tick
+	Entities      int           // replicated entities
+	Connections   int           // open connections (including handshaking)
+	Clients       int           // clients the tick serves
+	Subscriptions int           // component + entity subscriptions over all clients
+	ScopeEntries  int           // per-client in-scope entity records over all clients
+	Batches       uint64        // batches handed to writers
+	SkippedBusy   uint64        // client-ticks skipped because the writer was busy
+	Connects      uint64        // handshakes completed
+	BytesOut      uint64        // batch bytes on the wire (after compression)
+	RawBytesOut   uint64        // batch bytes before compression
+	Mutations     map[string]uint64
+	PerClient     []ClientStats
+}
+
+// ClientStats is one client's traffic.
+type ClientStats struct {
+	ClientInfo
+	BytesIn, BytesOut, MessagesIn, MessagesOut uint64
+	LastWrite                                  time.Duration
+}
+
+// Stats returns a snapshot of the server's counters. It is safe for
+// concurrent use; the per-tick figures (Clients, Subscriptions,
+// ScopeEntries) are as of the last completed tick.
+func (s *Server) Stats() Stats {
+	st := Stats{
+		Ticks:         s.stats.ticks.Load(),
+		TickTime:      time.Duration(s.stats.tickNanos.Load()),
+		Entities:      int(s.stats.entities.Load()),
+		Clients:       int(s.stats.clients.Load()),
+		Subscriptions: int(s.stats.subscriptions.Load()),
+		ScopeEntries:  int(s.stats.clientState.Load()),
+		Batches:       s.stats.batches.Load(),
+		SkippedBusy:   s.stats.skipped.Load(),
+		Connects:      s.stats.connects.Load(),
+		BytesOut:      s.stats.wireBytes.Load(),
+		RawBytesOut:   s.stats.rawBytes.Load(),
+		Mutations:     make(map[string]uint64),
+	}
+	for i := range s.stats.mutations {
+		if n := s.stats.mutations[i].Load(); n > 0 {
+			st.Mutations[StatusName(wire.Status(i))] = n
+		}
+	}
+	s.mu.Lock()
+	st.Connections = len(s.conns)
+	for cn := range s.conns {
+		st.PerClient = append(st.PerClient, ClientStats{
+			ClientInfo:  ClientInfo{ID: cn.id, Name: cn.name, Addr: cn.addr},
+			BytesIn:     cn.bytesIn.Load(),
+			BytesOut:    cn.bytesOut.Load(),
+			MessagesIn:  cn.msgsIn.Load(),
+			MessagesOut: cn.msgsOut.Load(),
+			LastWrite:   time.Duration(cn.writeNanos.Load()),
+		})
+	}
+	s.mu.Unlock()
+	return st
+}
+
+// publishStats stores the per-tick figures for Stats.
+func (s *Server) publishStats() {
+	subs, state := 0, 0
+	for _, c := range s.clients {
+		subs += c.subscriptionCount()
+		state += len(c.scope)
+	}
+	s.stats.clients.Store(int64(len(s.clients)))
+	s.stats.subscriptions.Store(int64(subs))
+	s.stats.clientState.Store(int64(state))
+}
+
+// StatusName returns the name of a mutation status ("Ok", "Forbidden", …).
+func StatusName(st wire.Status) string {
+	switch st {
+	case wire.StatusOk:
+		return "Ok"
+	case wire.StatusForbidden:
+		return "Forbidden"
+	case wire.StatusNotFound:
+		return "NotFound"
+	case wire.StatusValidationError:
+		return "ValidationError"
+	case wire.StatusRateLimited:
+		return "RateLimited"
+	case wire.StatusInternalError:
+		return "InternalError"
+	}
+	return "Unknown"
+}
