@@ -19,11 +19,15 @@ import (
 
 // Close codes the server uses (see docs/PROTOCOL.md).
 const (
-	statusGoingAway     = websocket.StatusGoingAway
-	StatusProtocolError = websocket.StatusCode(4000)
-	StatusSchema        = websocket.StatusCode(4001)
-	StatusAbuse         = websocket.StatusCode(4002)
-	StatusTooSlow       = websocket.StatusCode(4003)
+	statusGoingAway = websocket.StatusGoingAway
+	// StatusProtocolError: the client sent bytes the protocol does not allow.
+	StatusProtocolError = websocket.StatusCode(wire.CloseProtocolError)
+	// StatusSchema: protocol version or registry mismatch at the handshake.
+	StatusSchema = websocket.StatusCode(wire.CloseSchemaMismatch)
+	// StatusAbuse: the client overflowed its inbound queue.
+	StatusAbuse = websocket.StatusCode(wire.CloseRateLimited)
+	// StatusTooSlow: a write to the client timed out.
+	StatusTooSlow = websocket.StatusCode(wire.CloseTooSlow)
 )
 
 // inbound is one decoded client message waiting for the tick.
@@ -150,7 +154,7 @@ func (s *Server) handshake(cn *conn) error {
 		return cn.refuse(ctx, StatusProtocolError, err.Error())
 	}
 	if hello.Version != wire.ProtocolVersion {
-		return cn.refuse(ctx, StatusProtocolError, fmt.Sprintf("protocol version %d not supported (server speaks %d)", hello.Version, wire.ProtocolVersion))
+		return cn.refuse(ctx, StatusSchema, fmt.Sprintf("protocol version %d not supported (server speaks %d)", hello.Version, wire.ProtocolVersion))
 	}
 	remote := make([]components.Schema, len(hello.Components))
 	for i, c := range hello.Components {
@@ -198,7 +202,7 @@ func errOr(err error, s string) string {
 // refuse sends an Error message and closes with code and a reason cut to
 // what a close frame holds.
 func (cn *conn) refuse(ctx context.Context, code websocket.StatusCode, msg string) error {
-	e := wire.AppendError(nil, &wire.Error{Code: uint64(code), Message: truncate(msg, wire.MaxNameLen)})
+	e := wire.AppendError(nil, &wire.Error{Code: uint64(code), Message: truncate(msg, wire.MaxErrorLen)})
 	_ = cn.ws.Write(ctx, websocket.MessageBinary, e)
 	cn.ws.Close(code, truncate(msg, 120))
 	return errors.New(msg)

@@ -1,0 +1,105 @@
+package plugin_test
+
+import (
+	"io"
+	"log/slog"
+	"net/http/httptest"
+	"testing"
+	"time"
+
+	"github.com/yohamta/donburi"
+
+	"github.com/ebisync/ebisync/components"
+	"github.com/ebisync/ebisync/plugin"
+)
+
+// harness runs a server whose tick loop is the "game goroutine"; tests run
+// World code on it with do.
+type harness struct {
+	t    testing.TB
+	w    donburi.World
+	reg  *components.Registry
+	srv  *plugin.Server
+	ts   *httptest.Server
+	url  string
+	jobs chan func()
+	stop chan struct{}
+	done chan struct{}
+}
+
+func quietLogger() *slog.Logger { return slog.New(slog.NewTextHandler(io.Discard, nil)) }
+
+// newHarness starts a server ticking every period.
+func newHarness(t testing.TB, reg *components.Registry, opts *plugin.Options, period time.Duration) *harness {
+	t.Helper()
+	if opts == nil {
+		opts = &plugin.Options{}
+	}
+	if opts.Logger == nil {
+		opts.Logger = quietLogger()
+	}
+	h := &harness{t: t, w: donburi.NewWorld(), reg: reg, jobs: make(chan func()), stop: make(chan struct{}), done: make(chan struct{})}
+	h.srv = plugin.New(h.w, reg, opts)
+	h.ts = httptest.NewServer(h.srv)
+	h.url = wsURL(h.ts)
+	go func() {
+		defer close(h.done)
+		tk := time.NewTicker(period)
+		defer tk.Stop()
+		for {
+			select {
+			case <-h.stop:
+				return
+			case f := <-h.jobs:
+				f()
+			case <-tk.C:
+				h.srv.Tick()
+			}
+		}
+	}()
+	return h
+}
+
+// do runs f on the game goroutine and waits for it.
+func (h *harness) do(f func(w donburi.World)) {
+	ch := make(chan struct{})
+	h.jobs <- func() { f(h.w); close(ch) }
+	<-ch
+}
+
+// ticks waits until n more ticks have completed.
+func (h *harness) ticks(n int) {
+	start := h.srv.CurrentTick()
+	deadline := time.Now().Add(10 * time.Second)
+	for h.srv.CurrentTick() < start+uint64(n) {
+		if time.Now().After(deadline) {
+			h.t.Fatalf("server did not tick %d times", n)
+		}
+		time.Sleep(time.Millisecond)
+	}
+}
+
+func (h *harness) close() {
+	h.srv.Close()
+	h.ts.Close()
+	close(h.stop)
+	<-h.done
+}
+
+// eventually polls cond until it holds or the timeout passes.
+func eventually(t testing.TB, timeout time.Duration, what string, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(timeout)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatalf("timed out waiting for %s", what)
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+}
+
+func standardRegistry() *components.Registry {
+	reg := components.NewRegistry()
+	components.RegisterStandard(reg)
+	return reg
+}
