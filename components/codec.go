@@ -9,9 +9,13 @@ import (
 	"github.com/ebisync/ebisync/internal/wire"
 )
 
-// quantLimit clamps quantised integers so that differences of two of them
-// never overflow int64 (they stay within ±2^62).
-const quantLimit = 1 << 61
+// quantLimit clamps quantised integers. Up to 2^51 steps, a float64
+// receiver's value q*step maps back to exactly q (and a float32 one to a
+// step that then stays put), so deltas, which the receiver applies to the
+// step of its own value, never drift. Above 2^51, q*step/step can round to
+// a neighbouring integer, and would again after each re-encoding. The limit
+// also keeps differences of two step counts far from overflow.
+const quantLimit = 1 << 51
 
 // quantise maps v to its integer number of steps. NaN maps to 0 and
 // infinities clamp, so hostile or broken values cannot overflow.

@@ -24,10 +24,11 @@
 // A float field tagged `ebisync:"q=0.01"` is quantised: it travels as an
 // integer number of steps, and the receiver gets round(v/step)*step, so the
 // error is at most step/2. Quantised floats also make change detection ignore
-// movements smaller than half a step. The integer is clamped to ±2^61 steps.
-// For the receiver's value to map back to the same step (which deltas rely
-// on), |v/step| must stay below 2^22 for a float32 field and below 2^51 for a
-// float64 field.
+// movements smaller than half a step. The integer is clamped to ±2^51
+// steps (NaN sends 0), within which a float64 receiver's value maps back to
+// exactly the step it was sent as, which deltas rely on. A float32 field
+// only has 24 bits of precision: |v/step| must stay below 2^22 for the same
+// guarantee.
 //
 // Values travel in two encodings, described byte by byte in
 // docs/PROTOCOL.md: the full encoding (every field) and the delta encoding

@@ -35,10 +35,14 @@ func newRand(t testing.TB) *rand.Rand {
 	return rand.New(rand.NewPCG(*seedFlag, 0x9e3779b97f4a7c15))
 }
 
-// iterations scales a property test's loop count down under -short.
+// iterations scales a property test's loop count down under -short and
+// under the race detector.
 func iterations(n int) int {
 	if testing.Short() {
-		return n / 10
+		n /= 10
+	}
+	if raceEnabled {
+		n /= 5
 	}
 	return n
 }
@@ -404,18 +408,16 @@ func assertSame[T any](t testing.TB, want, got *T, format string, args ...any) {
 // every one of want.
 func mustPanic(t *testing.T, f func(), want ...string) {
 	t.Helper()
-	var msg string
-	func() {
+	panicked, msg := func() (panicked bool, msg string) {
 		defer func() {
 			if r := recover(); r != nil {
-				msg = fmt.Sprint(r)
-			} else {
-				msg = "\x00no panic"
+				panicked, msg = true, fmt.Sprint(r)
 			}
 		}()
 		f()
+		return false, ""
 	}()
-	assert(t, msg != "\x00no panic", "no panic, want one containing %q", want)
+	assert(t, panicked, "no panic, want one containing %q", want)
 	for _, w := range want {
 		assert(t, strings.Contains(msg, w), "panic %q does not contain %q", msg, w)
 	}

@@ -43,42 +43,48 @@ func (e *MismatchError) Error() string {
 // when both sides register the same components with the same layouts.
 // Registration order may differ: components are matched by name.
 func (r *Registry) Check(remote []Schema) error {
+	return r.CheckSides(remote, "locally", "on the remote side")
+}
+
+// CheckSides is Check with the two sides named in the error's reason, e.g.
+// CheckSides(remote, "on the server", "on the client").
+func (r *Registry) CheckSides(remote []Schema, local, peer string) error {
 	seen := make(map[string]bool, len(remote))
 	for _, rs := range remote {
 		if seen[rs.Name] {
-			return &MismatchError{Component: rs.Name, Reason: "listed twice by the remote side"}
+			return &MismatchError{Component: rs.Name, Reason: "listed twice " + peer}
 		}
 		seen[rs.Name] = true
 		c, ok := r.byName[rs.Name]
 		if !ok {
-			return &MismatchError{Component: rs.Name, Reason: "registered on the remote side but not locally"}
+			return &MismatchError{Component: rs.Name, Reason: fmt.Sprintf("registered %s but not %s", peer, local)}
 		}
 		if c.hash == rs.Hash && len(rs.Fields) == len(c.fields) {
 			continue
 		}
-		local := c.Fields()
-		for i := 0; i < len(local) || i < len(rs.Fields); i++ {
+		mine := c.Fields()
+		for i := 0; i < len(mine) || i < len(rs.Fields); i++ {
 			switch {
 			case i >= len(rs.Fields):
-				return &MismatchError{Component: c.name, Field: local[i].Name, Reason: "missing on the remote side"}
-			case i >= len(local):
-				return &MismatchError{Component: c.name, Field: rs.Fields[i].Name, Reason: "missing locally"}
+				return &MismatchError{Component: c.name, Field: mine[i].Name, Reason: "missing " + peer}
+			case i >= len(mine):
+				return &MismatchError{Component: c.name, Field: rs.Fields[i].Name, Reason: "missing " + local}
 			}
-			l, o := local[i], rs.Fields[i]
+			l, o := mine[i], rs.Fields[i]
 			switch {
 			case l.Name != o.Name:
-				return &MismatchError{Component: c.name, Field: l.Name, Reason: fmt.Sprintf("field %d is %q locally but %q remotely (renamed or reordered)", i, l.Name, o.Name)}
+				return &MismatchError{Component: c.name, Field: l.Name, Reason: fmt.Sprintf("field %d is %q %s but %q %s (renamed or reordered)", i, l.Name, local, o.Name, peer)}
 			case l.Type != o.Type:
-				return &MismatchError{Component: c.name, Field: l.Name, Reason: fmt.Sprintf("type %s locally but %s remotely", l.Type, o.Type)}
+				return &MismatchError{Component: c.name, Field: l.Name, Reason: fmt.Sprintf("type %s %s but %s %s", l.Type, local, o.Type, peer)}
 			case l.Quant != o.Quant:
-				return &MismatchError{Component: c.name, Field: l.Name, Reason: fmt.Sprintf("quantisation step %s locally but %s remotely", fmtStep(l.Quant), fmtStep(o.Quant))}
+				return &MismatchError{Component: c.name, Field: l.Name, Reason: fmt.Sprintf("quantisation step %s %s but %s %s", fmtStep(l.Quant), local, fmtStep(o.Quant), peer)}
 			}
 		}
-		return &MismatchError{Component: c.name, Reason: fmt.Sprintf("schema hash %#x locally but %#x remotely", c.hash, rs.Hash)}
+		return &MismatchError{Component: c.name, Reason: fmt.Sprintf("schema hash %#x %s but %#x %s", c.hash, local, rs.Hash, peer)}
 	}
 	for _, c := range r.list {
 		if !seen[c.name] {
-			return &MismatchError{Component: c.name, Reason: "registered locally but not on the remote side"}
+			return &MismatchError{Component: c.name, Reason: fmt.Sprintf("registered %s but not %s", local, peer)}
 		}
 	}
 	return nil

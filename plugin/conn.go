@@ -164,7 +164,7 @@ func (s *Server) handshake(cn *conn) error {
 		}
 		remote[i] = components.Schema{Name: c.Name, Hash: c.Hash, Fields: fs}
 	}
-	if err := s.reg.Check(remote); err != nil {
+	if err := s.reg.CheckSides(remote, "on the server", "on the client"); err != nil {
 		s.log.Info("ebisync: refused client with a different schema", "remote", cn.addr, "client", hello.ClientName, "err", err)
 		return cn.refuse(ctx, StatusSchema, err.Error())
 	}

@@ -148,16 +148,19 @@ func TestConvergence(t *testing.T) {
 		all[i] = true
 	}
 	a := pump(t, h.url, reg, nil)
+	defer a.close()
 	if err := a.c.SubscribeAll(); err != nil {
 		t.Fatal(err)
 	}
 	ws = append(ws, &watcher{p: a, subs: all})
 	b := pump(t, h.url, reg, nil)
+	defer b.close()
 	if err := b.c.Subscribe(components.Position, components.Health); err != nil {
 		t.Fatal(err)
 	}
 	ws = append(ws, &watcher{p: b, subs: map[int]bool{pos.Index(): true, health.Index(): true}})
 	c := pump(t, h.url, reg, nil)
+	defer c.close()
 	if err := c.c.Subscribe(components.Position, components.Name); err != nil {
 		t.Fatal(err)
 	}
@@ -166,9 +169,6 @@ func TestConvergence(t *testing.T) {
 		t.Fatal(err)
 	}
 	ws = append(ws, cw)
-	for _, w := range ws {
-		defer w.p.close()
-	}
 
 	var live []donburi.Entity
 	h.do(func(w donburi.World) { churn(w, rng, &live, size, 200) })

@@ -1,7 +1,7 @@
 package plugin
 
 import (
-	"math"
+	"math/bits"
 	"unsafe"
 
 	"github.com/yohamta/donburi"
@@ -56,16 +56,24 @@ func (s *Server) detect() {
 	s.removed = s.removed[:0]
 	archs := s.world.Archetypes()
 	for ; s.archSeen < len(archs); s.archSeen++ {
-		if archs[s.archSeen].Layout().HasComponent(components.Replicated) {
-			s.archs = append(s.archs, archRef{index: s.archSeen})
+		layout := archs[s.archSeen].Layout()
+		if !layout.HasComponent(components.Replicated) {
+			continue
 		}
+		// Layouts never change, so which registered components an
+		// archetype holds is worked out once.
+		var mask uint64
+		for i, c := range s.comps {
+			if layout.HasComponent(c.ComponentType()) {
+				mask |= 1 << uint(i)
+			}
+		}
+		s.archs = append(s.archs, archRef{index: s.archSeen, mask: mask})
 	}
 	for _, a := range s.archs {
-		arch := archs[a.index]
-		layout := arch.Layout()
-		ents := arch.Entities()
+		ents := archs[a.index].Entities()
 		for i := 0; i < len(ents); i++ {
-			s.detectEntity(ents[i], layout.HasComponent)
+			s.detectEntity(ents[i], a.mask)
 		}
 	}
 	// Sweep: records not seen this tick were removed from the World (or
@@ -78,19 +86,16 @@ func (s *Server) detect() {
 	}
 }
 
-func (s *Server) detectEntity(e donburi.Entity, has func(donburi.IComponentType) bool) {
+func (s *Server) detectEntity(e donburi.Entity, has uint64) {
 	entry := s.world.Entry(e)
 	tag := components.Replicated.Get(entry)
-	id, known := s.byEntity[e]
 	var r *entityRec
-	if known {
+	if id := tag.NetID; id != 0 && int(id) < len(s.recs) {
 		r = s.recs[id]
 	}
-	if r == nil || tag.NetID != r.id || tag.Gen != r.gen {
-		if r != nil {
-			// The tag was rewritten by the game: treat as a new entity.
-			s.despawn(r)
-		}
+	if r == nil || r.entity != e || r.gen != tag.Gen || r.seen == s.tick {
+		// A new entity, or a tag the game copied from another one: give
+		// it its own identity.
 		r = s.spawn(e, tag)
 	}
 	r.seen = s.tick
@@ -100,16 +105,16 @@ func (s *Server) detectEntity(e donburi.Entity, has func(donburi.IComponentType)
 		tag.Versions = v
 	}
 	changed := false
-	for i, c := range s.comps {
+	for m := has | r.present; m != 0; m &= m - 1 {
+		i := bits.TrailingZeros64(m)
+		c := s.comps[i]
 		cr := &r.comps[i]
 		bit := uint64(1) << uint(i)
-		if !has(c.ComponentType()) {
-			if r.present&bit != 0 {
-				r.present &^= bit
-				cr.removedAt = s.tick
-				tag.Versions[i] = 0
-				changed = true
-			}
+		if has&bit == 0 {
+			r.present &^= bit
+			cr.removedAt = s.tick
+			tag.Versions[i] = 0
+			changed = true
 			continue
 		}
 		cur := entry.Component(c.ComponentType())
@@ -125,16 +130,13 @@ func (s *Server) detectEntity(e donburi.Entity, has func(donburi.IComponentType)
 			changed = true
 			continue
 		}
-		opts := c.Options()
+		opts := &s.copts[i]
 		touched := tag.Versions[i] == components.VersionTouched
 		if opts.Explicit && !touched {
 			continue
 		}
-		if opts.MaxRate > 0 && !touched {
-			minTicks := uint32(math.Ceil(float64(s.opts.TickRate) / opts.MaxRate))
-			if s.tick-cr.version < minTicks {
-				continue
-			}
+		if opts.minTicks > 0 && !touched && s.tick-cr.version < opts.minTicks {
+			continue
 		}
 		mask := c.Diff(cr.shadow, cur)
 		if mask == 0 {
@@ -176,7 +178,6 @@ func (s *Server) spawn(e donburi.Entity, tag *components.ReplicatedData) *entity
 	s.gens[id] = gen
 	r := &entityRec{id: id, gen: gen, entity: e, comps: make([]compRec, len(s.comps)), cellAt: -1}
 	s.recs[id] = r
-	s.byEntity[e] = id
 	tag.NetID, tag.Gen = id, gen
 	s.globals.add(id) // until move() gives it a position
 	s.stats.entities.Add(1)
@@ -206,7 +207,6 @@ func (s *Server) despawn(r *entityRec) {
 		s.globals.remove(r.id)
 	}
 	s.releaseAll(r)
-	delete(s.byEntity, r.entity)
 	s.recs[r.id] = nil
 	s.freeIDs = append(s.freeIDs, r.id)
 	s.removed = append(s.removed, r.id)

@@ -270,8 +270,11 @@ func (s *Server) descendants(r *entityRec, ids []uint32) []uint32 {
 		if !ch.Valid() {
 			continue
 		}
-		id, ok := s.byEntity[ch.Entity()]
-		if !ok || s.recs[id] == nil {
+		if !ch.HasComponent(components.Replicated) {
+			continue
+		}
+		id := components.Replicated.Get(ch).NetID
+		if id == 0 || int(id) >= len(s.recs) || s.recs[id] == nil || s.recs[id].entity != ch.Entity() {
 			continue
 		}
 		ids = append(ids, id)

@@ -3,6 +3,7 @@ package plugin
 import (
 	"errors"
 	"fmt"
+	"math"
 	"log/slog"
 	"net/http"
 	"sync"
@@ -39,7 +40,7 @@ type Server struct {
 	tick          uint32
 	recs          []*entityRec // by net id; nil for free ids
 	freeIDs       []uint32
-	byEntity      map[donburi.Entity]uint32
+	copts         []compOpts
 	archSeen      int
 	archs         []archRef
 	grid          grid
@@ -70,6 +71,13 @@ type Server struct {
 
 type archRef struct {
 	index int
+	mask  uint64 // registered components the archetype holds
+}
+
+// compOpts is a component's options as the tick uses them.
+type compOpts struct {
+	Explicit bool
+	minTicks uint32 // MaxRate as ticks between updates; 0: every tick
 }
 
 // New returns a Server replicating world with the components of reg, which
@@ -87,7 +95,6 @@ func New(world donburi.World, reg *components.Registry, opts *Options) *Server {
 		opts:     o,
 		log:      o.Logger,
 		comps:    reg.All(),
-		byEntity: make(map[donburi.Entity]uint32),
 		byID:     make(map[uint64]*client),
 		conns:    make(map[*conn]struct{}),
 		controls: make(map[uint32]*controlHold),
@@ -96,6 +103,14 @@ func New(world donburi.World, reg *components.Registry, opts *Options) *Server {
 		tickDur:  time.Second / time.Duration(o.TickRate),
 	}
 	s.ctrl, _ = reg.Of(components.Control)
+	for _, c := range s.comps {
+		o := c.Options()
+		co := compOpts{Explicit: o.Explicit}
+		if o.MaxRate > 0 {
+			co.minTicks = uint32(math.Ceil(float64(s.opts.TickRate) / o.MaxRate))
+		}
+		s.copts = append(s.copts, co)
+	}
 	s.grid.init(o.CellSize)
 	s.cgrid.init()
 	return s
