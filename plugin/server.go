@@ -3,8 +3,8 @@ package plugin
 import (
 	"errors"
 	"fmt"
-	"math"
 	"log/slog"
+	"math"
 	"net/http"
 	"sync"
 	"sync/atomic"
