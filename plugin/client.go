@@ -175,10 +175,19 @@ func (c *client) forgetEntitySub(id uint32) {
 
 // recvMask is the set of components the client receives for r.
 func (c *client) recvMask(r *entityRec) uint64 {
-	if gen, ok := c.entSubs[r.id]; ok && gen == r.gen {
+	if c.entitySubscribed(r) {
 		return ^uint64(0)
 	}
 	return c.typeSubs
+}
+
+// entitySubscribed reports whether the client subscribed to r by itself.
+func (c *client) entitySubscribed(r *entityRec) bool {
+	if c.nsubs == 0 {
+		return false
+	}
+	gen, ok := c.entSubs[r.id]
+	return ok && gen == r.gen
 }
 
 func (c *client) inRange(r *entityRec, radius float64) bool {
@@ -193,7 +202,7 @@ func (c *client) inRange(r *entityRec, radius float64) bool {
 // enter radius (entering) or the leave radius (staying). It returns the
 // reason when it does not.
 func (c *client) visibility(r *entityRec, staying bool) (bool, wire.ScopeReason) {
-	if gen, ok := c.entSubs[r.id]; ok && gen == r.gen {
+	if c.entitySubscribed(r) {
 		return true, 0
 	}
 	if c.typeSubs == 0 {

@@ -220,3 +220,27 @@ func TestBandwidthBudget(t *testing.T) {
 	}
 	t.Logf("%d batches delivered 400 entities and their changes within %d B/s", len(msgs), perSecond)
 }
+
+// TestControlThenCreate guards against a donburi v1.15.8 bug: World.Create
+// panics for an archetype whose first entity arrived through AddComponent,
+// which is how taking control adds the Control component.
+func TestControlThenCreate(t *testing.T) {
+	reg, _, _ := mutationRegistry()
+	h := newHarness(t, reg, &plugin.Options{Authorize: plugin.AllowAll}, 2*time.Millisecond)
+	defer h.close()
+	h.do(func(w donburi.World) { w.Create(components.Replicated, score, note) })
+	h.ticks(2)
+	tag := findTag(h, func(*donburi.Entry) bool { return true })
+	rc := dialRaw(t, h.url, reg, true)
+	defer rc.close()
+	rc.send(wire.AppendControl(nil, &wire.Control{Request: 1, Op: wire.ControlTake, ID: uint64(tag.NetID), Gen: uint64(tag.Gen)}))
+	eventually(t, 5*time.Second, "control taken", func() bool { return rc.controlReplies()[1].Result == wire.ControlTaken })
+	h.do(func(w donburi.World) {
+		// The game creates an entity of the layout the server moved into.
+		e := w.Create(components.Replicated, score, note, components.Control)
+		if !w.Valid(e) {
+			t.Error("created entity is not valid")
+		}
+	})
+	h.ticks(2)
+}

@@ -52,12 +52,9 @@ func (g *grid) remove(r *entityRec) {
 	cell[r.cellAt] = moved
 	moved.cellAt = r.cellAt
 	cell[last] = nil
-	cell = cell[:last]
-	if len(cell) == 0 {
-		delete(g.cells, r.cell)
-	} else {
-		g.cells[r.cell] = cell
-	}
+	// An emptied cell keeps its slice: entities come back, and a cell
+	// created again would allocate on the tick.
+	g.cells[r.cell] = cell[:last]
 	r.cellAt = -1
 }
 

@@ -292,9 +292,31 @@ func (s *Server) setControlComponent(r *entityRec, holder uint64) {
 		if holder == 0 {
 			return
 		}
-		entry.AddComponent(components.Control)
+		s.addComponent(entry, components.Control)
 	}
 	components.Control.Get(entry).Client = holder
+}
+
+// addComponent adds ct to entry. donburi v1.15.8 miscounts an archetype
+// whose first entity arrives by AddComponent (a later World.Create of that
+// layout then panics with an index out of range), so before the server
+// moves an entity into an archetype that does not exist yet, it creates
+// the archetype the way donburi expects: with a Create, removed at once.
+func (s *Server) addComponent(entry *donburi.Entry, ct donburi.IComponentType) {
+	have := entry.Archetype().Layout().Components()
+	layout := make([]donburi.IComponentType, 0, len(have)+1)
+	layout = append(append(layout, have...), ct)
+	exists := false
+	for _, a := range s.world.Archetypes() {
+		if a.LayoutMatches(layout) {
+			exists = true
+			break
+		}
+	}
+	if !exists {
+		s.world.Remove(s.world.Create(layout...))
+	}
+	entry.AddComponent(ct)
 }
 
 // release ends the hold rooted at root.

@@ -67,6 +67,11 @@ func (s *Server) updateScopes() {
 }
 
 func (s *Server) maybeEnter(c *client, r *entityRec) {
+	// The distance test touches only the client's own fields, so it goes
+	// before the scope lookup, which is a likely cache miss.
+	if c.typeSubs != 0 && c.nsubs == 0 && !c.inRange(r, c.enterR) {
+		return
+	}
 	if c.has(r.id) {
 		return
 	}

@@ -138,6 +138,31 @@ func (s *Server) sendTo(c *client) {
 func (s *Server) chooseEntities(c *client, budget int) {
 	c.order = c.order[:0]
 	c.sizes = c.sizes[:0]
+	if budget >= maxBatch-perEntityOverhead {
+		// No bandwidth cap: take dirty entities in order, stopping only at
+		// the message size limit; the rest stay dirty for the next batch.
+		used := 0
+		for i, id := range c.dirty {
+			e := c.entry(id)
+			if e == nil || !e.dirty {
+				continue
+			}
+			sz := s.entitySize(c, id, e)
+			if used+sz > budget && used > 0 {
+				c.dirty = c.dirty[:copy(c.dirty, c.dirty[i:])]
+				return
+			}
+			used += sz
+			c.order = append(c.order, id)
+		}
+		c.dirty = c.dirty[:0]
+		return
+	}
+	s.chooseSized(c, budget)
+}
+
+// chooseSized ranks and sizes the dirty entities against a budget.
+func (s *Server) chooseSized(c *client, budget int) {
 	total := 0
 	// Compact the dirty list: drop ids that left scope or are not dirty.
 	n := 0

@@ -1,0 +1,187 @@
+package plugin
+
+import (
+	"context"
+	"math"
+	"math/rand/v2"
+	"testing"
+
+	"github.com/yohamta/donburi"
+
+	"github.com/ebisync/ebisync/components"
+	"github.com/ebisync/ebisync/internal/wire"
+)
+
+// attachSink adds a client whose "writer" takes every batch at once, so a
+// benchmark measures the tick alone.
+func attachSink(s *Server, x, y, radius float64, subs uint64) (*client, func()) {
+	ctx, cancel := context.WithCancel(context.Background())
+	cn := &conn{s: s, id: s.nextID.Add(1), in: make(chan inbound, 1), out: make(chan []byte, 1), ctrl: make(chan []byte, 1), free: make(chan []byte, 2), ctx: ctx, cancel: cancel}
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		for {
+			select {
+			case <-ctx.Done():
+				return
+			case b := <-cn.out:
+				cn.bytesOut.Add(uint64(len(b)))
+				select {
+				case cn.free <- b:
+				default:
+				}
+				cn.busy.Store(false)
+			}
+		}
+	}()
+	c := newClient(s, cn)
+	c.typeSubs = subs
+	if radius > 0 {
+		c.mode = wire.InterestPoint
+		c.cx, c.cy = x, y
+		c.setRadius(radius)
+	}
+	s.clients = append(s.clients, c)
+	s.byID[cn.id] = c
+	return c, func() { cancel(); <-done }
+}
+
+func BenchmarkTickInternal(b *testing.B) {
+	for _, nEnt := range []int{1000, 10000} {
+		for _, nCli := range []int{10, 100, 500} {
+			b.Run(benchName(nEnt, nCli), func(b *testing.B) { benchTick(b, nEnt, nCli) })
+		}
+	}
+}
+
+func benchName(e, c int) string {
+	return "entities=" + itoa(e) + "/clients=" + itoa(c)
+}
+
+func itoa(v int) string {
+	if v == 0 {
+		return "0"
+	}
+	var b []byte
+	for v > 0 {
+		b = append([]byte{byte('0' + v%10)}, b...)
+		v /= 10
+	}
+	return string(b)
+}
+
+func benchTick(b *testing.B, nEnt, nCli int) {
+	reg := components.NewRegistry()
+	components.RegisterStandard(reg)
+	w := donburi.NewWorld()
+	s := New(w, reg, &Options{Logger: nil, CellSize: 200})
+	const size = 10000.0
+	radius := math.Sqrt(0.05 * size * size / math.Pi)
+	rng := rand.New(rand.NewPCG(1, 2))
+	ents := make([]donburi.Entity, nEnt)
+	for i := range ents {
+		e := w.Create(components.Replicated, components.Position, components.Health)
+		components.Position.SetValue(w.Entry(e), components.PositionData{X: rng.Float64() * size, Y: rng.Float64() * size})
+		ents[i] = e
+	}
+	pos, _ := reg.Of(components.Position)
+	health, _ := reg.Of(components.Health)
+	var stops []func()
+	for i := 0; i < nCli; i++ {
+		_, stop := attachSink(s, rng.Float64()*size, rng.Float64()*size, radius, 1<<uint(pos.Index())|1<<uint(health.Index()))
+		stops = append(stops, stop)
+	}
+	defer func() {
+		for _, f := range stops {
+			f()
+		}
+	}()
+	step := func() {
+		for k := 0; k < nEnt/10; k++ {
+			e := ents[rng.IntN(nEnt)]
+			p := components.Position.Get(w.Entry(e))
+			p.X += rng.Float64()*4 - 2
+			p.Y += rng.Float64()*4 - 2
+		}
+	}
+	for i := 0; i < 30; i++ {
+		step()
+		s.Tick()
+		for _, c := range s.clients {
+			for c.cn.busy.Load() {
+			}
+		}
+	}
+	pairs := 0
+	b.ResetTimer()
+	b.ReportAllocs()
+	for i := 0; i < b.N; i++ {
+		b.StopTimer()
+		step()
+		for _, c := range s.clients {
+			for c.cn.busy.Load() {
+			}
+		}
+		b.StartTimer()
+		s.Tick()
+		for _, id := range s.changed {
+			if r := s.recs[id]; r != nil {
+				pairs += len(r.viewers)
+			}
+		}
+	}
+	b.StopTimer()
+	if pairs > 0 {
+		b.ReportMetric(float64(b.Elapsed().Nanoseconds())/float64(pairs), "ns/pair")
+	}
+}
+
+func TestTickSteadyStateAllocs(t *testing.T) {
+	reg := components.NewRegistry()
+	components.RegisterStandard(reg)
+	w := donburi.NewWorld()
+	s := New(w, reg, &Options{CellSize: 200})
+	rng := rand.New(rand.NewPCG(3, 4))
+	const size = 4000.0
+	ents := make([]donburi.Entity, 2000)
+	for i := range ents {
+		e := w.Create(components.Replicated, components.Position, components.Health)
+		components.Position.SetValue(w.Entry(e), components.PositionData{X: rng.Float64() * size, Y: rng.Float64() * size})
+		ents[i] = e
+	}
+	pos, _ := reg.Of(components.Position)
+	var stops []func()
+	for i := 0; i < 20; i++ {
+		_, stop := attachSink(s, rng.Float64()*size, rng.Float64()*size, 600, 1<<uint(pos.Index()))
+		stops = append(stops, stop)
+	}
+	defer func() {
+		for _, f := range stops {
+			f()
+		}
+	}()
+	// Entities oscillate, so after warm-up every slice and cell has the
+	// capacity it will ever need.
+	phase := 0.0
+	step := func() {
+		phase += 1
+		d := 3 * math.Sin(phase)
+		for i, e := range ents {
+			if i%10 == int(phase)%10 {
+				p := components.Position.Get(w.Entry(e))
+				p.X += d
+			}
+		}
+		s.Tick()
+		for _, c := range s.clients {
+			for c.cn.busy.Load() {
+			}
+		}
+	}
+	for i := 0; i < 200; i++ {
+		step()
+	}
+	if a := testing.AllocsPerRun(100, step); a != 0 {
+		t.Fatalf("%.1f allocations per tick in steady state, want 0", a)
+	}
+}
