@@ -1,0 +1,386 @@
+package netclient
+
+import (
+	"context"
+	"errors"
+	"log/slog"
+	"net/http"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/yohamta/donburi"
+	"github.com/yohamta/donburi/ecs"
+
+	"github.com/ebisync/ebisync/components"
+	"github.com/ebisync/ebisync/internal/wire"
+)
+
+// Errors a Client reports. They are returned wrapped; test with errors.Is.
+var (
+	// ErrClosed is returned by Update and in results after Close.
+	ErrClosed = errors.New("netclient: client closed")
+	// ErrNotConnected means a request could not be sent because the
+	// client is between connections.
+	ErrNotConnected = errors.New("netclient: not connected")
+	// ErrDisconnected means the connection dropped before the server
+	// answered a request. The server may or may not have applied it.
+	ErrDisconnected = errors.New("netclient: connection lost before the reply")
+	// ErrNotMirrored means the entity is not a live mirror entity.
+	ErrNotMirrored = errors.New("netclient: entity is not mirrored")
+	// ErrUnknownComponent means the component type is not in the
+	// client's registry.
+	ErrUnknownComponent = errors.New("netclient: component not registered")
+	// ErrSendQueueFull means the connection's send queue is full: the
+	// network does not keep up with the requests.
+	ErrSendQueueFull = errors.New("netclient: send queue full")
+	// ErrProtocolVersion means the server speaks another protocol version.
+	// It is permanent: the client does not reconnect.
+	ErrProtocolVersion = errors.New("netclient: protocol version mismatch")
+)
+
+// Options configures a Client. A nil *Options means every default; a zero
+// field means that field's default.
+type Options struct {
+	// World is the mirror world the client writes into. Default: a new
+	// donburi world (donburi.NewWorld is not safe for concurrent use, so
+	// Dial should then run on the game goroutine, or pass a world).
+	World donburi.World
+
+	// Name is sent to the server for its logs.
+	Name string
+
+	// ReadLimit bounds one message from the server, in bytes. Default
+	// wire.MaxMessageSize + 64.
+	ReadLimit int64
+
+	// HandshakeTimeout bounds dialing plus the Hello/Welcome exchange, for
+	// Dial and each reconnect attempt. Default 10s.
+	HandshakeTimeout time.Duration
+
+	// WriteTimeout bounds one write to the server. Default 5s.
+	WriteTimeout time.Duration
+
+	// PingInterval is how often the client measures the round-trip time.
+	// Default 1s.
+	PingInterval time.Duration
+
+	// IdleTimeout drops a connection on which nothing arrived for this
+	// long (the server answers every ping, so silence means a dead link);
+	// the client then reconnects. Default 10s, and at least two ping
+	// intervals; negative disables it.
+	IdleTimeout time.Duration
+
+	// NoReconnect turns off automatic reconnection: when the connection
+	// drops, the client is closed for good and Update returns why.
+	NoReconnect bool
+
+	// MinBackoff and MaxBackoff bound the wait before a reconnect attempt:
+	// attempt n waits a random duration in [0, min(MaxBackoff,
+	// MinBackoff×2ⁿ)) ("full jitter"). Defaults 100ms and 5s.
+	MinBackoff time.Duration
+	MaxBackoff time.Duration
+
+	// Logger receives the client's logs. A connection that drops and
+	// comes back is logged at Info, failed attempts at Debug. Default
+	// slog.Default().
+	Logger *slog.Logger
+
+	// HTTPHeader and HTTPClient are passed to the WebSocket dial (for
+	// authentication headers, proxies, TLS configuration).
+	HTTPHeader http.Header
+	HTTPClient *http.Client
+
+	// InterpolationDelay is how far in the past Interpolated renders. It
+	// must cover the interval between two updates of a component plus the
+	// arrival jitter, or rendering stalls at the newest value. Default two
+	// server ticks (from the Welcome's tick rate).
+	InterpolationDelay time.Duration
+
+	// MaxPendingBatches bounds the decoded batches waiting for Update.
+	// When the game stops calling Update the reader blocks on this queue,
+	// which stops reading the socket; TCP then pushes back on the server,
+	// which eventually drops the client as too slow (close code 4003) and
+	// the client reconnects once Update runs again. Default 64.
+	MaxPendingBatches int
+
+	// OnSpawn is called when an entity enters the mirror (also when the
+	// client recreates a mirror entity the game removed). OnDespawn is
+	// called before a mirror entity is removed, with the reason.
+	// OnChange is called after the server changed a component of a mirror
+	// entity: a new value was written, the component was removed (the
+	// entity no longer has it), or an optimistic value was reverted. They
+	// run on the game goroutine inside Update and may use the world and
+	// the Client (but must not call Update).
+	OnSpawn   func(e donburi.Entity)
+	OnDespawn func(e donburi.Entity, reason ExitReason)
+	OnChange  func(e donburi.Entity, comp *components.Component)
+}
+
+func (o *Options) withDefaults() Options {
+	var v Options
+	if o != nil {
+		v = *o
+	}
+	if v.ReadLimit <= 0 {
+		v.ReadLimit = wire.MaxMessageSize + 64
+	}
+	if v.HandshakeTimeout <= 0 {
+		v.HandshakeTimeout = 10 * time.Second
+	}
+	if v.WriteTimeout <= 0 {
+		v.WriteTimeout = 5 * time.Second
+	}
+	if v.PingInterval <= 0 {
+		v.PingInterval = time.Second
+	}
+	if v.IdleTimeout == 0 {
+		v.IdleTimeout = 10 * time.Second
+	}
+	if v.IdleTimeout > 0 {
+		v.IdleTimeout = max(v.IdleTimeout, 2*v.PingInterval)
+	}
+	if v.MinBackoff <= 0 {
+		v.MinBackoff = 100 * time.Millisecond
+	}
+	if v.MaxBackoff <= 0 {
+		v.MaxBackoff = 5 * time.Second
+	}
+	if v.MaxBackoff < v.MinBackoff {
+		v.MaxBackoff = v.MinBackoff
+	}
+	if v.Logger == nil {
+		v.Logger = slog.Default()
+	}
+	if v.MaxPendingBatches <= 0 {
+		v.MaxPendingBatches = 64
+	}
+	return v
+}
+
+// ExitReason says why an entity left the mirror.
+type ExitReason uint8
+
+// Exit reasons. The first four come from the server.
+const (
+	ExitOutOfRange   = ExitReason(wire.ReasonOutOfRange)   // left the interest radius
+	ExitDespawned    = ExitReason(wire.ReasonDespawned)    // destroyed on the server
+	ExitUnsubscribed = ExitReason(wire.ReasonUnsubscribed) // the client unsubscribed
+	ExitFiltered     = ExitReason(wire.ReasonFiltered)     // hidden by the server's filter
+	// ExitResync means the client cleared its mirror after a reconnect; the
+	// server sends the entities again.
+	ExitResync ExitReason = 100
+)
+
+// String returns the reason's name, e.g. "out of range".
+func (r ExitReason) String() string {
+	switch r {
+	case ExitOutOfRange:
+		return "out of range"
+	case ExitDespawned:
+		return "despawned"
+	case ExitUnsubscribed:
+		return "unsubscribed"
+	case ExitFiltered:
+		return "filtered"
+	case ExitResync:
+		return "resync"
+	}
+	return "reason(" + itoa(uint64(r)) + ")"
+}
+
+// Client is a connection to an ebisync server that mirrors the server's
+// world into a local donburi world. Create it with Dial.
+//
+// Methods documented as game-goroutine-only must be called from the
+// goroutine that calls Update and owns the mirror world; the others are
+// safe for concurrent use.
+type Client struct {
+	reg   *components.Registry
+	world donburi.World
+	opts  Options
+	log   *slog.Logger
+	url   string
+	hello wire.Hello
+	epoch time.Time // monotonic origin of ping nonces and the clock
+
+	ctx       context.Context // cancelled by Close
+	cancel    context.CancelFunc
+	wg        sync.WaitGroup // the supervisor goroutine
+	closeOnce sync.Once
+	closed    atomic.Bool
+
+	events chan event       // network → game goroutine, in order
+	free   chan *inbound    // game goroutine → reader: buffers to reuse
+	comp   *wire.Compressor // used by one writer at a time, made on first use
+
+	// Network-side state, guarded by mu.
+	mu          sync.Mutex
+	live        *session
+	compSubs    map[*components.Component]bool
+	entSubs     map[entKey]bool
+	interest    wire.Interest
+	interestSet bool
+	term        error // why the client stopped for good
+
+	connected atomic.Bool
+	clientID  atomic.Uint64
+
+	// Pending requests, guarded by pmu (Close resolves them from any
+	// goroutine).
+	pmu       sync.Mutex
+	nextReq   uint64
+	mutations map[uint64]*pendingMutation
+	controls  map[uint64]*pendingControl
+
+	// Game-goroutine state.
+	gs       *session  // the session whose batches Update applies
+	tick     uint64    // server tick of the last applied batch
+	advances [8]uint64 // TickAdvance of the last batches that advanced
+	nadv     int
+	byNet    map[uint32]*mirrored
+	byEnt    map[donburi.Entity]*mirrored
+	clock    clock
+
+	stats counters
+}
+
+// entKey names an entity subscription.
+type entKey struct{ id, gen uint32 }
+
+// Update applies everything received since the last call to the mirror
+// world: spawns, despawns, component updates and removals, in the order the
+// server sent them. It fires the Options hooks and resolves mutation and
+// control results. Call it once per frame on the game goroutine.
+//
+// Update returns nil while the client is alive, and the reason once it is
+// closed for good: ErrClosed after Close, or the error that ended the last
+// connection when the client does not reconnect (Options.NoReconnect, a
+// schema or protocol-version mismatch). After Close it does not touch the
+// world.
+func (c *Client) Update() error {
+	if c.closed.Load() {
+		return c.Err()
+	}
+	// Handle only what is queued now, so that a fast server cannot keep
+	// one Update running.
+	for n := len(c.events); n > 0 && !c.closed.Load(); n-- {
+		c.handle(<-c.events)
+	}
+	c.stats.entities.Store(int64(len(c.byNet)))
+	if c.closed.Load() {
+		return c.Err()
+	}
+	if c.gs == nil && len(c.events) == 0 {
+		return c.Err()
+	}
+	return nil
+}
+
+// System is Update as a donburi ecs system: ecs.AddSystem(client.System).
+// It drops Update's error; check Err.
+func (c *Client) System(_ *ecs.ECS) { _ = c.Update() }
+
+// Err returns why the client stopped for good (see Update), or nil while it
+// is alive. It is safe for concurrent use.
+func (c *Client) Err() error {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.term
+}
+
+// setTerm records the first terminal error.
+func (c *Client) setTerm(err error) {
+	c.mu.Lock()
+	if c.term == nil {
+		c.term = err
+	}
+	c.mu.Unlock()
+}
+
+// World returns the mirror world. It is safe for concurrent use; the world
+// itself is not.
+func (c *Client) World() donburi.World { return c.world }
+
+// Registry returns the client's (frozen) registry. It is safe for
+// concurrent use.
+func (c *Client) Registry() *components.Registry { return c.reg }
+
+// Connected reports whether a connection is up (handshake done and not
+// dropped). It is safe for concurrent use.
+func (c *Client) Connected() bool { return c.connected.Load() }
+
+// ClientID returns the id the server gave the current (or last)
+// connection; control holders are named by it. It changes on reconnect.
+// It is safe for concurrent use.
+func (c *Client) ClientID() uint64 { return c.clientID.Load() }
+
+// ServerTick returns the server tick of the last batch Update applied. It
+// is safe for concurrent use.
+func (c *Client) ServerTick() uint64 { return c.stats.serverTick.Load() }
+
+// Entity returns the mirror entity of server entity netID, if it is in the
+// mirror and the game has not removed it. Game goroutine only.
+func (c *Client) Entity(netID uint32) (donburi.Entity, bool) {
+	ne := c.byNet[netID]
+	if ne == nil || !c.world.Valid(ne.e) {
+		return donburi.Null, false
+	}
+	return ne.e, true
+}
+
+// NetID returns the server id and generation of mirror entity e. Game
+// goroutine only.
+func (c *Client) NetID(e donburi.Entity) (id, gen uint32, ok bool) {
+	ne := c.byEnt[e]
+	if ne == nil || !c.world.Valid(e) {
+		return 0, 0, false
+	}
+	return ne.id, ne.gen, true
+}
+
+// closeGrace bounds the close handshake in Close.
+const closeGrace = time.Second
+
+// Close closes the connection (with a normal close handshake), stops
+// reconnecting and waits for the client's goroutines to exit. Pending
+// mutation and control results resolve with ErrClosed (optimistic values
+// are not reverted: the world is left as it is). Close is idempotent and
+// safe for concurrent use, including from a hook inside Update. It always
+// returns nil.
+func (c *Client) Close() error {
+	c.closeOnce.Do(func() {
+		c.closed.Store(true)
+		c.setTerm(ErrClosed)
+		c.cancel()
+		c.mu.Lock()
+		s := c.live
+		c.mu.Unlock()
+		if s != nil {
+			s.fail(ErrClosed, statusNormal, "client closed")
+			// A dead server never answers the close handshake: give it a
+			// moment, then drop the connection.
+			t := time.AfterFunc(closeGrace, s.kill)
+			defer t.Stop()
+		}
+		c.wg.Wait()
+	})
+	c.wg.Wait()
+	c.abandonPending(nil, ErrClosed)
+	return nil
+}
+
+// itoa formats v without fmt, for String methods.
+func itoa(v uint64) string {
+	if v == 0 {
+		return "0"
+	}
+	var b [20]byte
+	i := len(b)
+	for v > 0 {
+		i--
+		b[i] = byte('0' + v%10)
+		v /= 10
+	}
+	return string(b[i:])
+}

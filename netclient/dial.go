@@ -1,0 +1,487 @@
+package netclient
+
+import (
+	"cmp"
+	"context"
+	"errors"
+	"fmt"
+	"math/rand/v2"
+	"net"
+	"net/http/httptrace"
+	"slices"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/coder/websocket"
+	"github.com/yohamta/donburi"
+
+	"github.com/ebisync/ebisync/components"
+	"github.com/ebisync/ebisync/internal/wire"
+)
+
+// Close codes (see docs/PROTOCOL.md §9).
+const (
+	statusNormal         = websocket.StatusNormalClosure
+	statusProtocolError  = websocket.StatusCode(wire.CloseProtocolError)
+	statusSchemaMismatch = websocket.StatusCode(wire.CloseSchemaMismatch)
+)
+
+// sendQueue bounds the messages waiting for a connection's writer.
+const sendQueue = 256
+
+// maxTickRate bounds the tick rate a Welcome may announce.
+const maxTickRate = 10000
+
+// RefusedError reports that the server refused the connection: it sent an
+// Error message, or closed with a 40xx code, during the handshake.
+type RefusedError struct {
+	Code    int    // the close code, e.g. 4001 for a schema mismatch
+	Message string // the server's reason, naming the component and field that differ
+}
+
+func (e *RefusedError) Error() string {
+	return fmt.Sprintf("server refused the connection (code %d): %s", e.Code, e.Message)
+}
+
+// Dial connects to the ebisync server at url (ws:// or wss://), performs
+// the handshake and starts the client's goroutines. The handshake is bounded
+// by ctx and Options.HandshakeTimeout; ctx does not bound the client's
+// lifetime (Close does). Dial freezes reg.
+//
+// Dial does not retry: a failure is returned. A refusal by the server is a
+// *RefusedError whose Message names what differs; a Welcome that does not
+// match reg gives a *components.MismatchError. Once Dial has succeeded the
+// client reconnects by itself (unless Options.NoReconnect).
+//
+// The client starts with no subscriptions: call Subscribe or SubscribeAll.
+func Dial(ctx context.Context, url string, reg *components.Registry, opts *Options) (*Client, error) {
+	if reg == nil {
+		return nil, errors.New("netclient: Dial: nil registry")
+	}
+	reg.Freeze()
+	o := opts.withDefaults()
+	c := &Client{
+		reg:       reg,
+		world:     o.World,
+		opts:      o,
+		log:       o.Logger,
+		url:       url,
+		epoch:     time.Now(),
+		events:    make(chan event, o.MaxPendingBatches),
+		free:      make(chan *inbound, o.MaxPendingBatches+2),
+		compSubs:  make(map[*components.Component]bool),
+		entSubs:   make(map[entKey]bool),
+		mutations: make(map[uint64]*pendingMutation),
+		controls:  make(map[uint64]*pendingControl),
+		byNet:     make(map[uint32]*mirrored),
+		byEnt:     make(map[donburi.Entity]*mirrored),
+	}
+	c.hello = wire.Hello{Version: wire.ProtocolVersion, ClientName: o.Name}
+	for _, sc := range reg.Schema() {
+		d := wire.ComponentDesc{Name: sc.Name, Hash: sc.Hash, Fields: make([]wire.FieldDesc, len(sc.Fields))}
+		for i, f := range sc.Fields {
+			d.Fields[i] = wire.FieldDesc{Name: f.Name, Type: f.Type, Quant: f.Quant}
+		}
+		c.hello.Components = append(c.hello.Components, d)
+	}
+	c.ctx, c.cancel = context.WithCancel(context.Background())
+
+	s, err := c.connect(ctx)
+	if err != nil {
+		c.cancel()
+		return nil, err
+	}
+	if c.world == nil {
+		c.world = donburi.NewWorld()
+	}
+	c.attach(s)
+	c.beginSession(s)
+	c.wg.Add(1)
+	go c.run(s)
+	return c, nil
+}
+
+// session is one connection, from handshake to close.
+type session struct {
+	c          *Client
+	ws         *websocket.Conn
+	raw        net.Conn // the connection under ws, when the transport told
+	welcome    wire.Welcome
+	fromServer []*components.Component // by server component id
+	toServer   []uint64                // by local component index
+	start      time.Time
+
+	out    chan []byte
+	ctx    context.Context // cancelled when the session ends
+	cancel context.CancelFunc
+	wg     sync.WaitGroup // writer and closer goroutines
+	once   sync.Once
+	err    error // why the session ended; written once in fail
+
+	lastRecv  atomic.Int64 // nanoseconds since c.epoch
+	blocked   atomic.Bool  // the reader waits for the game goroutine
+	warned    atomic.Bool
+	remoteErr atomic.Pointer[wire.Error]
+
+	broken bool // game goroutine: stop applying its batches
+}
+
+// FullLen implements wire.ValueSizer with the session's component ids.
+func (s *session) FullLen(comp uint64, b []byte) (int, error) {
+	if comp >= uint64(len(s.fromServer)) {
+		return 0, fmt.Errorf("unknown component id %d", comp)
+	}
+	return s.fromServer[comp].FullLen(b)
+}
+
+// DeltaLen implements wire.ValueSizer.
+func (s *session) DeltaLen(comp uint64, b []byte) (int, error) {
+	if comp >= uint64(len(s.fromServer)) {
+		return 0, fmt.Errorf("unknown component id %d", comp)
+	}
+	return s.fromServer[comp].DeltaLen(b)
+}
+
+// fail ends the session once: it records err and closes the connection
+// with code and reason (without a close handshake when code < 0), on a
+// goroutine so that fail never blocks.
+func (s *session) fail(err error, code websocket.StatusCode, reason string) {
+	s.once.Do(func() {
+		s.err = err
+		s.wg.Add(1)
+		go func() {
+			defer s.wg.Done()
+			if code < 0 {
+				_ = s.ws.CloseNow()
+			} else {
+				_ = s.ws.Close(code, truncate(reason, 120))
+			}
+			s.cancel()
+		}()
+	})
+}
+
+// kill drops the connection without ceremony. A close handshake in
+// progress holds the connection's read lock with a timeout of its own (5s
+// in coder/websocket); closing the network connection ends it at once.
+func (s *session) kill() {
+	if s.raw != nil {
+		_ = s.raw.Close()
+	}
+	s.cancel()
+}
+
+// send queues msg for the writer without blocking.
+func (s *session) send(msg []byte) bool {
+	select {
+	case s.out <- msg:
+		return true
+	default:
+		return false
+	}
+}
+
+// protocolError counts and logs bad input from the server (once per
+// connection) and closes the connection with 4000; the client reconnects
+// and resyncs.
+func (s *session) protocolError(err error) error {
+	s.c.stats.decodeErrors.Add(1)
+	if !s.warned.Swap(true) {
+		s.c.log.Warn("ebisync: bad input from the server; reconnecting to resync", "url", s.c.url, "err", err)
+	}
+	s.fail(err, statusProtocolError, "protocol error: "+err.Error())
+	return err
+}
+
+// connect dials and performs the handshake.
+func (c *Client) connect(ctx context.Context) (*session, error) {
+	ctx, cancel := context.WithTimeout(ctx, c.opts.HandshakeTimeout)
+	defer cancel()
+	// Keep the network connection, to drop it when a close handshake
+	// hangs (see session.kill).
+	var rawMu sync.Mutex
+	var raw net.Conn
+	trace := &httptrace.ClientTrace{GotConn: func(info httptrace.GotConnInfo) {
+		rawMu.Lock()
+		raw = info.Conn
+		rawMu.Unlock()
+	}}
+	ws, _, err := websocket.Dial(httptrace.WithClientTrace(ctx, trace), c.url, &websocket.DialOptions{
+		HTTPClient:      c.opts.HTTPClient,
+		HTTPHeader:      c.opts.HTTPHeader,
+		CompressionMode: websocket.CompressionDisabled,
+	})
+	if err != nil {
+		return nil, fmt.Errorf("failed to dial %s: %w", c.url, err)
+	}
+	ws.SetReadLimit(c.opts.ReadLimit)
+	s, err := c.handshake(ctx, ws)
+	if err != nil {
+		_ = ws.CloseNow()
+		return nil, fmt.Errorf("failed to handshake with %s: %w", c.url, err)
+	}
+	rawMu.Lock()
+	s.raw = raw
+	rawMu.Unlock()
+	return s, nil
+}
+
+func (c *Client) handshake(ctx context.Context, ws *websocket.Conn) (*session, error) {
+	hello := wire.AppendHello(nil, &c.hello)
+	if err := ws.Write(ctx, websocket.MessageBinary, hello); err != nil {
+		return nil, refusal(err)
+	}
+	c.stats.countOut(len(hello), time.Since(c.epoch))
+	typ, msg, err := ws.Read(ctx)
+	if err != nil {
+		return nil, refusal(err)
+	}
+	c.stats.countIn(len(msg), time.Since(c.epoch))
+	if typ != websocket.MessageBinary {
+		return nil, errors.New("expected a binary Welcome, got a text message")
+	}
+	kind, body, _, err := wire.Open(msg, nil)
+	if err != nil {
+		return nil, err
+	}
+	switch kind {
+	case wire.KindWelcome:
+	case wire.KindError:
+		m, err := wire.DecodeError(body)
+		if err != nil {
+			return nil, err
+		}
+		return nil, &RefusedError{Code: int(m.Code), Message: m.Message}
+	default:
+		return nil, fmt.Errorf("%w: expected Welcome, got %s", wire.ErrMalformed, kind)
+	}
+	w, err := wire.DecodeWelcome(body)
+	if err != nil {
+		return nil, err
+	}
+	if w.Version != wire.ProtocolVersion {
+		return nil, fmt.Errorf("%w: server speaks %d, client %d", ErrProtocolVersion, w.Version, wire.ProtocolVersion)
+	}
+	if w.TickRate == 0 || w.TickRate > maxTickRate {
+		return nil, fmt.Errorf("%w: tick rate %d", wire.ErrMalformed, w.TickRate)
+	}
+	s := &session{
+		c:          c,
+		ws:         ws,
+		welcome:    w,
+		fromServer: make([]*components.Component, len(w.Components)),
+		toServer:   make([]uint64, c.reg.Len()),
+		start:      time.Now(),
+		out:        make(chan []byte, sendQueue),
+	}
+	seen := make([]bool, c.reg.Len())
+	for i, name := range w.Components {
+		comp, ok := c.reg.ByName(name)
+		if !ok {
+			return nil, &components.MismatchError{Component: name, Reason: "registered on the server but not locally"}
+		}
+		if seen[comp.Index()] {
+			return nil, fmt.Errorf("%w: component %q listed twice in Welcome", wire.ErrMalformed, name)
+		}
+		seen[comp.Index()] = true
+		s.fromServer[i] = comp
+		s.toServer[comp.Index()] = uint64(i)
+	}
+	for i, ok := range seen {
+		if !ok {
+			return nil, &components.MismatchError{Component: c.reg.At(i).Name(), Reason: "registered locally but not on the server"}
+		}
+	}
+	s.ctx, s.cancel = context.WithCancel(context.Background())
+	s.lastRecv.Store(int64(time.Since(c.epoch)))
+	return s, nil
+}
+
+// refusal turns a close during the handshake into a *RefusedError.
+func refusal(err error) error {
+	var ce websocket.CloseError
+	if errors.As(err, &ce) && ce.Code >= 4000 {
+		return &RefusedError{Code: int(ce.Code), Message: ce.Reason}
+	}
+	return err
+}
+
+// permanent reports whether err means reconnecting cannot help: a schema
+// or protocol-version mismatch, or, during a handshake, a protocol error
+// (the same Hello would be refused again). A protocol error later in a
+// connection is not permanent: a fresh connection resyncs.
+func permanent(err error, handshake bool) bool {
+	var re *RefusedError
+	if errors.As(err, &re) {
+		return re.Code == int(statusSchemaMismatch) || handshake && re.Code == int(statusProtocolError)
+	}
+	var me *components.MismatchError
+	return errors.As(err, &me) || errors.Is(err, ErrProtocolVersion) ||
+		websocket.CloseStatus(err) == statusSchemaMismatch
+}
+
+// attach makes s the live session and sends it the remembered interest
+// and subscriptions. It reports false (and ends s) if the client is
+// closing.
+func (c *Client) attach(s *session) bool {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.ctx.Err() != nil {
+		s.fail(ErrClosed, statusNormal, "client closed")
+		return false
+	}
+	c.live = s
+	c.clientID.Store(s.welcome.ClientID)
+	c.connected.Store(true)
+	// Interest first, so the server never floods a global scope that the
+	// interest narrows a moment later.
+	if c.interestSet {
+		c.sendLocked(wire.AppendInterest(nil, &c.interest))
+	}
+	var subs []wire.Sub
+	for _, comp := range c.reg.All() {
+		if c.compSubs[comp] {
+			subs = append(subs, wire.Sub{Kind: wire.SubComponent, ID: s.toServer[comp.Index()]})
+		}
+	}
+	ents := make([]entKey, 0, len(c.entSubs))
+	for k := range c.entSubs {
+		ents = append(ents, k)
+	}
+	slices.SortFunc(ents, func(a, b entKey) int { return cmp.Or(cmp.Compare(a.id, b.id), cmp.Compare(a.gen, b.gen)) })
+	for _, k := range ents {
+		subs = append(subs, wire.Sub{Kind: wire.SubEntity, ID: uint64(k.id), Gen: uint64(k.gen)})
+	}
+	c.sendSubsLocked(wire.KindSubscribe, subs)
+	s.wg.Add(1)
+	go s.writeLoop()
+	return true
+}
+
+// detach forgets s as the live session.
+func (c *Client) detach(s *session) {
+	c.mu.Lock()
+	if c.live == s {
+		c.live = nil
+		c.connected.Store(false)
+	}
+	c.mu.Unlock()
+}
+
+// run supervises the connection: it runs the reader of each session, and
+// when a session ends it reports it to the game goroutine and reconnects.
+func (c *Client) run(s *session) {
+	defer c.wg.Done()
+	attempt := 0
+	for {
+		err := s.readLoop()
+		s.fail(err, -1, "")
+		t := time.AfterFunc(closeGrace, s.kill) // bound a close handshake in progress
+		s.wg.Wait()
+		t.Stop()
+		err = s.err
+		if err == nil {
+			err = errSessionEnded
+		}
+		if re := s.remoteErr.Load(); re != nil {
+			// The server explained itself before closing: that is the
+			// reason worth reporting (and classifying).
+			err = fmt.Errorf("%w (%w)", &RefusedError{Code: int(re.Code), Message: re.Message}, err)
+		}
+		c.detach(s)
+		if !c.post(event{kind: evDown, sess: s, err: err}) || c.ctx.Err() != nil {
+			return
+		}
+		if permanent(err, false) {
+			c.log.Warn("ebisync: connection refused for good; not reconnecting", "url", c.url, "err", err)
+			c.setTerm(fmt.Errorf("netclient: connection lost: %w", err))
+			return
+		}
+		if c.opts.NoReconnect {
+			c.log.Info("ebisync: connection lost", "url", c.url, "err", err)
+			c.setTerm(fmt.Errorf("netclient: connection lost: %w", err))
+			return
+		}
+		c.log.Info("ebisync: connection lost; reconnecting", "url", c.url, "err", err)
+		if time.Since(s.start) > 2*c.opts.MaxBackoff {
+			attempt = 0
+		}
+		for {
+			if !c.sleep(c.backoff(attempt)) {
+				return
+			}
+			attempt++
+			ns, err := c.connect(c.ctx)
+			if err == nil {
+				s = ns
+				break
+			}
+			if c.ctx.Err() != nil {
+				return
+			}
+			if permanent(err, true) {
+				c.log.Warn("ebisync: reconnect refused; giving up", "url", c.url, "err", err)
+				c.setTerm(err)
+				return
+			}
+			c.log.Debug("ebisync: reconnect attempt failed", "url", c.url, "attempt", attempt, "err", err)
+		}
+		if !c.attach(s) {
+			s.wg.Wait()
+			return
+		}
+		c.stats.reconnects.Add(1)
+		c.log.Info("ebisync: reconnected", "url", c.url, "client", s.welcome.ClientID)
+		if !c.post(event{kind: evUp, sess: s}) {
+			s.fail(ErrClosed, statusNormal, "client closed")
+			s.wg.Wait()
+			return
+		}
+	}
+}
+
+// backoff returns the full-jitter wait before reconnect attempt n.
+func (c *Client) backoff(n int) time.Duration {
+	d := c.opts.MaxBackoff
+	if n < 30 {
+		d = min(d, c.opts.MinBackoff<<n)
+	}
+	if d <= 0 {
+		return 0
+	}
+	return rand.N(d)
+}
+
+// sleep waits d or until Close; it reports false on Close.
+func (c *Client) sleep(d time.Duration) bool {
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-t.C:
+		return true
+	case <-c.ctx.Done():
+		return false
+	}
+}
+
+// post hands ev to the game goroutine, blocking while the queue is full
+// (backpressure); it reports false on Close.
+func (c *Client) post(ev event) bool {
+	select {
+	case c.events <- ev:
+		return true
+	case <-c.ctx.Done():
+		return false
+	}
+}
+
+func truncate(s string, n int) string {
+	if len(s) <= n {
+		return s
+	}
+	for n > 0 && s[n]&0xC0 == 0x80 {
+		n--
+	}
+	return s[:n]
+}
