@@ -44,7 +44,7 @@ type client struct {
 
 	slot  []int32 // by net id: index+1 into scope, 0 when absent
 	scope []scopeEnt
-	dirty []uint32
+	dirty []dirtyRef
 
 	exits    []wire.Exit
 	results  []wire.MutationResult
@@ -57,9 +57,26 @@ type client struct {
 	lastSlow   int64
 	batch      wire.Batch
 	sizes      []int
-	order      []uint32
+	order      []dirtyRef
+	rank       []uint32
+	dirtyTmp   []dirtyRef
 	prio       []float64
 	spawnComps []wire.CompValue
+}
+
+// dirtyRef names an in-scope entity with something to send. idx is where
+// its scope entry was when marked; an exit may move entries, so resolve
+// checks it and falls back to the slot lookup.
+type dirtyRef struct {
+	id  uint32
+	idx int32
+}
+
+func (c *client) resolve(d dirtyRef) *scopeEnt {
+	if int(d.idx) < len(c.scope) && c.scope[d.idx].id == d.id {
+		return &c.scope[d.idx]
+	}
+	return c.entry(d.id)
 }
 
 // scopeEnt is what the client holds of one in-scope entity.
@@ -125,7 +142,7 @@ func (c *client) enter(r *entityRec) {
 	}
 	c.scope = append(c.scope, scopeEnt{id: r.id, since: c.s.tick, pending: true, dirty: true})
 	c.slot[r.id] = int32(len(c.scope))
-	c.dirty = append(c.dirty, r.id)
+	c.dirty = append(c.dirty, dirtyRef{id: r.id, idx: int32(len(c.scope) - 1)})
 	r.viewers = append(r.viewers, c)
 }
 
@@ -147,10 +164,13 @@ func (c *client) exit(r *entityRec, reason wire.ScopeReason) {
 }
 
 func (c *client) markDirty(id uint32) {
-	e := c.entry(id)
-	if e != nil && !e.dirty {
+	if int(id) >= len(c.slot) || c.slot[id] == 0 {
+		return
+	}
+	i := c.slot[id] - 1
+	if e := &c.scope[i]; !e.dirty {
 		e.dirty = true
-		c.dirty = append(c.dirty, id)
+		c.dirty = append(c.dirty, dirtyRef{id: id, idx: i})
 	}
 }
 

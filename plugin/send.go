@@ -84,12 +84,18 @@ func (s *Server) sendTo(c *client) {
 	used += 32 * len(c.controls)
 	c.controls = c.controls[:0]
 
-	budget := s.budget(c)
+	budget := s.budget(c) - used
 	c.spawnComps = c.spawnComps[:0]
 	if len(c.dirty) > 0 {
-		s.chooseEntities(c, budget-used)
-		for _, id := range c.order {
-			s.emitEntity(c, id)
+		if budget >= maxBatch-4096 {
+			s.emitUncapped(c, budget)
+		} else {
+			s.chooseSized(c, budget)
+			for _, d := range c.order {
+				if e := c.resolve(d); e != nil {
+					s.emitEntity(c, d.id, e)
+				}
+			}
 		}
 	}
 	if len(b.Exits)+len(b.Spawns)+len(b.Updates)+len(b.Removals)+len(b.Results)+len(b.Controls) == 0 {
@@ -133,47 +139,43 @@ func (s *Server) sendTo(c *client) {
 	}
 }
 
-// chooseEntities fills c.order with the dirty entities that fit the budget,
-// most urgent first when they do not all fit; the rest stay dirty.
-func (s *Server) chooseEntities(c *client, budget int) {
-	c.order = c.order[:0]
-	c.sizes = c.sizes[:0]
-	if budget >= maxBatch-perEntityOverhead {
-		// No bandwidth cap: take dirty entities in order, stopping only at
-		// the message size limit; the rest stay dirty for the next batch.
-		used := 0
-		for i, id := range c.dirty {
-			e := c.entry(id)
-			if e == nil || !e.dirty {
-				continue
-			}
-			sz := s.entitySize(c, id, e)
-			if used+sz > budget && used > 0 {
-				c.dirty = c.dirty[:copy(c.dirty, c.dirty[i:])]
-				return
-			}
-			used += sz
-			c.order = append(c.order, id)
-		}
-		c.dirty = c.dirty[:0]
-		return
-	}
-	s.chooseSized(c, budget)
-}
-
-// chooseSized ranks and sizes the dirty entities against a budget.
-func (s *Server) chooseSized(c *client, budget int) {
-	total := 0
-	// Compact the dirty list: drop ids that left scope or are not dirty.
-	n := 0
-	for _, id := range c.dirty {
-		e := c.entry(id)
+// emitUncapped emits dirty entities in order, stopping only near the
+// message size limit; the rest stay dirty for the next batch.
+func (s *Server) emitUncapped(c *client, budget int) {
+	used := 0
+	for i, d := range c.dirty {
+		e := c.resolve(d)
 		if e == nil || !e.dirty {
 			continue
 		}
-		c.dirty[n] = id
+		if used > budget/2 {
+			// Large batch: size what is left exactly before adding it.
+			sz := s.entitySize(c, d.id, e)
+			if used+sz > budget {
+				c.dirty = c.dirty[:copy(c.dirty, c.dirty[i:])]
+				return
+			}
+		}
+		used += s.emitEntity(c, d.id, e)
+	}
+	c.dirty = c.dirty[:0]
+}
+
+// chooseSized fills c.order with the dirty entities that fit the budget,
+// most urgent first when they do not all fit; the rest stay dirty.
+func (s *Server) chooseSized(c *client, budget int) {
+	c.order = c.order[:0]
+	c.sizes = c.sizes[:0]
+	total := 0
+	n := 0
+	for _, d := range c.dirty {
+		e := c.resolve(d)
+		if e == nil || !e.dirty {
+			continue
+		}
+		c.dirty[n] = d
 		n++
-		sz := s.entitySize(c, id, e)
+		sz := s.entitySize(c, d.id, e)
 		c.sizes = append(c.sizes, sz)
 		total += sz
 	}
@@ -185,28 +187,28 @@ func (s *Server) chooseSized(c *client, budget int) {
 	}
 	// Over budget: rank by how long each waited, weighted by closeness.
 	c.prio = c.prio[:0]
-	for i, id := range c.dirty {
-		e := c.entry(id)
-		r := s.recs[id]
+	c.rank = c.rank[:0]
+	for i, d := range c.dirty {
+		e := c.resolve(d)
+		r := s.recs[d.id]
 		waited := float64(s.tick - max(e.sync, e.since))
 		c.prio = append(c.prio, waited*(1+c.closeness(r)))
-		c.order = append(c.order, uint32(i))
+		c.rank = append(c.rank, uint32(i))
 	}
-	slices.SortFunc(c.order, func(a, b uint32) int { return cmp.Compare(c.prio[b], c.prio[a]) })
+	slices.SortFunc(c.rank, func(a, b uint32) int { return cmp.Compare(c.prio[b], c.prio[a]) })
 	used := 0
-	kept := c.order[:0]
-	var rest []uint32
-	for _, i := range c.order {
+	rest := c.dirtyTmp[:0]
+	for _, i := range c.rank {
 		sz := c.sizes[i]
-		if used+sz > budget && (used > 0 || len(kept) > 0) {
+		if used+sz > budget && len(c.order) > 0 {
 			rest = append(rest, c.dirty[i])
 			continue
 		}
 		used += sz
-		kept = append(kept, c.dirty[i])
+		c.order = append(c.order, c.dirty[i])
 	}
-	c.order = kept
-	c.dirty = append(c.dirty[:0], rest...)
+	c.dirtyTmp = c.dirty[:0]
+	c.dirty = rest
 }
 
 // entitySize is an upper bound of the bytes emitEntity will write.
@@ -239,19 +241,21 @@ func (s *Server) entitySize(c *client, id uint32, e *scopeEnt) int {
 
 // emitEntity adds what the client needs of one entity to its batch and
 // records that it now holds it.
-func (s *Server) emitEntity(c *client, id uint32) {
-	e := c.entry(id)
+func (s *Server) emitEntity(c *client, id uint32, e *scopeEnt) int {
 	r := s.recs[id]
-	if e == nil || r == nil {
-		return
+	if r == nil {
+		return 0
 	}
+	size := perEntityOverhead
 	b := &c.batch
 	mask := c.recvMask(r) & r.present
 	if e.pending {
 		c.spawnComps = c.spawnComps[:0]
 		for i := range s.comps {
 			if mask&(1<<uint(i)) != 0 {
-				c.spawnComps = append(c.spawnComps, wire.CompValue{Comp: uint64(i), Value: r.comps[i].fullBytes(s.comps[i])})
+				v := r.comps[i].fullBytes(s.comps[i])
+				size += len(v) + 4
+				c.spawnComps = append(c.spawnComps, wire.CompValue{Comp: uint64(i), Value: v})
 			}
 		}
 		b.AddSpawn(uint64(id), uint64(r.gen), c.spawnComps)
@@ -263,14 +267,20 @@ func (s *Server) emitEntity(c *client, id uint32) {
 			case mask&bit == 0:
 				if e.held&bit != 0 {
 					b.Removals = append(b.Removals, wire.Removal{Comp: uint64(i), ID: uint64(id)})
+					size += 4
 				}
 			case e.held&bit == 0:
-				b.Updates = append(b.Updates, wire.Update{Comp: uint64(i), ID: uint64(id), Value: cr.fullBytes(s.comps[i])})
+				v := cr.fullBytes(s.comps[i])
+				size += len(v) + 4
+				b.Updates = append(b.Updates, wire.Update{Comp: uint64(i), ID: uint64(id), Value: v})
 			case cr.version > e.sync:
 				if cr.prevVersion != 0 && cr.prevVersion <= e.sync {
+					size += len(cr.delta) + 4
 					b.Updates = append(b.Updates, wire.Update{Comp: uint64(i), ID: uint64(id), Delta: true, Value: cr.delta})
 				} else {
-					b.Updates = append(b.Updates, wire.Update{Comp: uint64(i), ID: uint64(id), Value: cr.fullBytes(s.comps[i])})
+					v := cr.fullBytes(s.comps[i])
+					size += len(v) + 4
+					b.Updates = append(b.Updates, wire.Update{Comp: uint64(i), ID: uint64(id), Value: v})
 				}
 			}
 		}
@@ -279,4 +289,5 @@ func (s *Server) emitEntity(c *client, id uint32) {
 	e.dirty = false
 	e.held = mask
 	e.sync = s.tick
+	return size
 }
