@@ -43,8 +43,9 @@ var (
 // field means that field's default.
 type Options struct {
 	// World is the mirror world the client writes into. Default: a new
-	// donburi world (donburi.NewWorld is not safe for concurrent use, so
-	// Dial should then run on the game goroutine, or pass a world).
+	// donburi world. (donburi.NewWorld is not safe for concurrent use:
+	// concurrent Dials are serialised, but a game calling NewWorld itself
+	// on another goroutine at the same moment still races.)
 	World donburi.World
 
 	// Name is sent to the server for its logs.

@@ -44,6 +44,9 @@ func (e *RefusedError) Error() string {
 	return fmt.Sprintf("server refused the connection (code %d): %s", e.Code, e.Message)
 }
 
+// newWorldMu serialises Dial's calls to donburi.NewWorld.
+var newWorldMu sync.Mutex
+
 // Dial connects to the ebisync server at url (ws:// or wss://), performs
 // the handshake and starts the client's goroutines. The handshake is bounded
 // by ctx and Options.HandshakeTimeout; ctx does not bound the client's
@@ -93,7 +96,11 @@ func Dial(ctx context.Context, url string, reg *components.Registry, opts *Optio
 		return nil, err
 	}
 	if c.world == nil {
+		// donburi.NewWorld bumps an unguarded global counter; serialise
+		// the calls Dial makes so concurrent Dials are safe.
+		newWorldMu.Lock()
 		c.world = donburi.NewWorld()
+		newWorldMu.Unlock()
 	}
 	c.attach(s)
 	c.beginSession(s)

@@ -4,6 +4,8 @@ import (
 	"math"
 	"slices"
 
+	"github.com/yohamta/donburi"
+
 	"github.com/ebisync/ebisync/internal/wire"
 )
 
@@ -36,6 +38,7 @@ type client struct {
 	cx, cy       float64
 	followID     uint32
 	followGen    uint32
+	followEntity donburi.Entity // set by the server; resolved each tick
 	enterR       float64
 	leaveR       float64
 	scanX, scanY float64

@@ -37,7 +37,6 @@ type inbound struct {
 	interest wire.Interest
 	mutate   wire.Mutate
 	control  wire.Control
-	limited  bool // the token bucket refused it: answer RateLimited
 }
 
 // conn is the network side of one client: its goroutines and the queues
@@ -70,7 +69,24 @@ type conn struct {
 
 	tokens   float64
 	lastFill time.Time
+
+	// Requests refused by the token bucket wait here for their answer, not
+	// in the inbound queue: a flood must get its RateLimited statuses
+	// without crowding out the requests that passed. Bounded by
+	// maxLimited; beyond it the peer is dropped.
+	limitedMu sync.Mutex
+	limited   []limitedReq
 }
+
+// limitedReq is a request the token bucket refused.
+type limitedReq struct {
+	request uint64
+	control bool
+	ctl     wire.Control
+}
+
+// maxLimited bounds the refused requests waiting for the next tick.
+const maxLimited = 4096
 
 func (s *Server) serve(w http.ResponseWriter, r *http.Request) {
 	ws, err := websocket.Accept(w, r, &websocket.AcceptOptions{
@@ -255,16 +271,26 @@ func (cn *conn) readLoop() error {
 			if err != nil {
 				return cn.violation(StatusProtocolError, err.Error())
 			}
+			if !cn.take() {
+				if err := cn.refuseLimited(limitedReq{request: m.Request}); err != nil {
+					return err
+				}
+				continue
+			}
 			m.Value = append([]byte(nil), m.Value...) // body may alias scratch
 			item.mutate = m
-			item.limited = !cn.take()
 		case wire.KindControl:
 			m, err := wire.DecodeControl(body)
 			if err != nil {
 				return cn.violation(StatusProtocolError, err.Error())
 			}
+			if !cn.take() {
+				if err := cn.refuseLimited(limitedReq{request: m.Request, control: true, ctl: m}); err != nil {
+					return err
+				}
+				continue
+			}
 			item.control = m
-			item.limited = !cn.take()
 		case wire.KindPing:
 			m, err := wire.DecodePing(body)
 			if err != nil {
@@ -286,6 +312,29 @@ func (cn *conn) readLoop() error {
 			return cn.violation(StatusAbuse, "too many messages queued: inbound queue overflow")
 		}
 	}
+}
+
+// refuseLimited queues a RateLimited answer for the tick to send.
+func (cn *conn) refuseLimited(l limitedReq) error {
+	cn.limitedMu.Lock()
+	n := len(cn.limited)
+	if n < maxLimited {
+		cn.limited = append(cn.limited, l)
+	}
+	cn.limitedMu.Unlock()
+	if n >= maxLimited {
+		return cn.violation(StatusAbuse, "flooding requests far past the rate limit")
+	}
+	return nil
+}
+
+// takeLimited hands the queued refusals to the tick.
+func (cn *conn) takeLimited(buf []limitedReq) []limitedReq {
+	cn.limitedMu.Lock()
+	buf = append(buf[:0], cn.limited...)
+	cn.limited = cn.limited[:0]
+	cn.limitedMu.Unlock()
+	return buf
 }
 
 // take spends one token of the mutation bucket.

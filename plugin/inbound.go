@@ -1,6 +1,8 @@
 package plugin
 
 import (
+	"github.com/yohamta/donburi"
+
 	"github.com/ebisync/ebisync/internal/wire"
 )
 
@@ -8,6 +10,14 @@ import (
 // connection.
 func (s *Server) applyInbound() {
 	for _, c := range s.clients {
+		s.limitedBuf = c.cn.takeLimited(s.limitedBuf)
+		for _, l := range s.limitedBuf {
+			if l.control {
+				s.controlReply(c, &l.ctl, wire.ControlForbidden, 0) // the protocol has no RateLimited control result
+			} else {
+				s.result(c, l.request, wire.StatusRateLimited, "mutation rate limit exceeded")
+			}
+		}
 		for {
 			select {
 			case m := <-c.cn.in:
@@ -29,9 +39,9 @@ func (s *Server) applyOne(c *client, m *inbound) {
 	case wire.KindInterest:
 		s.setInterest(c, &m.interest)
 	case wire.KindMutate:
-		s.mutate(c, &m.mutate, m.limited)
+		s.mutate(c, &m.mutate)
 	case wire.KindControl:
-		s.control(c, &m.control, m.limited)
+		s.control(c, &m.control)
 	}
 }
 
@@ -100,8 +110,67 @@ func (s *Server) setInterest(c *client, in *wire.Interest) {
 		c.cx, c.cy = in.X, in.Y
 	case wire.InterestFollow:
 		c.followID, c.followGen = uint32(in.ID), uint32(in.Gen)
+		c.followEntity = donburi.Null
 		s.updateCentre(c)
 	}
 	c.setRadius(in.Radius)
 	c.needScan = true
+}
+
+// FollowEntity centres a client's interest on entity e with the given
+// radius, for example in OnConnect on the ship spawned for that client; the
+// centre moves with the entity. A radius <= 0 keeps the current radius (or
+// Options.DefaultRadius). It must be called on the game goroutine and
+// reports whether the client is connected. The client may replace it by
+// sending its own interest.
+func (s *Server) FollowEntity(clientID uint64, e donburi.Entity, radius float64) bool {
+	c, ok := s.byID[clientID]
+	if !ok {
+		return false
+	}
+	c.mode = wire.InterestFollow
+	c.followEntity = e
+	c.followID, c.followGen = 0, 0
+	s.setServerRadius(c, radius)
+	c.needScan = true
+	return true
+}
+
+// SetInterest centres a client's interest on a fixed point. A radius <= 0
+// keeps the current radius (or Options.DefaultRadius). It must be called on
+// the game goroutine and reports whether the client is connected.
+func (s *Server) SetInterest(clientID uint64, x, y, radius float64) bool {
+	c, ok := s.byID[clientID]
+	if !ok {
+		return false
+	}
+	c.mode = wire.InterestPoint
+	c.cx, c.cy = x, y
+	c.followEntity = donburi.Null
+	s.setServerRadius(c, radius)
+	c.needScan = true
+	return true
+}
+
+// SetGlobalInterest gives a client every entity it subscribes to, at any
+// distance. It must be called on the game goroutine and reports whether the
+// client is connected.
+func (s *Server) SetGlobalInterest(clientID uint64) bool {
+	c, ok := s.byID[clientID]
+	if !ok {
+		return false
+	}
+	c.mode = wire.InterestGlobal
+	c.followEntity = donburi.Null
+	c.needScan = true
+	return true
+}
+
+func (s *Server) setServerRadius(c *client, radius float64) {
+	switch {
+	case radius > 0:
+		c.setRadius(radius)
+	case c.enterR == 0 && s.opts.DefaultRadius > 0:
+		c.setRadius(s.opts.DefaultRadius)
+	}
 }

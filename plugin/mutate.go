@@ -86,11 +86,7 @@ func (s *Server) record(id, gen uint64) *entityRec {
 }
 
 // mutate authorises, validates and applies one mutation.
-func (s *Server) mutate(c *client, m *wire.Mutate, limited bool) {
-	if limited {
-		s.result(c, m.Request, wire.StatusRateLimited, "mutation rate limit exceeded")
-		return
-	}
+func (s *Server) mutate(c *client, m *wire.Mutate) {
 	if m.Comp >= uint64(len(s.comps)) {
 		s.result(c, m.Request, wire.StatusNotFound, fmt.Sprintf("unknown component id %d", m.Comp))
 		return
@@ -202,11 +198,7 @@ func (s *Server) controlReply(c *client, m *wire.Control, res wire.ControlResult
 
 // control takes or releases exclusive control of an entity (and, when
 // asked, of its donburi transform children).
-func (s *Server) control(c *client, m *wire.Control, limited bool) {
-	if limited {
-		s.controlReply(c, m, wire.ControlForbidden, 0)
-		return
-	}
+func (s *Server) control(c *client, m *wire.Control) {
 	r := s.record(m.ID, m.Gen)
 	if r == nil {
 		s.controlReply(c, m, wire.ControlNotFound, 0)

@@ -1,6 +1,9 @@
 package plugin
 
 import (
+	"github.com/yohamta/donburi"
+
+	"github.com/ebisync/ebisync/components"
 	"github.com/ebisync/ebisync/internal/wire"
 )
 
@@ -84,6 +87,17 @@ func (s *Server) maybeEnter(c *client, r *entityRec) {
 func (s *Server) updateCentre(c *client) {
 	if c.mode != wire.InterestFollow {
 		return
+	}
+	if c.followEntity != donburi.Null {
+		if !s.world.Valid(c.followEntity) {
+			return
+		}
+		entry := s.world.Entry(c.followEntity)
+		if !entry.HasComponent(components.Replicated) {
+			return
+		}
+		tag := components.Replicated.Get(entry)
+		c.followID, c.followGen = tag.NetID, tag.Gen
 	}
 	if int(c.followID) < len(s.recs) {
 		if r := s.recs[c.followID]; r != nil && r.gen == c.followGen && r.hasPos {

@@ -54,6 +54,7 @@ type Server struct {
 	cgrid         clientGrid
 	controls      map[uint32]*controlHold
 	scratch       []byte
+	limitedBuf    []limitedReq
 	tickDur       time.Duration
 
 	// Cross-goroutine state.
