@@ -1,0 +1,157 @@
+package demotest
+
+import (
+	"bytes"
+	"context"
+	"image"
+	"image/png"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"regexp"
+	"strconv"
+	"testing"
+	"time"
+)
+
+// TestDemoScreenshot runs `demo -screenshot FILE -frames N` and checks that
+// the picture shows a world (many colours, many non-background pixels) and
+// that the window's mirror held entities.
+//
+// It needs a display: DISPLAY, else xvfb-run. Without either it skips,
+// unless EBISYNC_REQUIRE_DISPLAY=1, which makes that a failure (CI sets
+// it).
+func TestDemoScreenshot(t *testing.T) {
+	var wrap []string
+	if os.Getenv("DISPLAY") == "" {
+		xvfb, err := exec.LookPath("xvfb-run")
+		if err != nil {
+			msg := "no display: DISPLAY is unset and xvfb-run is not installed (apt-get install xvfb xauth)"
+			if os.Getenv("EBISYNC_REQUIRE_DISPLAY") == "1" {
+				t.Fatal(msg + "; EBISYNC_REQUIRE_DISPLAY=1 requires one")
+			}
+			t.Skip(msg)
+		}
+		wrap = []string{xvfb, "-a", "-s", "-screen 0 1280x800x24"}
+	}
+	if testing.Short() {
+		t.Skip("builds and runs the demo; skipped with -short")
+	}
+	goTool, err := exec.LookPath("go")
+	if err != nil {
+		t.Skip("the go command is not in PATH")
+	}
+
+	dir := t.TempDir()
+	bin := filepath.Join(dir, "demo")
+	build := []string{"build", "-o", bin}
+	if raceEnabled {
+		build = append(build, "-race") // the demo runs three worlds on three goroutines
+	}
+	build = append(build, "github.com/ebisync/ebisync/demo")
+	if out, err := exec.Command(goTool, build...).CombinedOutput(); err != nil {
+		t.Fatalf("go %v: %v\n%s", build, err, out)
+	}
+
+	shot := filepath.Join(dir, "shot.png")
+	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
+	defer cancel()
+	argv := append(wrap, bin, "-screenshot", shot, "-frames", "90", "-entities", "2000", "-bots", "3")
+	cmd := exec.CommandContext(ctx, argv[0], argv[1:]...)
+	var stdout, stderr bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &stdout, &stderr
+	if err := cmd.Run(); err != nil {
+		t.Fatalf("%v: %v\nstdout:\n%s\nstderr:\n%s", argv, err, stdout.String(), stderr.String())
+	}
+	t.Logf("demo output:\n%s", stdout.String())
+	if stderr.Len() > 0 {
+		t.Logf("demo stderr:\n%s", stderr.String())
+	}
+
+	m := regexp.MustCompile(`(?m)^mirror entities: (\d+)$`).FindStringSubmatch(stdout.String())
+	if m == nil {
+		t.Fatalf("no `mirror entities: N` line in the output:\n%s", stdout.String())
+	}
+	if n, _ := strconv.Atoi(m[1]); n <= 0 {
+		t.Errorf("mirror entities: %d, want > 0", n)
+	}
+
+	f, err := os.Open(shot)
+	if err != nil {
+		t.Fatalf("no screenshot: %v", err)
+	}
+	defer f.Close()
+	img, err := png.Decode(f)
+	if err != nil {
+		t.Fatalf("screenshot is not a PNG: %v", err)
+	}
+	checkPicture(t, img)
+}
+
+// checkPicture checks that img is a rendered scene, not a blank or a
+// single-colour frame.
+func checkPicture(t *testing.T, img image.Image) {
+	t.Helper()
+	b := img.Bounds()
+	if b.Dx() < 320 || b.Dy() < 200 {
+		t.Fatalf("screenshot is %dx%d, want a window-sized picture", b.Dx(), b.Dy())
+	}
+	counts := make(map[uint32]int)
+	for y := b.Min.Y; y < b.Max.Y; y++ {
+		for x := b.Min.X; x < b.Max.X; x++ {
+			r, g, bl, _ := img.At(x, y).RGBA()
+			counts[(r>>8)<<16|(g>>8)<<8|bl>>8]++
+		}
+	}
+	// The most frequent colour is the background.
+	var bg uint32
+	for c, n := range counts {
+		if n > counts[bg] {
+			bg = c
+		}
+	}
+	total := b.Dx() * b.Dy()
+	other := total - counts[bg]
+	t.Logf("%dx%d, %d distinct colours, background #%06x, %d other pixels (%.1f%%)",
+		b.Dx(), b.Dy(), len(counts), bg, other, 100*float64(other)/float64(total))
+	if len(counts) < 16 {
+		t.Errorf("only %d distinct colours: want a drawn scene", len(counts))
+	}
+	if other < total/50 {
+		t.Errorf("only %d of %d pixels differ from the background", other, total)
+	}
+	// Saturated pixels come from the ships and drones (in several hues)
+	// and the interest ring (one hue); the grid, asteroids and text are
+	// grey. Count the hues that cover a fair number of pixels.
+	var hues [12]int
+	for c, n := range counts {
+		r, g, bl := float64(c>>16), float64(c>>8&0xff), float64(c&0xff)
+		hi, lo := max(r, g, bl), min(r, g, bl)
+		if hi-lo < 80 || hi < 120 {
+			continue
+		}
+		var h float64
+		switch hi {
+		case r:
+			h = 60 * (g - bl) / (hi - lo)
+		case g:
+			h = 60*(bl-r)/(hi-lo) + 120
+		default:
+			h = 60*(r-g)/(hi-lo) + 240
+		}
+		if h < 0 {
+			h += 360
+		}
+		hues[int(h/30)%12] += n
+	}
+	seen := 0
+	for _, n := range hues {
+		if n >= 20 {
+			seen++
+		}
+	}
+	t.Logf("vivid pixels by 30° hue: %v", hues)
+	if seen < 3 {
+		t.Errorf("vivid pixels in only %d hues: the entities were not drawn", seen)
+	}
+}

@@ -1,0 +1,188 @@
+// Command server is the demo's headless dedicated server: the demo world
+// (package sim) replicated by ebisync to every client that connects at
+// ws://ADDR/sync.
+//
+//	go run ./demo/server -listen 127.0.0.1:8080 -entities 3000 -tick 30
+//
+// Every -stats interval it prints the tick time and the clients' traffic.
+// It exits on SIGINT or SIGTERM, or after -duration, closing every
+// connection with "going away" first. It does not import Ebitengine, so it
+// runs on machines without a display.
+package main
+
+import (
+	"cmp"
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"log/slog"
+	"maps"
+	"net"
+	"os"
+	"os/signal"
+	"slices"
+	"syscall"
+	"time"
+
+	"github.com/ebisync/ebisync/demo/sim"
+	"github.com/ebisync/ebisync/plugin"
+)
+
+func main() {
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	if err := run(ctx, os.Args[1:], os.Stdout); err != nil {
+		if errors.Is(err, flag.ErrHelp) {
+			os.Exit(2)
+		}
+		fmt.Fprintln(os.Stderr, "server:", err)
+		os.Exit(1)
+	}
+}
+
+func run(ctx context.Context, args []string, stdout io.Writer) error {
+	fs := flag.NewFlagSet("server", flag.ContinueOnError)
+	listen := fs.String("listen", "127.0.0.1:8080", "`address` to serve ws://ADDR/sync on (port 0 picks one)")
+	entities := fs.Int("entities", 3000, "asteroids and drones in the world")
+	tick := fs.Int("tick", 30, "simulation and replication rate in `Hz`")
+	radius := fs.Float64("radius", 600, "default interest radius in world units")
+	duration := fs.Duration("duration", 0, "exit after this long (0: run until SIGINT/SIGTERM)")
+	every := fs.Duration("stats", 5*time.Second, "print statistics this often (0: only at exit)")
+	perClient := fs.Int("per-client", 8, "list clients individually when at most this many are connected")
+	verbose := fs.Bool("v", false, "log connections at debug level")
+	if err := fs.Parse(args); err != nil {
+		return err
+	}
+	if *entities < 0 || *tick <= 0 || *radius <= 0 {
+		return errors.New("-entities must be >= 0, -tick and -radius > 0")
+	}
+	level := slog.LevelInfo
+	if *verbose {
+		level = slog.LevelDebug
+	}
+	logger := slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: level}))
+
+	ents := *entities
+	if ents == 0 {
+		ents = -1 // sim.Config: negative means none, zero means the default
+	}
+	host := sim.NewHost(&sim.HostConfig{
+		Sim:      sim.Config{Entities: ents},
+		TickRate: *tick,
+		Radius:   *radius,
+		Logger:   logger,
+	})
+	ln, err := net.Listen("tcp", *listen)
+	if err != nil {
+		return fmt.Errorf("failed to listen: %w", err)
+	}
+	host.Serve(ln)
+	fmt.Fprintf(stdout, "ebisync demo server listening on ws://%s/sync (%d entities, %d Hz, radius %g)\n",
+		ln.Addr(), *entities, *tick, *radius)
+
+	if *duration > 0 {
+		var cancel context.CancelFunc
+		ctx, cancel = context.WithTimeout(ctx, *duration)
+		defer cancel()
+	}
+	done := make(chan error, 1)
+	go func() { done <- host.Run(ctx) }()
+
+	rep := reporter{host: host, out: stdout, perClient: *perClient, last: time.Now(), prev: make(map[uint64]uint64)}
+	var tickC <-chan time.Time
+	if *every > 0 {
+		t := time.NewTicker(*every)
+		defer t.Stop()
+		tickC = t.C
+	}
+	for {
+		select {
+		case <-tickC:
+			rep.report("stats")
+			continue
+		case err = <-done:
+		}
+		break
+	}
+	rep.report("final")
+	if cerr := host.Close(); cerr != nil {
+		err = errors.Join(err, cerr)
+	}
+	fmt.Fprintln(stdout, "server stopped")
+	return err
+}
+
+// reporter prints tick times and traffic rates since its previous report.
+type reporter struct {
+	host      *sim.Host
+	out       io.Writer
+	perClient int
+	last      time.Time
+	prev      map[uint64]uint64 // client id → BytesOut at the last report
+	prevOut   uint64
+	prevRaw   uint64
+	// Over the whole run.
+	ticks         int
+	tickSum, peak time.Duration
+}
+
+func (r *reporter) report(label string) {
+	now := time.Now()
+	secs := now.Sub(r.last).Seconds()
+	r.last = now
+	if secs <= 0 {
+		secs = 1e-9
+	}
+	ts := r.host.TickStats()
+	r.ticks += ts.Ticks
+	r.tickSum += ts.Avg * time.Duration(ts.Ticks)
+	r.peak = max(r.peak, ts.Max)
+	st := r.host.Plugin().Stats()
+	budget := (time.Second / time.Duration(r.host.TickRate())).Round(100 * time.Microsecond)
+	fmt.Fprintf(r.out, "%s: tick avg %v max %v (budget %v, %d ticks) | entities %d clients %d | out %.1f KB/s",
+		label, ts.Avg.Round(time.Microsecond), ts.Max.Round(time.Microsecond), budget, ts.Ticks,
+		st.Entities, st.Clients, float64(st.BytesOut-r.prevOut)/secs/1024)
+	if raw := st.RawBytesOut - r.prevRaw; raw > 0 {
+		fmt.Fprintf(r.out, " (lz4 %.0f%% of raw)", 100*float64(st.BytesOut-r.prevOut)/float64(raw))
+	}
+	r.prevOut, r.prevRaw = st.BytesOut, st.RawBytesOut
+
+	rates := make([]float64, 0, len(st.PerClient))
+	seen := make(map[uint64]uint64, len(st.PerClient))
+	slices.SortFunc(st.PerClient, func(a, b plugin.ClientStats) int { return cmp.Compare(a.ID, b.ID) })
+	var lines []string
+	for _, c := range st.PerClient {
+		rate := float64(c.BytesOut-r.prev[c.ID]) / secs
+		seen[c.ID] = c.BytesOut
+		rates = append(rates, rate)
+		lines = append(lines, fmt.Sprintf("  client %d %q %s: out %.1f KB/s, in %d B, last write %v",
+			c.ID, c.Name, c.Addr, rate/1024, c.BytesIn, c.LastWrite.Round(time.Microsecond)))
+	}
+	r.prev = seen
+	if len(rates) > 0 {
+		lo, hi, sum := rates[0], rates[0], 0.0
+		for _, v := range rates {
+			lo, hi, sum = min(lo, v), max(hi, v), sum+v
+		}
+		fmt.Fprintf(r.out, " | per client avg %.1f min %.1f max %.1f KB/s", sum/float64(len(rates))/1024, lo/1024, hi/1024)
+	}
+	if len(st.Mutations) > 0 {
+		names := slices.Sorted(maps.Keys(st.Mutations))
+		fmt.Fprint(r.out, " | mutations")
+		for _, k := range names {
+			fmt.Fprintf(r.out, " %s:%d", k, st.Mutations[k])
+		}
+	}
+	fmt.Fprintln(r.out)
+	if label == "final" && r.ticks > 0 {
+		fmt.Fprintf(r.out, "overall: %d ticks, tick avg %v max %v (budget %v)\n",
+			r.ticks, (r.tickSum / time.Duration(r.ticks)).Round(time.Microsecond), r.peak.Round(time.Microsecond), budget)
+	}
+	if len(lines) <= r.perClient {
+		for _, l := range lines {
+			fmt.Fprintln(r.out, l)
+		}
+	}
+}

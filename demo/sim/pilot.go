@@ -1,0 +1,119 @@
+package sim
+
+import (
+	"github.com/yohamta/donburi"
+	"github.com/yohamta/donburi/filter"
+
+	"github.com/ebisync/ebisync/components"
+	"github.com/ebisync/ebisync/netclient"
+)
+
+// Pilot is the client side of a player: it finds the ship the server
+// spawned for this client in the mirror world, points the client's
+// interest at it (FollowInterest), and steers it with mutations of Steer.
+//
+// A new client's interest is the server's default, which is not where its
+// ship is, and the client does not know its ship's network id. So the
+// Pilot first looks at its spawn point (Config.SpawnPoint of its client
+// id), finds the mirror entity whose components.Owner is this client, then
+// follows it. After a reconnect (a new client id, a new ship) it does so
+// again.
+//
+// A Pilot is used on the client's game goroutine only.
+type Pilot struct {
+	c       *netclient.Client
+	radius  float64
+	world   *Config
+	owned   *donburi.Query // per Pilot: donburi queries must not be shared across goroutines
+	ship    donburi.Entity
+	owner   uint64 // client id the ship was found for
+	looking bool   // the interest is on the spawn area
+
+	steer   SteerData // last value sent for ship
+	unsent  bool      // steer must be sent (new ship, or the last send failed)
+	pending []<-chan netclient.MutationResult
+
+	// Sent counts the Steer mutations sent, Refused the ones that did not
+	// come back Ok.
+	Sent, Refused int
+}
+
+// NewPilot returns a Pilot for c, whose interest radius around the ship
+// will be radius. world is the server's world configuration (nil: the
+// default world), which tells where ships spawn.
+func NewPilot(c *netclient.Client, radius float64, world *Config) *Pilot {
+	return &Pilot{
+		c:      c,
+		radius: radius,
+		world:  world,
+		owned:  donburi.NewQuery(filter.Contains(components.Owner, Ship)),
+		ship:   donburi.Null,
+	}
+}
+
+// Radius returns the interest radius.
+func (p *Pilot) Radius() float64 { return p.radius }
+
+// Ship returns this client's ship in the mirror world, once found.
+func (p *Pilot) Ship() (donburi.Entity, bool) {
+	return p.ship, p.ship != donburi.Null
+}
+
+// Update finds the ship if needed and collects mutation results. Call it
+// after each Client.Update.
+func (p *Pilot) Update() {
+	for i := 0; i < len(p.pending); i++ {
+		select {
+		case r := <-p.pending[i]:
+			if r.Err != nil {
+				p.Refused++
+				p.unsent = true
+			}
+			p.pending[i] = p.pending[len(p.pending)-1]
+			p.pending = p.pending[:len(p.pending)-1]
+			i--
+		default:
+		}
+	}
+	if !p.c.Connected() {
+		return
+	}
+	id := p.c.ClientID()
+	w := p.c.World()
+	if p.ship != donburi.Null && p.owner == id && w.Valid(p.ship) {
+		return
+	}
+	p.ship = donburi.Null
+	for e := range p.owned.Iter(w) {
+		if components.Owner.Get(e).Client != id {
+			continue
+		}
+		netID, gen, ok := p.c.NetID(e.Entity())
+		if !ok {
+			continue
+		}
+		p.ship, p.owner, p.looking = e.Entity(), id, false
+		p.steer, p.unsent = SteerData{}, true
+		// An error means the client is closed; Update reports that.
+		_ = p.c.FollowInterest(netID, gen, p.radius)
+		return
+	}
+	if !p.looking || p.owner != id {
+		p.looking, p.owner = true, id
+		x, y := p.world.SpawnPoint(id)
+		_ = p.c.SetInterest(x, y, p.radius)
+	}
+}
+
+// Steer asks the server to set the ship's Steer to s, if it differs from
+// what was last sent. It does nothing until the ship is found. Values are
+// clamped to -100..100.
+func (p *Pilot) Steer(s SteerData) {
+	s = SteerData{Thrust: clampSteer(s.Thrust), Turn: clampSteer(s.Turn)}
+	if p.ship == donburi.Null || (s == p.steer && !p.unsent) {
+		return
+	}
+	p.steer, p.unsent = s, false
+	p.Sent++
+	p.pending = append(p.pending, netclient.Mutate(p.c, p.ship, Steer, s, nil))
+}

@@ -1,0 +1,5 @@
+//go:build !race
+
+package displaytest
+
+const raceEnabled = false

@@ -1,0 +1,204 @@
+package ebitensync
+
+import (
+	"fmt"
+	"image/color"
+	"time"
+
+	"github.com/hajimehoshi/ebiten/v2"
+	"github.com/hajimehoshi/ebiten/v2/ebitenutil"
+	"github.com/hajimehoshi/ebiten/v2/inpututil"
+	"github.com/hajimehoshi/ebiten/v2/vector"
+
+	"github.com/ebisync/ebisync/netclient"
+)
+
+// GraphSamples is how many bandwidth samples the overlay's graph shows.
+const GraphSamples = 120
+
+// OverlayOptions configures an Overlay. A nil *OverlayOptions means the
+// defaults.
+type OverlayOptions struct {
+	// Keys toggle the overlay. Default F3.
+	Keys []ebiten.Key
+	// Visible shows the overlay from the start.
+	Visible bool
+	// SampleEvery is the period of one bandwidth sample. Default 250ms,
+	// so the graph spans 30 seconds.
+	SampleEvery time.Duration
+}
+
+// Overlay is a debug panel showing a client's connection: entities in the
+// mirror, bytes per second in and out, the compression ratio, the
+// round-trip time, the server tick, and a graph of the last GraphSamples
+// bandwidth samples.
+//
+// Call Update from the game's Update and Draw from its Draw, both on the
+// game goroutine; an Overlay is not safe for concurrent use. Samples are
+// taken in Update whether the overlay is visible or not, so the graph has
+// history when it is opened.
+type Overlay struct {
+	c       *netclient.Client
+	keys    []ebiten.Key
+	visible bool
+	every   time.Duration
+
+	last    time.Time
+	prevIn  uint64
+	prevOut uint64
+	in, out [GraphSamples]float64 // bytes/s, ring buffers
+	head    int                   // next slot to write
+	n       int                   // samples held
+}
+
+// NewOverlay returns an overlay for c.
+func NewOverlay(c *netclient.Client, opts *OverlayOptions) *Overlay {
+	var o OverlayOptions
+	if opts != nil {
+		o = *opts
+	}
+	if len(o.Keys) == 0 {
+		o.Keys = []ebiten.Key{ebiten.KeyF3}
+	}
+	if o.SampleEvery <= 0 {
+		o.SampleEvery = 250 * time.Millisecond
+	}
+	return &Overlay{c: c, keys: append([]ebiten.Key(nil), o.Keys...), visible: o.Visible, every: o.SampleEvery}
+}
+
+// Visible reports whether the overlay is shown.
+func (o *Overlay) Visible() bool { return o.visible }
+
+// SetVisible shows or hides the overlay.
+func (o *Overlay) SetVisible(v bool) { o.visible = v }
+
+// Update toggles the overlay when one of its keys was just pressed and takes a
+// bandwidth sample when one is due.
+func (o *Overlay) Update() {
+	for _, k := range o.keys {
+		if inpututil.IsKeyJustPressed(k) {
+			o.visible = !o.visible
+			break
+		}
+	}
+	o.sample(time.Now())
+}
+
+func (o *Overlay) sample(now time.Time) {
+	if o.last.IsZero() {
+		st := o.c.Stats()
+		o.last, o.prevIn, o.prevOut = now, st.BytesIn, st.BytesOut
+		return
+	}
+	dt := now.Sub(o.last)
+	if dt < o.every {
+		return
+	}
+	st := o.c.Stats()
+	secs := dt.Seconds()
+	o.in[o.head] = float64(st.BytesIn-o.prevIn) / secs
+	o.out[o.head] = float64(st.BytesOut-o.prevOut) / secs
+	o.head = (o.head + 1) % GraphSamples
+	o.n = min(o.n+1, GraphSamples)
+	o.last, o.prevIn, o.prevOut = now, st.BytesIn, st.BytesOut
+}
+
+// Overlay geometry, in screen pixels. ebitenutil's debug font is 6×16.
+const (
+	panelW    = 2*GraphSamples + 24
+	lineH     = 16
+	textLines = 8
+	graphH    = 64
+	panelH    = 8 + textLines*lineH + 8 + graphH + lineH + 4
+	margin    = 8
+)
+
+var (
+	panelBG   = color.RGBA{0x08, 0x0b, 0x14, 0xd8}
+	panelEdge = color.RGBA{0x3a, 0x4a, 0x6a, 0xff}
+	graphBG   = color.RGBA{0x12, 0x18, 0x28, 0xff}
+	inColor   = color.RGBA{0x4c, 0xc9, 0x8c, 0xff}
+	outColor  = color.RGBA{0xff, 0xa7, 0x26, 0xff}
+)
+
+// Draw draws the overlay in the top-right corner of dst when it is
+// visible.
+func (o *Overlay) Draw(dst *ebiten.Image) {
+	if !o.visible {
+		return
+	}
+	b := dst.Bounds()
+	x0 := float32(b.Max.X - panelW - margin)
+	y0 := float32(b.Min.Y + margin)
+	vector.DrawFilledRect(dst, x0, y0, panelW, panelH, panelBG, false)
+	vector.StrokeRect(dst, x0, y0, panelW, panelH, 1, panelEdge, false)
+
+	st := o.c.Stats()
+	state := "connected"
+	if !st.Connected {
+		state = "reconnecting"
+	}
+	if err := o.c.Err(); err != nil {
+		state = "stopped"
+	}
+	ratio := "n/a (no batch compressed)"
+	if raw := st.BytesIn - st.CompressedIn + st.UncompressedIn; raw > 0 && st.UncompressedIn > 0 {
+		ratio = fmt.Sprintf("%.0f%% of raw (%.2fx)", 100*float64(st.BytesIn)/float64(raw), float64(raw)/float64(st.BytesIn))
+	}
+	lines := [textLines]string{
+		"ebisync  " + state,
+		fmt.Sprintf("client #%d  server tick %d", o.c.ClientID(), st.ServerTick),
+		fmt.Sprintf("mirror   %d entities", st.Entities),
+		fmt.Sprintf("in       %s  %.0f msg/s", kbps(st.BytesInPerSec), st.MessagesInPerSec),
+		fmt.Sprintf("out      %s", kbps(st.BytesOutPerSec)),
+		fmt.Sprintf("lz4      %s", ratio),
+		fmt.Sprintf("rtt      %s (last %s)", ms(st.RTT), ms(st.RTTLast)),
+		fmt.Sprintf("total    in %s out %s", size(st.BytesIn), size(st.BytesOut)),
+	}
+	tx, ty := int(x0)+8, int(y0)+6
+	for i, l := range lines {
+		ebitenutil.DebugPrintAt(dst, l, tx, ty+i*lineH)
+	}
+
+	gx := x0 + 8
+	gy := y0 + 8 + textLines*lineH + 8
+	gw := float32(2 * GraphSamples)
+	vector.DrawFilledRect(dst, gx, gy, gw, graphH, graphBG, false)
+	peak := 1024.0 // at least 1 KB/s full scale, so idle noise stays flat
+	for i := 0; i < o.n; i++ {
+		peak = max(peak, o.in[i], o.out[i])
+	}
+	// Oldest sample on the left; inbound as bars, outbound as a line.
+	var px, py float32
+	for i := 0; i < o.n; i++ {
+		k := (o.head - o.n + i + GraphSamples) % GraphSamples
+		x := gx + gw - float32(2*(o.n-i))
+		h := float32(o.in[k] / peak * graphH)
+		vector.DrawFilledRect(dst, x, gy+graphH-h, 2, h, inColor, false)
+		y := gy + graphH - float32(o.out[k]/peak*graphH)
+		if i > 0 {
+			vector.StrokeLine(dst, px, py, x+1, y, 1, outColor, false)
+		}
+		px, py = x+1, y
+	}
+	ebitenutil.DebugPrintAt(dst, fmt.Sprintf("last %ds, top %s", int(o.every.Seconds()*GraphSamples), kbps(peak)), int(gx)+2, int(gy+graphH))
+}
+
+func kbps(v float64) string {
+	if v < 1024 {
+		return fmt.Sprintf("%.0f B/s", v)
+	}
+	if v >= 1<<20 {
+		return fmt.Sprintf("%.2f MB/s", v/(1<<20))
+	}
+	return fmt.Sprintf("%.1f KB/s", v/1024)
+}
+
+func size(v uint64) string {
+	if v >= 1<<20 {
+		return fmt.Sprintf("%.1f MB", float64(v)/(1<<20))
+	}
+	return fmt.Sprintf("%.1f KB", float64(v)/1024)
+}
+
+func ms(d time.Duration) string { return fmt.Sprintf("%.1fms", d.Seconds()*1000) }
