@@ -247,3 +247,21 @@ func hasBytes(fs []field) bool {
 
 // ptr returns the address of field f in the value at p.
 func (f *field) ptr(p unsafe.Pointer) unsafe.Pointer { return unsafe.Add(p, f.off) }
+
+// hasPointers reports whether values of t hold pointers (strings, slices),
+// whose bytes say nothing about the values they point to.
+func hasPointers(t reflect.Type) bool {
+	switch t.Kind() {
+	case reflect.String, reflect.Slice, reflect.Pointer, reflect.Map, reflect.Interface, reflect.Func, reflect.Chan, reflect.UnsafePointer:
+		return true
+	case reflect.Array:
+		return t.Len() > 0 && hasPointers(t.Elem())
+	case reflect.Struct:
+		for i := 0; i < t.NumField(); i++ {
+			if hasPointers(t.Field(i).Type) {
+				return true
+			}
+		}
+	}
+	return false
+}

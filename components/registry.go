@@ -62,6 +62,8 @@ type Component struct {
 	typ     reflect.Type
 	fields  []field
 	deep    bool // has []byte leaves that need a deep copy
+	plain   bool // no strings or slices: equal memory means equal values
+	size    uintptr
 	hash    uint64
 	opts    Options
 	custom  func(p unsafe.Pointer) Marshaler
@@ -186,6 +188,8 @@ func Register[T any](r *Registry, name string, ct *donburi.ComponentType[T], opt
 		}
 		c.fields = fs
 		c.deep = hasBytes(fs)
+		c.plain = !hasPointers(typ)
+		c.size = typ.Size()
 	}
 	c.hash = schemaHash(name, c.fields)
 	r.list = append(r.list, c)

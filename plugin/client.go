@@ -57,6 +57,7 @@ type client struct {
 	minIntv    uint32
 	lastSent   uint32
 	good       int
+	busyRun    int
 	lastSlow   int64
 	batch      wire.Batch
 	sizes      []int

@@ -401,6 +401,16 @@ func (cn *conn) writeLoop() {
 	comp := compressors.Get().(*wire.Compressor)
 	defer compressors.Put(comp)
 	var framed []byte
+	// A write blocked past the timeout is ended by closing the connection.
+	// One reusable timer instead of a context per write: a cancellable
+	// context costs coder/websocket several allocations per message.
+	var timedOut atomic.Bool
+	timer := time.AfterFunc(time.Hour, func() {
+		timedOut.Store(true)
+		cn.ws.CloseNow()
+	})
+	timer.Stop()
+	defer timer.Stop()
 	for {
 		var msg []byte
 		isBatch := false
@@ -413,9 +423,9 @@ func (cn *conn) writeLoop() {
 		}
 		start := time.Now()
 		framed = comp.Compress(framed[:0], msg)
-		ctx, cancel := context.WithTimeout(cn.ctx, wt)
-		err := cn.ws.Write(ctx, websocket.MessageBinary, framed)
-		cancel()
+		timer.Reset(wt)
+		err := cn.ws.Write(context.Background(), websocket.MessageBinary, framed)
+		timer.Stop()
 		if isBatch {
 			d := time.Since(start)
 			cn.writeNanos.Store(int64(d))
@@ -429,7 +439,7 @@ func (cn *conn) writeLoop() {
 			cn.busy.Store(false)
 		}
 		if err != nil {
-			if ctx.Err() != nil && cn.ctx.Err() == nil {
+			if timedOut.Load() && cn.ctx.Err() == nil {
 				cn.s.log.Info("ebisync: dropped a client too slow to take its batches", "client", cn.id, "remote", cn.addr, "timeout", wt)
 				cn.shutdown(StatusTooSlow, fmt.Sprintf("write timeout: no batch taken within %s", wt))
 			} else {

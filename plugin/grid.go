@@ -70,6 +70,19 @@ func (g *grid) update(r *entityRec) {
 func (g *grid) each(x, y, radius float64, f func(*entityRec)) {
 	x0, x1 := g.coord(x-radius), g.coord(x+radius)
 	y0, y1 := g.coord(y-radius), g.coord(y+radius)
+	if span := (int64(x1) - int64(x0) + 1) * (int64(y1) - int64(y0) + 1); span > int64(len(g.cells)) {
+		// A radius covering more cells than are occupied: walk the
+		// occupied ones instead of the empty square.
+		for k, cell := range g.cells {
+			cx, cy := int32(uint32(k>>32)), int32(uint32(k))
+			if cx >= x0 && cx <= x1 && cy >= y0 && cy <= y1 {
+				for _, r := range cell {
+					f(r)
+				}
+			}
+		}
+		return
+	}
 	for cx := x0; cx <= x1; cx++ {
 		for cy := y0; cy <= y1; cy++ {
 			for _, r := range g.cells[keyOf(cx, cy)] {

@@ -30,29 +30,35 @@ func (s *Server) budget(c *client) int {
 	return b
 }
 
-// pace adapts the client's send interval: it doubles while the client's
-// writer is still busy or its writes take longer than a tick, and steps
-// back down after a run of prompt writes.
+// pace adapts the client's send interval. A writer still busy on two
+// build attempts in a row, or two writes slower than a tick since the last
+// look, doubles it (up to 8× the base, at most a second); a run of prompt
+// batches worth about half a second steps it back down by one. One slow
+// write alone (a GC pause, a busy core) changes nothing.
 func (s *Server) pace(c *client) bool {
 	if c.cn.busy.Load() {
 		c.good = 0
-		if c.interval < 8*c.minIntv && c.interval < uint32(s.opts.TickRate) {
-			c.interval *= 2
+		c.busyRun++
+		if c.busyRun >= 2 {
+			c.busyRun = 0
+			s.slowDown(c)
 		}
 		s.stats.skipped.Add(1)
 		return false
 	}
-	if slow := c.cn.slowWrites.Load(); slow != c.lastSlow {
+	c.busyRun = 0
+	if slow := c.cn.slowWrites.Load(); slow-c.lastSlow >= 2 {
 		c.lastSlow = slow
 		c.good = 0
-		if c.interval < 8*c.minIntv && c.interval < uint32(s.opts.TickRate) {
-			c.interval *= 2
-		}
+		s.slowDown(c)
 	}
-	if s.tick-c.lastSent < c.interval {
-		return false
+	return s.tick-c.lastSent >= c.interval
+}
+
+func (s *Server) slowDown(c *client) {
+	if c.interval < 8*c.minIntv && c.interval < uint32(s.opts.TickRate) {
+		c.interval *= 2
 	}
-	return true
 }
 
 func (s *Server) sendTo(c *client) {
@@ -132,9 +138,10 @@ func (s *Server) sendTo(c *client) {
 	s.stats.batches.Add(1)
 	if c.interval > c.minIntv {
 		c.good++
-		if c.good >= 2*s.opts.TickRate/int(c.interval) {
+		if c.good >= max(1, s.opts.TickRate/(2*int(c.interval))) {
 			c.interval--
 			c.good = 0
+			c.lastSlow = c.cn.slowWrites.Load()
 		}
 	}
 }

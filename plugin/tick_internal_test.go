@@ -4,7 +4,9 @@ import (
 	"context"
 	"math"
 	"math/rand/v2"
+	"sync/atomic"
 	"testing"
+	"time"
 
 	"github.com/yohamta/donburi"
 
@@ -183,5 +185,55 @@ func TestTickSteadyStateAllocs(t *testing.T) {
 	}
 	if a := testing.AllocsPerRun(100, step); a != 0 {
 		t.Fatalf("%.1f allocations per tick in steady state, want 0", a)
+	}
+}
+
+// TestAdaptiveSendRate: a client whose writes are slow gets batches less
+// often, and its rate comes back by itself when its writes are prompt again.
+func TestAdaptiveSendRate(t *testing.T) {
+	reg := components.NewRegistry()
+	components.RegisterStandard(reg)
+	w := donburi.NewWorld()
+	s := New(w, reg, &Options{TickRate: 60})
+	e := w.Create(components.Replicated, components.Position)
+	pos, _ := reg.Of(components.Position)
+	c, stop := attachSink(s, 0, 0, 0, 1<<uint(pos.Index()))
+	defer stop()
+	var slow atomic.Bool
+	// Replace the sink's writer behaviour: each batch "takes" longer than a
+	// tick while slow is set.
+	slowSink := func() {
+		for c.cn.busy.Load() {
+			time.Sleep(50 * time.Microsecond)
+		}
+	}
+	tick := func() {
+		components.Position.Get(w.Entry(e)).X += 1
+		if slow.Load() {
+			c.cn.slowWrites.Add(1) // the writer reports a write longer than a tick
+		}
+		s.Tick()
+		slowSink()
+	}
+	for i := 0; i < 10; i++ {
+		tick()
+	}
+	if c.interval != c.minIntv {
+		t.Fatalf("interval %d before any slowness, want %d", c.interval, c.minIntv)
+	}
+	slow.Store(true)
+	for i := 0; i < 60; i++ {
+		tick()
+	}
+	if c.interval <= c.minIntv {
+		t.Fatalf("interval %d after slow writes, want it raised", c.interval)
+	}
+	t.Logf("slow: interval %d ticks", c.interval)
+	slow.Store(false)
+	for i := 0; i < 600 && c.interval > c.minIntv; i++ {
+		tick()
+	}
+	if c.interval != c.minIntv {
+		t.Fatalf("interval %d after recovery, want %d", c.interval, c.minIntv)
 	}
 }
