@@ -2,6 +2,7 @@ package plugin
 
 import (
 	"math"
+	"math/bits"
 	"slices"
 
 	"github.com/yohamta/donburi"
@@ -45,9 +46,9 @@ type client struct {
 	lastScan     uint32
 	needScan     bool
 
-	slot  []int32 // by net id: index+1 into scope, 0 when absent
-	scope []scopeEnt
-	dirty []dirtyRef
+	member []uint64 // bitset by net id: entities in scope (or pending spawn)
+	count  int      // entities in scope
+	dirty  []dirtyRef
 
 	exits    []wire.Exit
 	results  []wire.MutationResult
@@ -68,29 +69,50 @@ type client struct {
 	spawnComps []wire.CompValue
 }
 
-// dirtyRef names an in-scope entity with something to send. idx is where
-// its scope entry was when marked; an exit may move entries, so resolve
-// checks it and falls back to the slot lookup.
+// dirtyRef names an in-scope entity with something to send: its net id
+// and where this client's view was in the entity's view list when marked.
+// Removals may move views, so resolve checks and falls back to a scan.
 type dirtyRef struct {
-	id  uint32
-	idx int32
+	id uint32
+	vi int32
 }
 
-func (c *client) resolve(d dirtyRef) *scopeEnt {
-	if int(d.idx) < len(c.scope) && c.scope[d.idx].id == d.id {
-		return &c.scope[d.idx]
-	}
-	return c.entry(d.id)
-}
-
-// scopeEnt is what the client holds of one in-scope entity.
-type scopeEnt struct {
-	id      uint32
+// view is what one client holds of one in-scope entity. Views live with
+// the entity, so the clients of a changed entity are updated in one
+// sequential pass over memory that is already in cache.
+type view struct {
+	c       *client
 	sync    uint32 // the client is up to date as of this tick
-	held    uint64 // components the client holds
 	since   uint32 // tick the entity entered scope
+	held    uint64 // components the client holds
 	dirty   bool
 	pending bool // spawn not yet sent
+}
+
+// viewIndex returns the index of c's view of r, or -1.
+func (r *entityRec) viewIndex(c *client) int {
+	for i := range r.views {
+		if r.views[i].c == c {
+			return i
+		}
+	}
+	return -1
+}
+
+// resolve returns the record and the client's view named by d, or nils
+// when the entity is gone or out of the client's scope.
+func (c *client) resolve(d dirtyRef) (*entityRec, *view) {
+	r := c.s.recs[d.id]
+	if r == nil {
+		return nil, nil
+	}
+	if int(d.vi) < len(r.views) && r.views[d.vi].c == c {
+		return r, &r.views[d.vi]
+	}
+	if i := r.viewIndex(c); i >= 0 {
+		return r, &r.views[i]
+	}
+	return nil, nil
 }
 
 func newClient(s *Server, cn *conn) *client {
@@ -126,67 +148,70 @@ func (c *client) setRadius(r float64) {
 	c.leaveR = r * c.s.opts.Hysteresis
 }
 
-func (c *client) entry(id uint32) *scopeEnt {
-	if int(id) >= len(c.slot) {
-		return nil
-	}
-	i := c.slot[id]
-	if i == 0 {
-		return nil
-	}
-	return &c.scope[i-1]
+func (c *client) has(id uint32) bool {
+	w := int(id >> 6)
+	return w < len(c.member) && c.member[w]&(1<<(id&63)) != 0
 }
 
-func (c *client) has(id uint32) bool { return int(id) < len(c.slot) && c.slot[id] != 0 }
+func (c *client) setMember(id uint32) {
+	w := int(id >> 6)
+	if w >= len(c.member) {
+		c.member = append(c.member, make([]uint64, w+1-len(c.member))...)
+	}
+	c.member[w] |= 1 << (id & 63)
+	c.count++
+}
+
+func (c *client) clearMember(id uint32) {
+	c.member[id>>6] &^= 1 << (id & 63)
+	c.count--
+}
+
+// eachMember calls f with the net id of every entity in the client's
+// scope. f may take entities out of scope.
+func (c *client) eachMember(f func(id uint32)) {
+	for w := range c.member {
+		for m := c.member[w]; m != 0; m &= m - 1 {
+			f(uint32(w<<6 | bits.TrailingZeros64(m)))
+		}
+	}
+}
 
 // enter puts r in the client's scope; its spawn goes with the next batch.
 func (c *client) enter(r *entityRec) {
-	if int(r.id) >= len(c.slot) {
-		c.slot = slices.Grow(c.slot, len(c.s.recs)-len(c.slot))[:len(c.s.recs)]
-	}
-	c.scope = append(c.scope, scopeEnt{id: r.id, since: c.s.tick, pending: true, dirty: true})
-	c.slot[r.id] = int32(len(c.scope))
-	c.dirty = append(c.dirty, dirtyRef{id: r.id, idx: int32(len(c.scope) - 1)})
-	r.viewers = append(r.viewers, c)
+	r.views = append(r.views, view{c: c, since: c.s.tick, pending: true, dirty: true})
+	c.setMember(r.id)
+	c.dirty = append(c.dirty, dirtyRef{id: r.id, vi: int32(len(r.views) - 1)})
 }
 
-// exit takes r out of the client's scope. A client that was never sent the
-// spawn is never sent the exit. The caller removes c from r.viewers unless
-// it drops the whole list.
-func (c *client) exit(r *entityRec, reason wire.ScopeReason) {
-	i := c.slot[r.id] - 1
-	if !c.scope[i].pending {
+// exitAt takes r out of the scope of the client of view i. A client that
+// was never sent the spawn is never sent the exit.
+func exitAt(r *entityRec, i int, reason wire.ScopeReason) {
+	v := &r.views[i]
+	c := v.c
+	if !v.pending {
 		c.exits = append(c.exits, wire.Exit{Reason: reason, ID: uint64(r.id)})
 	}
-	last := len(c.scope) - 1
-	if int(i) != last {
-		c.scope[i] = c.scope[last]
-		c.slot[c.scope[i].id] = i + 1
-	}
-	c.scope = c.scope[:last]
-	c.slot[r.id] = 0
+	c.clearMember(r.id)
+	last := len(r.views) - 1
+	r.views[i] = r.views[last]
+	r.views[last] = view{}
+	r.views = r.views[:last]
 }
 
-func (c *client) markDirty(id uint32) {
-	if int(id) >= len(c.slot) || c.slot[id] == 0 {
-		return
-	}
-	i := c.slot[id] - 1
-	if e := &c.scope[i]; !e.dirty {
-		e.dirty = true
-		c.dirty = append(c.dirty, dirtyRef{id: id, idx: i})
+// exit takes r out of the client's scope.
+func (c *client) exit(r *entityRec, reason wire.ScopeReason) {
+	if i := r.viewIndex(c); i >= 0 {
+		exitAt(r, i, reason)
 	}
 }
 
-func removeViewer(r *entityRec, c *client) {
-	for i, v := range r.viewers {
-		if v == c {
-			last := len(r.viewers) - 1
-			r.viewers[i] = r.viewers[last]
-			r.viewers[last] = nil
-			r.viewers = r.viewers[:last]
-			return
-		}
+// markDirty flags view i of r for the next batch of its client.
+func markDirty(r *entityRec, i int) {
+	v := &r.views[i]
+	if !v.dirty {
+		v.dirty = true
+		v.c.dirty = append(v.c.dirty, dirtyRef{id: r.id, vi: int32(i)})
 	}
 }
 
@@ -262,18 +287,24 @@ func (c *client) closeness(r *entityRec) float64 {
 // dropClient frees everything the client held: scope, subscriptions,
 // controls, pending results.
 func (s *Server) dropClient(c *client) {
-	for i := range c.scope {
-		if r := s.recs[c.scope[i].id]; r != nil {
-			removeViewer(r, c)
+	c.eachMember(func(id uint32) {
+		if r := s.recs[id]; r != nil {
+			if i := r.viewIndex(c); i >= 0 {
+				last := len(r.views) - 1
+				r.views[i] = r.views[last]
+				r.views[last] = view{}
+				r.views = r.views[:last]
+			}
 		}
-	}
+	})
 	for id := range c.entSubs {
 		if r := s.recs[id]; r != nil {
 			r.subs = slices.DeleteFunc(r.subs, func(v *client) bool { return v == c })
 		}
 	}
 	s.releaseClient(c)
-	c.scope, c.slot, c.dirty, c.exits, c.results, c.controls, c.entSubs = nil, nil, nil, nil, nil, nil, nil
+	c.member, c.dirty, c.exits, c.results, c.controls, c.entSubs = nil, nil, nil, nil, nil, nil
+	c.count = 0
 	c.nsubs = 0
 	c.typeSubs = 0
 	if i := slices.Index(s.clients, c); i >= 0 {

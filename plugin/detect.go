@@ -7,6 +7,7 @@ import (
 	"github.com/yohamta/donburi"
 
 	"github.com/ebisync/ebisync/components"
+	"github.com/ebisync/ebisync/internal/wire"
 )
 
 // entityRec is the server's record of one replicated entity, by net id.
@@ -23,7 +24,7 @@ type entityRec struct {
 	cell   cellKey
 	cellAt int32 // index in the grid cell's slice, -1 when not in the grid
 
-	viewers []*client // clients that have it in scope (or pending spawn)
+	views   []view    // clients that have it in scope (or pending spawn)
 	subs    []*client // clients subscribed to this entity individually
 	dirty   bool      // in s.changed this tick
 }
@@ -193,10 +194,14 @@ func (s *Server) genOf(id uint32) uint32 {
 
 // despawn forgets a record: every client that sees it gets a scope exit.
 func (s *Server) despawn(r *entityRec) {
-	for _, cl := range r.viewers {
-		cl.exit(r, reasonDespawned)
+	for i := range r.views {
+		v := &r.views[i]
+		if !v.pending {
+			v.c.exits = append(v.c.exits, wire.Exit{Reason: reasonDespawned, ID: uint64(r.id)})
+		}
+		v.c.clearMember(r.id)
 	}
-	r.viewers = nil
+	r.views = nil
 	for _, cl := range r.subs {
 		cl.forgetEntitySub(r.id)
 	}

@@ -87,9 +87,13 @@ func (s *Server) subscribe(c *client, subs []wire.Sub, add bool) {
 	if c.typeSubs != before {
 		// Components gained or lost: every in-scope entity is re-examined
 		// (emitEntity sends full values of new ones, removals of dropped ones).
-		for i := range c.scope {
-			c.markDirty(c.scope[i].id)
-		}
+		c.eachMember(func(id uint32) {
+			if r := s.recs[id]; r != nil {
+				if i := r.viewIndex(c); i >= 0 {
+					markDirty(r, i)
+				}
+			}
+		})
 	}
 	c.needScan = true
 }

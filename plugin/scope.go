@@ -30,19 +30,14 @@ func (s *Server) updateScopes() {
 		}
 		r.dirty = false
 		// Clients that see it: still visible → dirty, else exit.
-		for i := 0; i < len(r.viewers); {
-			c := r.viewers[i]
-			ok, reason := c.visibility(r, true)
+		for i := 0; i < len(r.views); {
+			ok, reason := r.views[i].c.visibility(r, true)
 			if ok {
-				c.markDirty(r.id)
+				markDirty(r, i)
 				i++
 				continue
 			}
-			c.exit(r, reason)
-			last := len(r.viewers) - 1
-			r.viewers[i] = r.viewers[last]
-			r.viewers[last] = nil
-			r.viewers = r.viewers[:last]
+			exitAt(r, i, reason) // moves the last view into i
 		}
 		// Clients that may start seeing it.
 		if r.hasPos {
@@ -133,15 +128,12 @@ func (s *Server) rescan(c *client) {
 	c.needScan = false
 	c.lastScan = s.tick
 	c.scanX, c.scanY = c.cx, c.cy
-	for i := 0; i < len(c.scope); {
-		r := s.recs[c.scope[i].id]
+	c.eachMember(func(id uint32) {
+		r := s.recs[id]
 		if ok, reason := c.visibility(r, true); !ok {
 			c.exit(r, reason)
-			removeViewer(r, c)
-			continue // exit moved another entry into i
 		}
-		i++
-	}
+	})
 	for id := range c.entSubs {
 		if int(id) < len(s.recs) {
 			if r := s.recs[id]; r != nil {

@@ -98,8 +98,8 @@ func (s *Server) sendTo(c *client) {
 		} else {
 			s.chooseSized(c, budget)
 			for _, d := range c.order {
-				if e := c.resolve(d); e != nil {
-					s.emitEntity(c, d.id, e)
+				if r, v := c.resolve(d); v != nil {
+					s.emitEntity(c, r, v)
 				}
 			}
 		}
@@ -151,19 +151,19 @@ func (s *Server) sendTo(c *client) {
 func (s *Server) emitUncapped(c *client, budget int) {
 	used := 0
 	for i, d := range c.dirty {
-		e := c.resolve(d)
-		if e == nil || !e.dirty {
+		r, v := c.resolve(d)
+		if v == nil || !v.dirty {
 			continue
 		}
 		if used > budget/2 {
 			// Large batch: size what is left exactly before adding it.
-			sz := s.entitySize(c, d.id, e)
+			sz := s.entitySize(c, r, v)
 			if used+sz > budget {
 				c.dirty = c.dirty[:copy(c.dirty, c.dirty[i:])]
 				return
 			}
 		}
-		used += s.emitEntity(c, d.id, e)
+		used += s.emitEntity(c, r, v)
 	}
 	c.dirty = c.dirty[:0]
 }
@@ -176,13 +176,13 @@ func (s *Server) chooseSized(c *client, budget int) {
 	total := 0
 	n := 0
 	for _, d := range c.dirty {
-		e := c.resolve(d)
-		if e == nil || !e.dirty {
+		r, v := c.resolve(d)
+		if v == nil || !v.dirty {
 			continue
 		}
 		c.dirty[n] = d
 		n++
-		sz := s.entitySize(c, d.id, e)
+		sz := s.entitySize(c, r, v)
 		c.sizes = append(c.sizes, sz)
 		total += sz
 	}
@@ -196,9 +196,8 @@ func (s *Server) chooseSized(c *client, budget int) {
 	c.prio = c.prio[:0]
 	c.rank = c.rank[:0]
 	for i, d := range c.dirty {
-		e := c.resolve(d)
-		r := s.recs[d.id]
-		waited := float64(s.tick - max(e.sync, e.since))
+		r, v := c.resolve(d)
+		waited := float64(s.tick - max(v.sync, v.since))
 		c.prio = append(c.prio, waited*(1+c.closeness(r)))
 		c.rank = append(c.rank, uint32(i))
 	}
@@ -219,8 +218,7 @@ func (s *Server) chooseSized(c *client, budget int) {
 }
 
 // entitySize is an upper bound of the bytes emitEntity will write.
-func (s *Server) entitySize(c *client, id uint32, e *scopeEnt) int {
-	r := s.recs[id]
+func (s *Server) entitySize(c *client, r *entityRec, e *view) int {
 	mask := c.recvMask(r) & r.present
 	size := perEntityOverhead
 	for i := range s.comps {
@@ -248,11 +246,8 @@ func (s *Server) entitySize(c *client, id uint32, e *scopeEnt) int {
 
 // emitEntity adds what the client needs of one entity to its batch and
 // records that it now holds it.
-func (s *Server) emitEntity(c *client, id uint32, e *scopeEnt) int {
-	r := s.recs[id]
-	if r == nil {
-		return 0
-	}
+func (s *Server) emitEntity(c *client, r *entityRec, e *view) int {
+	id := r.id
 	size := perEntityOverhead
 	b := &c.batch
 	mask := c.recvMask(r) & r.present

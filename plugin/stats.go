@@ -88,7 +88,7 @@ func (s *Server) publishStats() {
 	subs, state := 0, 0
 	for _, c := range s.clients {
 		subs += c.subscriptionCount()
-		state += len(c.scope)
+		state += c.count
 	}
 	s.stats.clients.Store(int64(len(s.clients)))
 	s.stats.subscriptions.Store(int64(subs))

@@ -128,7 +128,7 @@ func benchTick(b *testing.B, nEnt, nCli int) {
 		s.Tick()
 		for _, id := range s.changed {
 			if r := s.recs[id]; r != nil {
-				pairs += len(r.viewers)
+				pairs += len(r.views)
 			}
 		}
 	}
