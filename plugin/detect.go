@@ -24,9 +24,9 @@ type entityRec struct {
 	cell   cellKey
 	cellAt int32 // index in the grid cell's slice, -1 when not in the grid
 
-	views   []view    // clients that have it in scope (or pending spawn)
-	subs    []*client // clients subscribed to this entity individually
-	dirty   bool      // in s.changed this tick
+	views []view    // clients that have it in scope (or pending spawn)
+	subs  []*client // clients subscribed to this entity individually
+	dirty bool      // in s.changed this tick
 }
 
 // compRec is the change-tracking state of one component of one entity.

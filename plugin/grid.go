@@ -126,10 +126,17 @@ func (s *idSet) remove(id uint32) {
 // point are in the 3×3 cells around it.
 type clientGrid struct {
 	size  float64
-	cells map[cellKey][]*client
+	cells map[cellKey][]clientRef
 }
 
-func (g *clientGrid) init() { g.cells = make(map[cellKey][]*client) }
+// clientRef keeps the enter test's inputs next to each other, so scanning
+// the clients near a point does not chase a pointer per client.
+type clientRef struct {
+	x, y, r2 float64 // centre and squared enter radius
+	c        *client
+}
+
+func (g *clientGrid) init() { g.cells = make(map[cellKey][]clientRef) }
 
 func (g *clientGrid) coord(v float64) int32 {
 	c := math.Floor(v / g.size)
@@ -165,11 +172,12 @@ func (g *clientGrid) rebuild(clients []*client) {
 	for _, c := range clients {
 		if c.radiusMode() {
 			k := keyOf(g.coord(c.cx), g.coord(c.cy))
-			g.cells[k] = append(g.cells[k], c)
+			g.cells[k] = append(g.cells[k], clientRef{x: c.cx, y: c.cy, r2: c.enterR * c.enterR, c: c})
 		}
 	}
 }
 
+// near calls f for each radius client whose enter radius contains (x, y).
 func (g *clientGrid) near(x, y float64, f func(*client)) {
 	if g.size == 0 {
 		return
@@ -177,8 +185,12 @@ func (g *clientGrid) near(x, y float64, f func(*client)) {
 	cx, cy := g.coord(x), g.coord(y)
 	for dx := int32(-1); dx <= 1; dx++ {
 		for dy := int32(-1); dy <= 1; dy++ {
-			for _, c := range g.cells[keyOf(cx+dx, cy+dy)] {
-				f(c)
+			for i, cell := 0, g.cells[keyOf(cx+dx, cy+dy)]; i < len(cell); i++ {
+				ref := &cell[i]
+				ddx, ddy := x-ref.x, y-ref.y
+				if ddx*ddx+ddy*ddy <= ref.r2 {
+					f(ref.c)
+				}
 			}
 		}
 	}
