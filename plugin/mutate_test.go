@@ -79,8 +79,10 @@ func TestMutationStatuses(t *testing.T) {
 			}
 			return nil
 		},
-		MutationRate:  1000,
-		MutationBurst: 1000,
+		// The burst covers the table but for its last row, which the
+		// token bucket refuses.
+		MutationRate:  0.01,
+		MutationBurst: 10,
 	}
 	h := newHarness(t, reg, opts, 2*time.Millisecond)
 	defer h.close()
@@ -127,6 +129,7 @@ func TestMutationStatuses(t *testing.T) {
 		{"malformed value", wire.Mutate{ID: uint64(mine.NetID), Gen: uint64(mine.Gen), Comp: uint64(sc.Index()), Value: []byte{0xff}}, wire.StatusValidationError, "malformed"},
 		{"trailing bytes", wire.Mutate{ID: uint64(mine.NetID), Gen: uint64(mine.Gen), Comp: uint64(sc.Index()), Value: []byte{2, 0}}, wire.StatusValidationError, "trailing"},
 		{"internal", wire.Mutate{ID: uint64(mine.NetID), Gen: uint64(mine.Gen), Comp: uint64(sc.Index()), Value: encodeValue(sc, scoreData{Points: 666})}, wire.StatusInternalError, "panicked"},
+		{"rate limited", wire.Mutate{ID: uint64(mine.NetID), Gen: uint64(mine.Gen), Comp: uint64(sc.Index()), Value: encodeValue(sc, scoreData{Points: 8})}, wire.StatusRateLimited, "rate limit"},
 	}
 	for i := range cases {
 		cases[i].m.Request = uint64(i + 1)

@@ -1,0 +1,176 @@
+package plugin_test
+
+import (
+	"context"
+	"log/slog"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/yohamta/donburi"
+
+	"github.com/ebisync/ebisync/components"
+	"github.com/ebisync/ebisync/internal/wire"
+	"github.com/ebisync/ebisync/plugin"
+)
+
+// TestEntitySubscription: an entity subscribed by itself is in scope
+// wherever it is, with all its components, while the client's component
+// subscriptions cover only Position within its radius.
+func TestEntitySubscription(t *testing.T) {
+	reg := standardRegistry()
+	h := newHarness(t, reg, &plugin.Options{DefaultRadius: 100}, 2*time.Millisecond)
+	defer h.close()
+	var far donburi.Entity
+	h.do(func(w donburi.World) {
+		near := w.Create(components.Replicated, components.Position, components.Health)
+		components.Health.SetValue(w.Entry(near), components.HealthData{Current: 1, Max: 1})
+		far = w.Create(components.Replicated, components.Position, components.Health, components.Name)
+		components.Position.SetValue(w.Entry(far), components.PositionData{X: 5000, Y: 5000})
+		components.Name.SetValue(w.Entry(far), components.NameData{Value: "far away"})
+	})
+	h.ticks(2)
+	farTag := findTag(h, func(e *donburi.Entry) bool { return e.HasComponent(components.Name) })
+	rc := dialRaw(t, h.url, reg, true)
+	defer rc.close()
+	pos, _ := reg.Of(components.Position)
+	subscribeTo(rc, pos.Index())
+	rc.send(wire.AppendSubscribe(nil, wire.KindSubscribe, &wire.Subscribe{Subs: []wire.Sub{{Kind: wire.SubEntity, ID: uint64(farTag.NetID), Gen: uint64(farTag.Gen)}}}))
+	m := newRawMirror(reg)
+	eventually(t, 5*time.Second, "near (Position only) and far (everything)", func() bool {
+		_, bodies, _ := rc.snapshot()
+		if err := m.apply(bodies); err != nil {
+			t.Fatal(err)
+		}
+		if len(m.ents) != 2 {
+			return false
+		}
+		farComps := m.ents[uint64(farTag.NetID)]
+		for id, cs := range m.ents {
+			if id != uint64(farTag.NetID) && len(cs) != 1 {
+				return false
+			}
+		}
+		return len(farComps) == 3
+	})
+	// Unsubscribing the entity takes it out of scope (it is out of range).
+	rc.send(wire.AppendSubscribe(nil, wire.KindUnsubscribe, &wire.Subscribe{Subs: []wire.Sub{{Kind: wire.SubEntity, ID: uint64(farTag.NetID), Gen: uint64(farTag.Gen)}}}))
+	eventually(t, 5*time.Second, "far entity to leave", func() bool {
+		_, bodies, _ := rc.snapshot()
+		if err := m.apply(bodies); err != nil {
+			t.Fatal(err)
+		}
+		_, ok := m.ents[uint64(farTag.NetID)]
+		return !ok && len(m.ents) == 1
+	})
+	_ = far
+}
+
+// TestExplicitTouch: a component registered Explicit is sent only after
+// Registry.Touch, and an idle world sends no batches at all.
+func TestExplicitTouch(t *testing.T) {
+	reg := components.NewRegistry()
+	sc := components.Register(reg, "test.score", score, &components.Options{Explicit: true})
+	h := newHarness(t, reg, nil, 2*time.Millisecond)
+	defer h.close()
+	var e donburi.Entity
+	h.do(func(w donburi.World) { e = w.Create(components.Replicated, score) })
+	rc := dialRaw(t, h.url, reg, true)
+	defer rc.close()
+	rc.subscribeAll()
+	value := func() (int32, int) {
+		_, bodies, _ := rc.snapshot()
+		m := newRawMirror(reg)
+		if err := m.apply(bodies); err != nil {
+			t.Fatal(err)
+		}
+		for _, cs := range m.ents {
+			if v, ok := cs[uint64(sc.Index())]; ok {
+				return (*scoreData)(v).Points, len(bodies)
+			}
+		}
+		return -1, len(bodies)
+	}
+	eventually(t, 5*time.Second, "spawn", func() bool { v, _ := value(); return v == 0 })
+	h.do(func(w donburi.World) { score.Get(w.Entry(e)).Points = 5 })
+	h.ticks(10)
+	if v, _ := value(); v != 0 {
+		t.Fatalf("untouched Explicit component was sent: %d", v)
+	}
+	_, idle := value()
+	h.ticks(10)
+	if _, n := value(); n != idle {
+		t.Fatalf("%d batches sent on idle ticks", n-idle)
+	}
+	h.do(func(w donburi.World) { reg.Touch(w.Entry(e), score) })
+	eventually(t, 5*time.Second, "touched value", func() bool { v, _ := value(); return v == 5 })
+}
+
+// errorCounter is a slog handler that counts records at Error level.
+type errorCounter struct{ n atomic.Int64 }
+
+func (h *errorCounter) Enabled(context.Context, slog.Level) bool { return true }
+func (h *errorCounter) Handle(_ context.Context, r slog.Record) error {
+	if r.Level >= slog.LevelError {
+		h.n.Add(1)
+	}
+	return nil
+}
+func (h *errorCounter) WithAttrs([]slog.Attr) slog.Handler { return h }
+func (h *errorCounter) WithGroup(string) slog.Handler      { return h }
+
+// TestVanishedPeersAreNotErrors: clients that drop their connections in
+// every way a peer can are never logged at Error level.
+func TestVanishedPeersAreNotErrors(t *testing.T) {
+	reg := standardRegistry()
+	counter := &errorCounter{}
+	h := newHarness(t, reg, &plugin.Options{Logger: slog.New(counter)}, 2*time.Millisecond)
+	defer h.close()
+	h.do(func(w donburi.World) {
+		for i := 0; i < 50; i++ {
+			w.Create(components.Replicated, components.Position)
+		}
+	})
+	stop := make(chan struct{})
+	done := make(chan struct{})
+	go func() { // keep the world changing so writes are in flight
+		defer close(done)
+		for {
+			select {
+			case <-stop:
+				return
+			default:
+			}
+			h.do(func(w donburi.World) {
+				for _, a := range w.Archetypes() {
+					if a.Layout().HasComponent(components.Position) {
+						for _, e := range a.Entities() {
+							components.Position.Get(w.Entry(e)).X++
+						}
+					}
+				}
+			})
+			time.Sleep(time.Millisecond)
+		}
+	}()
+	for i := 0; i < 60; i++ {
+		rc := dialRaw(t, h.url, reg, i%3 != 0)
+		rc.subscribeAll()
+		h.ticks(1)
+		switch i % 3 {
+		case 0:
+			rc.ws.CloseNow() // vanish mid-stream
+		case 1:
+			rc.close()
+		case 2:
+			rc.ws.CloseNow()
+			<-rc.done
+		}
+	}
+	close(stop)
+	<-done
+	eventually(t, 10*time.Second, "clients freed", func() bool { return h.srv.Stats().Clients == 0 })
+	if n := counter.n.Load(); n != 0 {
+		t.Fatalf("%d Error-level logs for peers that simply left", n)
+	}
+}
