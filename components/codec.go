@@ -146,12 +146,7 @@ func readField(r *wire.Reader, f *field, p unsafe.Pointer) {
 		}
 	case kFloat32:
 		if f.step != 0 {
-			q := r.Varint()
-			if q > quantLimit || q < -quantLimit {
-				r.Failf(wire.ErrOverflow, "field %s: %d steps out of range", f.path, q)
-				return
-			}
-			if fp != nil {
+			if q, ok := readSteps(r, f); ok && fp != nil {
 				*(*float32)(fp) = float32(float64(q) * f.step)
 			}
 			return
@@ -162,12 +157,7 @@ func readField(r *wire.Reader, f *field, p unsafe.Pointer) {
 		}
 	case kFloat64:
 		if f.step != 0 {
-			q := r.Varint()
-			if q > quantLimit || q < -quantLimit {
-				r.Failf(wire.ErrOverflow, "field %s: %d steps out of range", f.path, q)
-				return
-			}
-			if fp != nil {
+			if q, ok := readSteps(r, f); ok && fp != nil {
 				*(*float64)(fp) = float64(q) * f.step
 			}
 			return
@@ -237,6 +227,20 @@ func memType(f *field) string {
 		return "uint"
 	}
 	return f.typeStr
+}
+
+// readSteps reads a quantised value's step count, refusing one past the
+// clamp the encoder applies.
+func readSteps(r *wire.Reader, f *field) (int64, bool) {
+	q := r.Varint()
+	if r.Err() != nil {
+		return 0, false
+	}
+	if q > quantLimit || q < -quantLimit {
+		r.Failf(wire.ErrOverflow, "field %s: %d steps out of range", f.path, q)
+		return 0, false
+	}
+	return q, true
 }
 
 func fitsSigned(k kind, v int64) bool {

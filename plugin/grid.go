@@ -20,8 +20,12 @@ func (g *grid) init(size float64) {
 	g.cells = make(map[cellKey][]*entityRec)
 }
 
-func (g *grid) coord(v float64) int32 {
-	c := math.Floor(v * g.inv)
+func (g *grid) coord(v float64) int32 { return cellCoord(v * g.inv) }
+
+// cellCoord is the integer cell of a position already divided by the cell
+// size, clamped so that neighbours never overflow; NaN maps to 0.
+func cellCoord(c float64) int32 {
+	c = math.Floor(c)
 	switch {
 	case c != c:
 		return 0
@@ -138,18 +142,7 @@ type clientRef struct {
 
 func (g *clientGrid) init() { g.cells = make(map[cellKey][]clientRef) }
 
-func (g *clientGrid) coord(v float64) int32 {
-	c := math.Floor(v / g.size)
-	switch {
-	case c != c:
-		return 0
-	case c > math.MaxInt32/2:
-		return math.MaxInt32 / 2
-	case c < math.MinInt32/2:
-		return math.MinInt32 / 2
-	}
-	return int32(c)
-}
+func (g *clientGrid) coord(v float64) int32 { return cellCoord(v / g.size) }
 
 func (g *clientGrid) rebuild(clients []*client) {
 	for k, v := range g.cells {
