@@ -7,6 +7,7 @@ import (
 	"io"
 	"net"
 	"net/http"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -374,6 +375,10 @@ func (cn *conn) logEnd(err error) {
 	switch {
 	case errors.As(err, &pv):
 		log.Warn("ebisync: dropped client for a protocol violation", "client", cn.id, "remote", cn.addr, "code", int(pv.code), "reason", pv.reason)
+	case err != nil && strings.Contains(err.Error(), "read limited at"):
+		// coder/websocket has no sentinel for this; it already closed the
+		// connection with 1009.
+		log.Warn("ebisync: dropped client for a message over the read limit", "client", cn.id, "remote", cn.addr, "limit", cn.s.opts.ReadLimit)
 	case websocket.CloseStatus(err) != -1, errors.Is(err, io.EOF), errors.Is(err, net.ErrClosed), errors.Is(err, context.Canceled):
 		log.Debug("ebisync: client disconnected", "client", cn.id, "remote", cn.addr, "err", err)
 	default:

@@ -7,6 +7,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/coder/websocket"
 	"github.com/yohamta/donburi"
 
 	"github.com/ebisync/ebisync/components"
@@ -173,4 +174,30 @@ func TestVanishedPeersAreNotErrors(t *testing.T) {
 	if n := counter.n.Load(); n != 0 {
 		t.Fatalf("%d Error-level logs for peers that simply left", n)
 	}
+}
+
+// TestOversizedMessage: a message over the read limit closes that
+// connection with 1009 (message too big); the server goes on.
+func TestOversizedMessage(t *testing.T) {
+	reg := standardRegistry()
+	h := newHarness(t, reg, &plugin.Options{ReadLimit: 4 << 10}, 2*time.Millisecond)
+	defer h.close()
+	good := dialRaw(t, h.url, reg, true)
+	defer good.close()
+	bad := dialRaw(t, h.url, reg, false)
+	defer bad.ws.CloseNow()
+	big := wire.AppendMutate(nil, &wire.Mutate{Request: 1, ID: 1, Gen: 1, Value: make([]byte, 8<<10)})
+	bad.send(big)
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	_, _, err := bad.ws.Read(ctx)
+	if code := websocket.CloseStatus(err); code != websocket.StatusMessageTooBig {
+		t.Fatalf("close status %v (%v), want 1009", code, err)
+	}
+	before := h.srv.CurrentTick()
+	h.ticks(3)
+	if h.srv.CurrentTick() < before+3 {
+		t.Fatal("server stopped ticking")
+	}
+	eventually(t, 5*time.Second, "only the good client left", func() bool { return h.srv.Stats().Clients == 1 })
 }
