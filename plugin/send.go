@@ -7,6 +7,16 @@ import (
 	"github.com/ebisync/ebisync/internal/wire"
 )
 
+// Upper bounds of what a batch spends besides component values, so a
+// capped batch never exceeds its budget: the message header and section
+// headers of exits and results; per entity its id delta, generation and
+// component count; per component record its component id or id delta and
+// the header of a section it may open (op, component id, count).
+const (
+	batchOverhead     = 16 + 4*16
+	perRecordOverhead = 5 + 1 + 2 + 5
+)
+
 // perEntityOverhead bounds the bytes a batch spends on one entity besides
 // its component values: id delta, generation, counts, component ids.
 const perEntityOverhead = 16
@@ -71,7 +81,7 @@ func (s *Server) sendTo(c *client) {
 	b := &c.batch
 	b.Reset()
 	b.TickAdvance = uint64(s.tick - c.lastSent)
-	used := 0
+	used := batchOverhead
 	slices.SortFunc(c.exits, func(a, b wire.Exit) int {
 		if a.Reason != b.Reason {
 			return cmp.Compare(a.Reason, b.Reason)
@@ -225,19 +235,19 @@ func (s *Server) entitySize(c *client, r *entityRec, e *view) int {
 		bit := uint64(1) << uint(i)
 		if mask&bit == 0 {
 			if e.held&bit != 0 {
-				size += 4
+				size += perRecordOverhead
 			}
 			continue
 		}
 		cr := &r.comps[i]
 		switch {
 		case e.pending || e.held&bit == 0:
-			size += len(cr.fullBytes(s.comps[i])) + 4
+			size += len(cr.fullBytes(s.comps[i])) + perRecordOverhead
 		case cr.version > e.sync:
 			if cr.prevVersion != 0 && cr.prevVersion <= e.sync {
-				size += len(cr.delta) + 4
+				size += len(cr.delta) + perRecordOverhead
 			} else {
-				size += len(cr.fullBytes(s.comps[i])) + 4
+				size += len(cr.fullBytes(s.comps[i])) + perRecordOverhead
 			}
 		}
 	}
@@ -256,7 +266,7 @@ func (s *Server) emitEntity(c *client, r *entityRec, e *view) int {
 		for i := range s.comps {
 			if mask&(1<<uint(i)) != 0 {
 				v := r.comps[i].fullBytes(s.comps[i])
-				size += len(v) + 4
+				size += len(v) + perRecordOverhead
 				c.spawnComps = append(c.spawnComps, wire.CompValue{Comp: uint64(i), Value: v})
 			}
 		}
@@ -269,19 +279,19 @@ func (s *Server) emitEntity(c *client, r *entityRec, e *view) int {
 			case mask&bit == 0:
 				if e.held&bit != 0 {
 					b.Removals = append(b.Removals, wire.Removal{Comp: uint64(i), ID: uint64(id)})
-					size += 4
+					size += perRecordOverhead
 				}
 			case e.held&bit == 0:
 				v := cr.fullBytes(s.comps[i])
-				size += len(v) + 4
+				size += len(v) + perRecordOverhead
 				b.Updates = append(b.Updates, wire.Update{Comp: uint64(i), ID: uint64(id), Value: v})
 			case cr.version > e.sync:
 				if cr.prevVersion != 0 && cr.prevVersion <= e.sync {
-					size += len(cr.delta) + 4
+					size += len(cr.delta) + perRecordOverhead
 					b.Updates = append(b.Updates, wire.Update{Comp: uint64(i), ID: uint64(id), Delta: true, Value: cr.delta})
 				} else {
 					v := cr.fullBytes(s.comps[i])
-					size += len(v) + 4
+					size += len(v) + perRecordOverhead
 					b.Updates = append(b.Updates, wire.Update{Comp: uint64(i), ID: uint64(id), Value: v})
 				}
 			}
