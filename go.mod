@@ -3,15 +3,18 @@ module github.com/ebisync/ebisync
 go 1.26.8
 
 require (
-	github.com/coder/websocket v1.8.15 // indirect
+	github.com/coder/websocket v1.8.15
+	github.com/hajimehoshi/ebiten/v2 v2.8.8
+	github.com/pierrec/lz4/v4 v4.1.33
+	github.com/yohamta/donburi v1.15.8
+	go.uber.org/goleak v1.3.0
+)
+
+require (
 	github.com/ebitengine/gomobile v0.0.0-20240911145611-4856209ac325 // indirect
 	github.com/ebitengine/hideconsole v1.0.0 // indirect
 	github.com/ebitengine/purego v0.8.0 // indirect
-	github.com/hajimehoshi/ebiten/v2 v2.8.8 // indirect
 	github.com/jezek/xgb v1.1.1 // indirect
-	github.com/pierrec/lz4/v4 v4.1.33 // indirect
-	github.com/yohamta/donburi v1.15.8 // indirect
-	go.uber.org/goleak v1.3.0 // indirect
 	golang.org/x/sync v0.8.0 // indirect
 	golang.org/x/sys v0.25.0 // indirect
 )
