@@ -12,6 +12,8 @@ import (
 	"strconv"
 	"testing"
 	"time"
+
+	"github.com/ebisync/ebisync/internal/display"
 )
 
 // TestDemoScreenshot runs `demo -screenshot FILE -frames N` and checks that
@@ -22,18 +24,7 @@ import (
 // unless EBISYNC_REQUIRE_DISPLAY=1, which makes that a failure (CI sets
 // it).
 func TestDemoScreenshot(t *testing.T) {
-	var wrap []string
-	if os.Getenv("DISPLAY") == "" {
-		xvfb, err := exec.LookPath("xvfb-run")
-		if err != nil {
-			msg := "no display: DISPLAY is unset and xvfb-run is not installed (apt-get install xvfb xauth)"
-			if os.Getenv("EBISYNC_REQUIRE_DISPLAY") == "1" {
-				t.Fatal(msg + "; EBISYNC_REQUIRE_DISPLAY=1 requires one")
-			}
-			t.Skip(msg)
-		}
-		wrap = []string{xvfb, "-a", "-s", "-screen 0 1280x800x24"}
-	}
+	wrap := display.Wrapper(t)
 	if testing.Short() {
 		t.Skip("builds and runs the demo; skipped with -short")
 	}

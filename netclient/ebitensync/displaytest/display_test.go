@@ -2,27 +2,17 @@ package displaytest
 
 import (
 	"context"
-	"os"
 	"os/exec"
 	"testing"
 	"time"
+
+	"github.com/ebisync/ebisync/internal/display"
 )
 
 // TestEbitensync runs ebitensync's tests (and compiles its examples) in a
 // child `go test` with a display.
 func TestEbitensync(t *testing.T) {
-	var argv []string
-	if os.Getenv("DISPLAY") == "" {
-		xvfb, err := exec.LookPath("xvfb-run")
-		if err != nil {
-			msg := "no display: DISPLAY is unset and xvfb-run is not installed (apt-get install xvfb xauth)"
-			if os.Getenv("EBISYNC_REQUIRE_DISPLAY") == "1" {
-				t.Fatal(msg + "; EBISYNC_REQUIRE_DISPLAY=1 requires one")
-			}
-			t.Skip(msg)
-		}
-		argv = []string{xvfb, "-a", "-s", "-screen 0 1280x800x24"}
-	}
+	argv := display.Wrapper(t)
 	goTool, err := exec.LookPath("go")
 	if err != nil {
 		t.Skip("the go command is not in PATH")
