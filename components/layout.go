@@ -119,18 +119,20 @@ func parseTag(tag, name string) (float64, error) {
 	if tag == "" {
 		return 0, nil
 	}
+	var step float64
 	for _, part := range strings.Split(tag, ",") {
 		part = strings.TrimSpace(part)
-		if v, ok := strings.CutPrefix(part, "q="); ok {
-			step, err := strconv.ParseFloat(v, 64)
-			if err != nil || !(step > 0) || math.IsInf(step, 0) {
-				return 0, fmt.Errorf("field %s: bad quantisation step %q: want a positive number", name, v)
-			}
-			return step, nil
+		v, ok := strings.CutPrefix(part, "q=")
+		if !ok {
+			return 0, fmt.Errorf("field %s: unknown ebisync tag option %q", name, part)
 		}
-		return 0, fmt.Errorf("field %s: unknown ebisync tag option %q", name, part)
+		q, err := strconv.ParseFloat(v, 64)
+		if err != nil || !(q > 0) || math.IsInf(q, 0) {
+			return 0, fmt.Errorf("field %s: bad quantisation step %q: want a positive number", name, v)
+		}
+		step = q
 	}
-	return 0, nil
+	return step, nil
 }
 
 // leaf builds the field for a non-struct type (arrays recurse).

@@ -1,7 +1,6 @@
 package plugin
 
 import (
-	"errors"
 	"fmt"
 	"log/slog"
 	"math"
@@ -14,7 +13,6 @@ import (
 	"github.com/yohamta/donburi/ecs"
 
 	"github.com/ebisync/ebisync/components"
-	"github.com/ebisync/ebisync/internal/wire"
 )
 
 // maxSynced bounds the components a server replicates, so per-client
@@ -53,7 +51,6 @@ type Server struct {
 	byID          map[uint64]*client
 	cgrid         clientGrid
 	controls      map[uint32]*controlHold
-	scratch       []byte
 	limitedBuf    []limitedReq
 	tickDur       time.Duration
 
@@ -218,8 +215,3 @@ func (s *Server) admit() {
 		s.dropClient(cl)
 	}
 }
-
-// errClosed is returned by operations on a closed server.
-var errClosed = errors.New("ebisync: server closed")
-
-var _ = wire.ProtocolVersion
