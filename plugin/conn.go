@@ -151,7 +151,7 @@ func (s *Server) serve(w http.ResponseWriter, r *http.Request) {
 // handshake reads the Hello, checks it and answers Welcome, or Error and a
 // close.
 func (s *Server) handshake(cn *conn) error {
-	ctx, cancel := context.WithTimeout(cn.ctx, s.opts.HandshakeTimeout)
+	ctx, cancel := context.WithTimeout(s.hsCtx, s.opts.HandshakeTimeout)
 	defer cancel()
 	typ, msg, err := cn.ws.Read(ctx)
 	if err != nil {

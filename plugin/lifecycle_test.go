@@ -268,3 +268,22 @@ func (rc *rawClient) blobValues(bc *components.Component) map[uint64]string {
 	}
 	return out
 }
+
+// TestCloseDuringHandshake: a client that connects and never says Hello
+// does not hold Close for the handshake timeout.
+func TestCloseDuringHandshake(t *testing.T) {
+	h := newHarness(t, standardRegistry(), &plugin.Options{HandshakeTimeout: time.Minute}, 5*time.Millisecond)
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	ws, _, err := websocket.Dial(ctx, h.url, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ws.CloseNow()
+	time.Sleep(20 * time.Millisecond) // the server is now waiting for a Hello
+	start := time.Now()
+	h.close()
+	if d := time.Since(start); d > 5*time.Second {
+		t.Fatalf("Close took %s with a handshake pending", d)
+	}
+}

@@ -1,6 +1,7 @@
 package plugin
 
 import (
+	"context"
 	"fmt"
 	"log/slog"
 	"math"
@@ -55,16 +56,19 @@ type Server struct {
 	tickDur       time.Duration
 
 	// Cross-goroutine state.
-	mu       sync.Mutex
-	joins    []*conn
-	leaves   []*conn
-	conns    map[*conn]struct{}
-	closed   bool
-	wg       sync.WaitGroup
-	nextID   atomic.Uint64
-	curTick  atomic.Uint32
-	stats    serverStats
-	closeErr error
+	mu      sync.Mutex
+	joins   []*conn
+	leaves  []*conn
+	conns   map[*conn]struct{}
+	closed  bool
+	wg      sync.WaitGroup
+	nextID  atomic.Uint64
+	curTick atomic.Uint32
+	stats   serverStats
+	// hsCtx bounds handshakes in progress: Close cancels it so a client
+	// that never sends its Hello cannot hold Close for HandshakeTimeout.
+	hsCtx    context.Context
+	hsCancel context.CancelFunc
 }
 
 type archRef struct {
@@ -100,6 +104,7 @@ func New(world donburi.World, reg *components.Registry, opts *Options) *Server {
 		gens:     make([]uint32, 1),
 		tickDur:  time.Second / time.Duration(o.TickRate),
 	}
+	s.hsCtx, s.hsCancel = context.WithCancel(context.Background())
 	s.ctrl, _ = reg.Of(components.Control)
 	for _, c := range s.comps {
 		o := c.Options()
@@ -159,9 +164,10 @@ func (s *Server) Close() error {
 	if s.closed {
 		s.mu.Unlock()
 		s.wg.Wait()
-		return s.closeErr
+		return nil
 	}
 	s.closed = true
+	s.hsCancel()
 	conns := make([]*conn, 0, len(s.conns))
 	for c := range s.conns {
 		conns = append(conns, c)
