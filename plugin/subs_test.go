@@ -22,11 +22,10 @@ func TestEntitySubscription(t *testing.T) {
 	reg := standardRegistry()
 	h := newHarness(t, reg, &plugin.Options{DefaultRadius: 100}, 2*time.Millisecond)
 	defer h.close()
-	var far donburi.Entity
 	h.do(func(w donburi.World) {
 		near := w.Create(components.Replicated, components.Position, components.Health)
 		components.Health.SetValue(w.Entry(near), components.HealthData{Current: 1, Max: 1})
-		far = w.Create(components.Replicated, components.Position, components.Health, components.Name)
+		far := w.Create(components.Replicated, components.Position, components.Health, components.Name)
 		components.Position.SetValue(w.Entry(far), components.PositionData{X: 5000, Y: 5000})
 		components.Name.SetValue(w.Entry(far), components.NameData{Value: "far away"})
 	})
@@ -64,7 +63,6 @@ func TestEntitySubscription(t *testing.T) {
 		_, ok := m.ents[uint64(farTag.NetID)]
 		return !ok && len(m.ents) == 1
 	})
-	_ = far
 }
 
 // TestExplicitTouch: a component registered Explicit is sent only after

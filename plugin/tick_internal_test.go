@@ -2,6 +2,7 @@ package plugin
 
 import (
 	"context"
+	"fmt"
 	"math"
 	"math/rand/v2"
 	"sync/atomic"
@@ -56,21 +57,7 @@ func BenchmarkTickInternal(b *testing.B) {
 	}
 }
 
-func benchName(e, c int) string {
-	return "entities=" + itoa(e) + "/clients=" + itoa(c)
-}
-
-func itoa(v int) string {
-	if v == 0 {
-		return "0"
-	}
-	var b []byte
-	for v > 0 {
-		b = append([]byte{byte('0' + v%10)}, b...)
-		v /= 10
-	}
-	return string(b)
-}
+func benchName(e, c int) string { return fmt.Sprintf("entities=%d/clients=%d", e, c) }
 
 func benchTick(b *testing.B, nEnt, nCli int) {
 	reg := components.NewRegistry()
