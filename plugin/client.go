@@ -54,6 +54,13 @@ type client struct {
 	results  []wire.MutationResult
 	controls []wire.ControlReply
 
+	// This tick's batch: set by plan before scopes are updated, so the
+	// changes of this tick can be written into the batch as they are
+	// found (entity by entity, while the entity is in cache) instead of
+	// being listed and looked up again per client.
+	sendNow    bool   // the client gets a batch this tick
+	direct     bool   // ... and it is uncapped: emit changes as they are found
+	usedNow    int    // bytes emitted into this tick's batch so far
 	interval   uint32 // ticks between batches
 	minIntv    uint32
 	lastSent   uint32

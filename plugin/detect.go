@@ -2,6 +2,7 @@ package plugin
 
 import (
 	"math/bits"
+	"slices"
 	"unsafe"
 
 	"github.com/yohamta/donburi"
@@ -77,6 +78,9 @@ func (s *Server) detect() {
 			s.detectEntity(ents[i], a.mask)
 		}
 	}
+	// In net id order, so scope updates write each client's batch in the
+	// order its sections want.
+	slices.Sort(s.changed)
 	// Sweep: records not seen this tick were removed from the World (or
 	// lost their tag).
 	for id := 1; id < len(s.recs); id++ {

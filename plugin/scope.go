@@ -23,6 +23,14 @@ func (s *Server) updateScopes() {
 		}
 	}
 
+	// Rescans first: a change written into a batch below must not be
+	// followed by the entity's exit in the same batch.
+	for _, c := range s.clients {
+		if c.needScan || s.scanDue(c) {
+			s.rescan(c)
+		}
+	}
+
 	for _, id := range s.changed {
 		r := s.recs[id]
 		if r == nil {
@@ -33,7 +41,9 @@ func (s *Server) updateScopes() {
 		for i := 0; i < len(r.views); {
 			ok, reason := r.views[i].c.visibility(r, true)
 			if ok {
-				markDirty(r, i)
+				if !s.emitNow(r, i) {
+					markDirty(r, i)
+				}
 				i++
 				continue
 			}
@@ -54,12 +64,6 @@ func (s *Server) updateScopes() {
 		}
 		for _, c := range r.subs {
 			s.maybeEnter(c, r)
-		}
-	}
-
-	for _, c := range s.clients {
-		if c.needScan || s.scanDue(c) {
-			s.rescan(c)
 		}
 	}
 }

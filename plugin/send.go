@@ -21,6 +21,38 @@ const (
 // its component values: id delta, generation, counts, component ids.
 const perEntityOverhead = 16
 
+// plan decides, before scopes are updated, which clients get a batch this
+// tick, and starts those batches.
+func (s *Server) plan() {
+	for _, c := range s.clients {
+		c.sendNow = s.pace(c)
+		c.direct = false
+		c.usedNow = 0
+		if c.sendNow {
+			c.batch.Reset()
+			c.spawnComps = c.spawnComps[:0]
+			c.direct = s.budget(c) >= maxBatch-4096
+		}
+	}
+}
+
+// emitNow writes what the client needs of view i of r, which changed this
+// tick, straight into the client's batch. It reports false, leaving the
+// caller to mark the view dirty, when the batch is not being built this
+// tick or might not have room.
+func (s *Server) emitNow(r *entityRec, i int) bool {
+	v := &r.views[i]
+	c := v.c
+	if !c.direct || v.dirty {
+		return v.dirty
+	}
+	if c.usedNow > maxBatch/4 && c.usedNow+s.entitySize(c, r, v) > maxBatch-4096-batchOverhead {
+		return false
+	}
+	c.usedNow += s.emitEntity(c, r, v)
+	return true
+}
+
 // send builds and hands off each client's batch.
 func (s *Server) send() {
 	for _, c := range s.clients {
@@ -72,14 +104,13 @@ func (s *Server) slowDown(c *client) {
 }
 
 func (s *Server) sendTo(c *client) {
-	if !s.pace(c) {
-		return
-	}
-	if len(c.exits) == 0 && len(c.dirty) == 0 && len(c.results) == 0 && len(c.controls) == 0 {
+	if !c.sendNow {
 		return
 	}
 	b := &c.batch
-	b.Reset()
+	if len(c.exits) == 0 && len(c.dirty) == 0 && len(c.results) == 0 && len(c.controls) == 0 && len(b.Spawns) == 0 && len(b.Updates) == 0 && len(b.Removals) == 0 {
+		return
+	}
 	b.TickAdvance = uint64(s.tick - c.lastSent)
 	used := batchOverhead
 	slices.SortFunc(c.exits, func(a, b wire.Exit) int {
@@ -101,10 +132,9 @@ func (s *Server) sendTo(c *client) {
 	c.controls = c.controls[:0]
 
 	budget := s.budget(c) - used
-	c.spawnComps = c.spawnComps[:0]
 	if len(c.dirty) > 0 {
-		if budget >= maxBatch-4096 {
-			s.emitUncapped(c, budget)
+		if c.direct {
+			s.emitUncapped(c, budget-c.usedNow)
 		} else {
 			s.chooseSized(c, budget)
 			for _, d := range c.order {

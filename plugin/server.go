@@ -148,6 +148,7 @@ func (s *Server) Tick() {
 	s.applyInbound()
 	s.detect()
 	s.expireControls()
+	s.plan()
 	s.updateScopes()
 	s.send()
 	s.publishStats()
