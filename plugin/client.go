@@ -58,6 +58,7 @@ type client struct {
 	// changes of this tick can be written into the batch as they are
 	// found (entity by entity, while the entity is in cache) instead of
 	// being listed and looked up again per client.
+	stamp      uint64 // Server.stamp of the changed entity last seen in scope
 	sendNow    bool   // the client gets a batch this tick
 	direct     bool   // ... and it is uncapped: emit changes as they are found
 	usedNow    int    // bytes emitted into this tick's batch so far
@@ -67,7 +68,8 @@ type client struct {
 	good       int
 	busyRun    int
 	lastSlow   int64
-	batch      wire.Batch
+	batch      wire.Batch   // exits, removals, results, control replies
+	build      wire.Builder // spawns and updates
 	sizes      []int
 	order      []dirtyRef
 	rank       []uint32

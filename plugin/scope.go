@@ -37,10 +37,15 @@ func (s *Server) updateScopes() {
 			continue
 		}
 		r.dirty = false
-		// Clients that see it: still visible → dirty, else exit.
+		// Clients that see it: still visible → dirty, else exit. They are
+		// stamped, so the search for clients it enters skips them without
+		// a look at their scope.
+		s.stamp++
 		for i := 0; i < len(r.views); {
-			ok, reason := r.views[i].c.visibility(r, true)
+			c := r.views[i].c
+			ok, reason := c.visibility(r, true)
 			if ok {
+				c.stamp = s.stamp
 				if !s.emitNow(r, i) {
 					markDirty(r, i)
 				}
@@ -51,7 +56,11 @@ func (s *Server) updateScopes() {
 		}
 		// Clients that may start seeing it.
 		if r.hasPos {
-			s.cgrid.near(r.x, r.y, func(c *client) { s.maybeEnter(c, r) })
+			s.cgrid.near(r.x, r.y, func(c *client) {
+				if c.stamp != s.stamp {
+					s.maybeEnter(c, r)
+				}
+			})
 		} else {
 			for _, c := range s.clients {
 				if c.radiusMode() {

@@ -30,6 +30,7 @@ func (s *Server) plan() {
 		c.usedNow = 0
 		if c.sendNow {
 			c.batch.Reset()
+			c.build.Reset()
 			c.spawnComps = c.spawnComps[:0]
 			c.direct = s.budget(c) >= maxBatch-4096
 		}
@@ -108,7 +109,7 @@ func (s *Server) sendTo(c *client) {
 		return
 	}
 	b := &c.batch
-	if len(c.exits) == 0 && len(c.dirty) == 0 && len(c.results) == 0 && len(c.controls) == 0 && len(b.Spawns) == 0 && len(b.Updates) == 0 && len(b.Removals) == 0 {
+	if len(c.exits) == 0 && len(c.dirty) == 0 && len(c.results) == 0 && len(c.controls) == 0 && c.build.Empty() && len(b.Removals) == 0 {
 		return
 	}
 	b.TickAdvance = uint64(s.tick - c.lastSent)
@@ -133,10 +134,15 @@ func (s *Server) sendTo(c *client) {
 
 	budget := s.budget(c) - used
 	if len(c.dirty) > 0 {
+		// Ascending ids make the fewest, smallest sections.
+		if !slices.IsSortedFunc(c.dirty, byID) {
+			slices.SortFunc(c.dirty, byID)
+		}
 		if c.direct {
 			s.emitUncapped(c, budget-c.usedNow)
 		} else {
 			s.chooseSized(c, budget)
+			slices.SortFunc(c.order, byID)
 			for _, d := range c.order {
 				if r, v := c.resolve(d); v != nil {
 					s.emitEntity(c, r, v)
@@ -144,22 +150,9 @@ func (s *Server) sendTo(c *client) {
 			}
 		}
 	}
-	if len(b.Exits)+len(b.Spawns)+len(b.Updates)+len(b.Removals)+len(b.Results)+len(b.Controls) == 0 {
+	if len(b.Exits)+len(b.Removals)+len(b.Results)+len(b.Controls) == 0 && c.build.Empty() {
 		return
 	}
-	slices.SortFunc(b.Spawns, func(x, y wire.Spawn) int { return cmp.Compare(x.ID, y.ID) })
-	slices.SortFunc(b.Updates, func(x, y wire.Update) int {
-		if x.Comp != y.Comp {
-			return cmp.Compare(x.Comp, y.Comp)
-		}
-		if x.Delta != y.Delta {
-			if x.Delta {
-				return 1
-			}
-			return -1
-		}
-		return cmp.Compare(x.ID, y.ID)
-	})
 	slices.SortFunc(b.Removals, func(x, y wire.Removal) int {
 		if x.Comp != y.Comp {
 			return cmp.Compare(x.Comp, y.Comp)
@@ -171,7 +164,7 @@ func (s *Server) sendTo(c *client) {
 	case buf = <-c.cn.free:
 	default:
 	}
-	buf = wire.AppendBatch(buf[:0], b)
+	buf = wire.AppendBatchBuilt(buf[:0], b, &c.build)
 	c.cn.busy.Store(true)
 	c.cn.out <- buf // never blocks: capacity 1 and the writer was idle
 	c.lastSent = s.tick
@@ -300,7 +293,7 @@ func (s *Server) emitEntity(c *client, r *entityRec, e *view) int {
 				c.spawnComps = append(c.spawnComps, wire.CompValue{Comp: uint64(i), Value: v})
 			}
 		}
-		b.AddSpawn(uint64(id), uint64(r.gen), c.spawnComps)
+		c.build.Spawn(uint64(id), uint64(r.gen), c.spawnComps)
 	} else {
 		for i := range s.comps {
 			bit := uint64(1) << uint(i)
@@ -314,15 +307,15 @@ func (s *Server) emitEntity(c *client, r *entityRec, e *view) int {
 			case e.held&bit == 0:
 				v := cr.fullBytes(s.comps[i])
 				size += len(v) + perRecordOverhead
-				b.Updates = append(b.Updates, wire.Update{Comp: uint64(i), ID: uint64(id), Value: v})
+				c.build.Update(uint64(i), uint64(id), false, v)
 			case cr.version > e.sync:
 				if cr.prevVersion != 0 && cr.prevVersion <= e.sync {
 					size += len(cr.delta) + perRecordOverhead
-					b.Updates = append(b.Updates, wire.Update{Comp: uint64(i), ID: uint64(id), Delta: true, Value: cr.delta})
+					c.build.Update(uint64(i), uint64(id), true, cr.delta)
 				} else {
 					v := cr.fullBytes(s.comps[i])
 					size += len(v) + perRecordOverhead
-					b.Updates = append(b.Updates, wire.Update{Comp: uint64(i), ID: uint64(id), Value: v})
+					c.build.Update(uint64(i), uint64(id), false, v)
 				}
 			}
 		}
@@ -333,3 +326,5 @@ func (s *Server) emitEntity(c *client, r *entityRec, e *view) int {
 	e.sync = s.tick
 	return size
 }
+
+func byID(a, b dirtyRef) int { return cmp.Compare(a.id, b.id) }

@@ -45,6 +45,7 @@ type Server struct {
 	grid          grid
 	globals       idSet // replicated entities without a position
 	changed       []uint32
+	stamp         uint64 // counts changed entities checked, see client.stamp
 	removed       []uint32
 	clients       []*client
 	globalClients []*client

@@ -140,34 +140,45 @@ func AppendBatch(dst []byte, b *Batch) []byte {
 	w := Writer{B: dst}
 	w.Byte(byte(KindBatch))
 	w.Uvarint(b.TickAdvance)
+	appendExits(&w, b.Exits)
+	appendSpawns(&w, b.Spawns)
+	appendRemovals(&w, b.Removals)
+	appendUpdates(&w, b.Updates)
+	appendResults(&w, b.Results)
+	appendControls(&w, b.Controls)
+	return w.B
+}
 
-	for i := 0; i < len(b.Exits); {
+func appendExits(w *Writer, exits []Exit) {
+	for i := 0; i < len(exits); {
 		j := i + 1
-		for j < len(b.Exits) && j-i < MaxItems &&
-			b.Exits[j].Reason == b.Exits[i].Reason && b.Exits[j].ID > b.Exits[j-1].ID {
+		for j < len(exits) && j-i < MaxItems &&
+			exits[j].Reason == exits[i].Reason && exits[j].ID > exits[j-1].ID {
 			j++
 		}
 		w.Byte(OpScopeExit)
-		w.Byte(byte(b.Exits[i].Reason))
+		w.Byte(byte(exits[i].Reason))
 		w.Uvarint(uint64(j - i))
 		prev := uint64(0)
-		for _, e := range b.Exits[i:j] {
+		for _, e := range exits[i:j] {
 			w.Uvarint(e.ID - prev)
 			prev = e.ID
 		}
 		i = j
 	}
+}
 
-	for i := 0; i < len(b.Spawns); {
+func appendSpawns(w *Writer, spawns []Spawn) {
+	for i := 0; i < len(spawns); {
 		j := i + 1
-		for j < len(b.Spawns) && j-i < MaxItems && b.Spawns[j].ID > b.Spawns[j-1].ID {
+		for j < len(spawns) && j-i < MaxItems && spawns[j].ID > spawns[j-1].ID {
 			j++
 		}
 		w.Byte(OpSpawn)
 		w.Uvarint(uint64(j - i))
 		prev := uint64(0)
 		for k := i; k < j; k++ {
-			s := &b.Spawns[k]
+			s := &spawns[k]
 			w.Uvarint(s.ID - prev)
 			prev = s.ID
 			w.Uvarint(s.Gen)
@@ -179,30 +190,34 @@ func AppendBatch(dst []byte, b *Batch) []byte {
 		}
 		i = j
 	}
+}
 
-	for i := 0; i < len(b.Removals); {
+func appendRemovals(w *Writer, removals []Removal) {
+	for i := 0; i < len(removals); {
 		j := i + 1
-		for j < len(b.Removals) && j-i < MaxItems &&
-			b.Removals[j].Comp == b.Removals[i].Comp && b.Removals[j].ID > b.Removals[j-1].ID {
+		for j < len(removals) && j-i < MaxItems &&
+			removals[j].Comp == removals[i].Comp && removals[j].ID > removals[j-1].ID {
 			j++
 		}
 		w.Byte(OpRemove)
-		w.Uvarint(b.Removals[i].Comp)
+		w.Uvarint(removals[i].Comp)
 		w.Uvarint(uint64(j - i))
 		prev := uint64(0)
-		for _, rm := range b.Removals[i:j] {
+		for _, rm := range removals[i:j] {
 			w.Uvarint(rm.ID - prev)
 			prev = rm.ID
 		}
 		i = j
 	}
+}
 
-	for i := 0; i < len(b.Updates); {
-		first := &b.Updates[i]
+func appendUpdates(w *Writer, updates []Update) {
+	for i := 0; i < len(updates); {
+		first := &updates[i]
 		j := i + 1
-		for j < len(b.Updates) && j-i < MaxItems &&
-			b.Updates[j].Comp == first.Comp && b.Updates[j].Delta == first.Delta &&
-			b.Updates[j].ID > b.Updates[j-1].ID {
+		for j < len(updates) && j-i < MaxItems &&
+			updates[j].Comp == first.Comp && updates[j].Delta == first.Delta &&
+			updates[j].ID > updates[j-1].ID {
 			j++
 		}
 		if first.Delta {
@@ -214,31 +229,35 @@ func AppendBatch(dst []byte, b *Batch) []byte {
 		w.Uvarint(uint64(j - i))
 		prev := uint64(0)
 		for k := i; k < j; k++ {
-			u := &b.Updates[k]
+			u := &updates[k]
 			w.Uvarint(u.ID - prev)
 			prev = u.ID
 			w.Raw(u.Value)
 		}
 		i = j
 	}
+}
 
-	for i := 0; i < len(b.Results); i += MaxItems {
-		j := min(i+MaxItems, len(b.Results))
+func appendResults(w *Writer, results []MutationResult) {
+	for i := 0; i < len(results); i += MaxItems {
+		j := min(i+MaxItems, len(results))
 		w.Byte(OpMutationResult)
 		w.Uvarint(uint64(j - i))
 		for k := i; k < j; k++ {
-			res := &b.Results[k]
+			res := &results[k]
 			w.Uvarint(res.Request)
 			w.Byte(byte(res.Status))
-			writeText(&w, res.Message, MaxNameLen)
+			writeText(w, res.Message, MaxNameLen)
 		}
 	}
+}
 
-	for i := 0; i < len(b.Controls); i += MaxItems {
-		j := min(i+MaxItems, len(b.Controls))
+func appendControls(w *Writer, controls []ControlReply) {
+	for i := 0; i < len(controls); i += MaxItems {
+		j := min(i+MaxItems, len(controls))
 		w.Byte(OpControlResult)
 		w.Uvarint(uint64(j - i))
-		for _, c := range b.Controls[i:j] {
+		for _, c := range controls[i:j] {
 			w.Uvarint(c.Request)
 			w.Byte(byte(c.Result))
 			w.Uvarint(c.ID)
@@ -246,7 +265,6 @@ func AppendBatch(dst []byte, b *Batch) []byte {
 			w.Uvarint(c.Holder)
 		}
 	}
-	return w.B
 }
 
 // DecodeBatch decodes the body of a batch message into b, which it resets
