@@ -1,6 +1,9 @@
 package plugin
 
-import "math"
+import (
+	"math"
+	"slices"
+)
 
 // cellKey packs a grid cell's integer coordinates.
 type cellKey uint64
@@ -126,12 +129,26 @@ func (s *idSet) remove(id uint32) {
 }
 
 // clientGrid buckets clients with a radius interest by their centre, with
-// cells as large as the largest leave radius, so the clients that may see a
-// point are in the 3×3 cells around it.
+// cells as large as the largest enter radius, so the clients that may start
+// seeing a point are in the 3×3 cells around it. It is rebuilt every tick.
+// When the clients' centres span a modest number of cells (the usual case)
+// the cells are one dense array in cell order, found by index; otherwise a
+// map holds them.
 type clientGrid struct {
-	size  float64
+	size float64
+	// Dense form: cells minX..minX+w-1 × minY..minY+h-1; the refs of cell
+	// k are refs[start[k]:start[k+1]].
+	dense      bool
+	minX, minY int32
+	w, h       int32
+	start      []int32
+	refs       []clientRef
+	// Sparse form.
 	cells map[cellKey][]clientRef
 }
+
+// maxDenseCells bounds the dense form's index (4 bytes a cell).
+const maxDenseCells = 1 << 16
 
 // clientRef keeps the enter test's inputs next to each other, so scanning
 // the clients near a point does not chase a pointer per client.
@@ -153,13 +170,28 @@ func (g *clientGrid) rebuild(clients []*client) {
 		clear(v)
 		g.cells[k] = v[:0]
 	}
+	clear(g.refs)
+	g.refs = g.refs[:0]
+	g.dense = false
 	g.size = 0
 	for _, c := range clients {
-		if c.radiusMode() && c.leaveR > g.size {
-			g.size = c.leaveR
+		if c.radiusMode() && c.enterR > g.size {
+			g.size = c.enterR
 		}
 	}
 	if g.size == 0 {
+		return
+	}
+	minX, minY, maxX, maxY := int32(math.MaxInt32), int32(math.MaxInt32), int32(math.MinInt32), int32(math.MinInt32)
+	for _, c := range clients {
+		if c.radiusMode() {
+			x, y := g.coord(c.cx), g.coord(c.cy)
+			minX, maxX = min(minX, x), max(maxX, x)
+			minY, maxY = min(minY, y), max(maxY, y)
+		}
+	}
+	if w, h := int64(maxX)-int64(minX)+1, int64(maxY)-int64(minY)+1; w*h <= maxDenseCells {
+		g.buildDense(clients, minX, minY, int32(w), int32(h))
 		return
 	}
 	for _, c := range clients {
@@ -170,6 +202,43 @@ func (g *clientGrid) rebuild(clients []*client) {
 	}
 }
 
+// buildDense lays the clients out cell by cell (a counting sort).
+func (g *clientGrid) buildDense(clients []*client, minX, minY, w, h int32) {
+	g.dense = true
+	g.minX, g.minY, g.w, g.h = minX, minY, w, h
+	n := int(w * h)
+	g.start = slices.Grow(g.start[:0], n+1)[:n+1]
+	clear(g.start)
+	total := 0
+	for _, c := range clients {
+		if c.radiusMode() {
+			g.start[g.cellIndex(c.cx, c.cy)+1]++
+			total++
+		}
+	}
+	for k := 1; k <= n; k++ {
+		g.start[k] += g.start[k-1]
+	}
+	g.refs = slices.Grow(g.refs[:0], total)[:total]
+	// Fill each cell from its end, using start[k+1] as a cursor that ends
+	// at the cell's start.
+	for _, c := range clients {
+		if c.radiusMode() {
+			k := g.cellIndex(c.cx, c.cy)
+			g.start[k+1]--
+			g.refs[g.start[k+1]] = clientRef{x: c.cx, y: c.cy, r2: c.enterR * c.enterR, c: c}
+		}
+	}
+	// start[k+1] was counted down to where cell k begins: shift so that
+	// start[k] is where cell k begins and start[n] is the end.
+	copy(g.start[:n], g.start[1:n+1])
+	g.start[n] = int32(total)
+}
+
+func (g *clientGrid) cellIndex(x, y float64) int32 {
+	return (g.coord(x)-g.minX)*g.h + g.coord(y) - g.minY
+}
+
 // near calls f for each radius client whose enter radius contains (x, y).
 func (g *clientGrid) near(x, y float64, f func(*client)) {
 	if g.size == 0 {
@@ -178,7 +247,18 @@ func (g *clientGrid) near(x, y float64, f func(*client)) {
 	cx, cy := g.coord(x), g.coord(y)
 	for dx := int32(-1); dx <= 1; dx++ {
 		for dy := int32(-1); dy <= 1; dy++ {
-			for i, cell := 0, g.cells[keyOf(cx+dx, cy+dy)]; i < len(cell); i++ {
+			var cell []clientRef
+			if g.dense {
+				gx, gy := cx+dx-g.minX, cy+dy-g.minY
+				if gx < 0 || gy < 0 || gx >= g.w || gy >= g.h {
+					continue
+				}
+				k := gx*g.h + gy
+				cell = g.refs[g.start[k]:g.start[k+1]]
+			} else {
+				cell = g.cells[keyOf(cx+dx, cy+dy)]
+			}
+			for i := range cell {
 				ref := &cell[i]
 				ddx, ddy := x-ref.x, y-ref.y
 				if ddx*ddx+ddy*ddy <= ref.r2 {

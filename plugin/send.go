@@ -2,6 +2,7 @@ package plugin
 
 import (
 	"cmp"
+	"math/bits"
 	"slices"
 
 	"github.com/ebisync/ebisync/internal/wire"
@@ -295,7 +296,8 @@ func (s *Server) emitEntity(c *client, r *entityRec, e *view) int {
 		}
 		c.build.Spawn(uint64(id), uint64(r.gen), c.spawnComps)
 	} else {
-		for i := range s.comps {
+		for m := mask | e.held; m != 0; m &= m - 1 {
+			i := bits.TrailingZeros64(m)
 			bit := uint64(1) << uint(i)
 			cr := &r.comps[i]
 			switch {
