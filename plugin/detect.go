@@ -110,6 +110,7 @@ func (s *Server) detectEntity(e donburi.Entity, has uint64) {
 		tag.Versions = v
 	}
 	changed := false
+	var pos *components.PositionData
 	for m := has | r.present; m != 0; m &= m - 1 {
 		i := bits.TrailingZeros64(m)
 		c := s.comps[i]
@@ -123,6 +124,9 @@ func (s *Server) detectEntity(e donburi.Entity, has uint64) {
 			continue
 		}
 		cur := entry.Component(c.ComponentType())
+		if i == s.posIndex {
+			pos = (*components.PositionData)(cur)
+		}
 		if r.present&bit == 0 {
 			r.present |= bit
 			if cr.shadow == nil {
@@ -156,7 +160,14 @@ func (s *Server) detectEntity(e donburi.Entity, has uint64) {
 		tag.Versions[i] = s.tick
 		changed = true
 	}
-	x, y, ok := s.opts.Position(entry)
+	var x, y float64
+	var ok bool
+	switch {
+	case s.posIndex < 0:
+		x, y, ok = s.opts.Position(entry)
+	case pos != nil:
+		x, y, ok = pos.X, pos.Y, true
+	}
 	if ok != r.hasPos || (ok && (x != r.x || y != r.y)) {
 		s.move(r, x, y, ok)
 		changed = true

@@ -99,6 +99,9 @@ type Options struct {
 	// joins (after its handshake) and after it left and its state is freed.
 	OnConnect    func(client ClientInfo)
 	OnDisconnect func(client ClientInfo)
+
+	// defaultPos: Position was left nil (set by withDefaults).
+	defaultPos bool
 }
 
 func (o *Options) withDefaults() Options {
@@ -144,6 +147,7 @@ func (o *Options) withDefaults() Options {
 	}
 	if v.Position == nil {
 		v.Position = defaultPosition
+		v.defaultPos = true
 	}
 	if v.Authorize == nil {
 		v.Authorize = DefaultAuthorize

@@ -45,6 +45,7 @@ type Server struct {
 	grid          grid
 	globals       idSet // replicated entities without a position
 	changed       []uint32
+	posIndex      int    // registry index of components.Position when it gives positions; -1 otherwise
 	stamp         uint64 // counts changed entities checked, see client.stamp
 	removed       []uint32
 	clients       []*client
@@ -107,6 +108,12 @@ func New(world donburi.World, reg *components.Registry, opts *Options) *Server {
 	}
 	s.hsCtx, s.hsCancel = context.WithCancel(context.Background())
 	s.ctrl, _ = reg.Of(components.Control)
+	s.posIndex = -1
+	if pc, ok := reg.Of(components.Position); ok && o.defaultPos {
+		// The default Position reads the registered position component:
+		// detection reads it from the value it has just compared.
+		s.posIndex = pc.Index()
+	}
 	for _, c := range s.comps {
 		o := c.Options()
 		co := compOpts{Explicit: o.Explicit}
