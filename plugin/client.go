@@ -28,48 +28,50 @@ type ClientInfo struct {
 // client is the tick-side state of one connected client. Only the game
 // goroutine touches it.
 type client struct {
-	s  *Server
-	cn *conn
+	// Read for every changed entity the client sees or is near, so kept
+	// together at the start (two cache lines).
+	s        *Server
+	mode     wire.InterestMode
+	sendNow  bool   // the client gets a batch this tick
+	direct   bool   // ... and it is uncapped: emit changes as they are found
+	nsubs    int    // entity subscriptions
+	typeSubs uint64 // mask of subscribed component ids
+	cx, cy   float64
+	enterR   float64
+	leaveR   float64
+	stamp    uint64       // Server.stamp of the changed entity last seen in scope
+	usedNow  int          // bytes emitted into this tick's batch so far
+	build    wire.Builder // spawns and updates of this tick's batch
+	dirty    []dirtyRef
 
-	typeSubs uint64            // mask of subscribed component ids
-	entSubs  map[uint32]uint32 // individually subscribed net id → gen
-	nsubs    int
+	cn      *conn
+	entSubs map[uint32]uint32 // individually subscribed net id → gen
 
-	mode         wire.InterestMode
-	cx, cy       float64
 	followID     uint32
 	followGen    uint32
 	followEntity donburi.Entity // set by the server; resolved each tick
-	enterR       float64
-	leaveR       float64
 	scanX, scanY float64
 	lastScan     uint32
 	needScan     bool
 
 	member []uint64 // bitset by net id: entities in scope (or pending spawn)
 	count  int      // entities in scope
-	dirty  []dirtyRef
 
 	exits    []wire.Exit
 	results  []wire.MutationResult
 	controls []wire.ControlReply
 
-	// This tick's batch: set by plan before scopes are updated, so the
-	// changes of this tick can be written into the batch as they are
-	// found (entity by entity, while the entity is in cache) instead of
-	// being listed and looked up again per client.
-	stamp      uint64 // Server.stamp of the changed entity last seen in scope
-	sendNow    bool   // the client gets a batch this tick
-	direct     bool   // ... and it is uncapped: emit changes as they are found
-	usedNow    int    // bytes emitted into this tick's batch so far
+	// sendNow, direct and usedNow are set by plan before scopes are
+	// updated, so the changes of this tick can be written into the batch
+	// as they are found (entity by entity, while the entity is in cache)
+	// instead of being listed and looked up again per client.
 	interval   uint32 // ticks between batches
 	minIntv    uint32
 	lastSent   uint32
 	good       int
 	busyRun    int
 	lastSlow   int64
-	batch      wire.Batch   // exits, removals, results, control replies
-	build      wire.Builder // spawns and updates
+	batch      wire.Batch // exits, removals, results, control replies
 	sizes      []int
 	order      []dirtyRef
 	rank       []uint32
