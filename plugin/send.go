@@ -48,7 +48,10 @@ func (s *Server) emitNow(r *entityRec, i int) bool {
 	if !c.direct || v.dirty {
 		return v.dirty
 	}
-	if c.usedNow > maxBatch/4 && c.usedNow+s.entitySize(c, r, v) > maxBatch-4096-batchOverhead {
+	// Room is kept for the exits this tick may still add to the batch
+	// (at most one per entity in scope) and for results and replies.
+	if reserve := 8*c.count + 4096 + batchOverhead; c.usedNow+reserve > maxBatch/4 &&
+		c.usedNow+s.entitySize(c, r, v)+reserve > maxBatch {
 		return false
 	}
 	c.usedNow += s.emitEntity(c, r, v)
