@@ -29,7 +29,10 @@ type ClientInfo struct {
 // goroutine touches it.
 type client struct {
 	// Read for every changed entity the client sees or is near, so kept
-	// together at the start (two cache lines).
+	// together at the start. sendNow, direct and usedNow are set by plan
+	// before scopes are updated, so the changes of this tick can be written
+	// into the batch as they are found (entity by entity, while the entity
+	// is in cache) instead of being listed and looked up again per client.
 	s        *Server
 	mode     wire.InterestMode
 	sendNow  bool   // the client gets a batch this tick
@@ -61,10 +64,6 @@ type client struct {
 	results  []wire.MutationResult
 	controls []wire.ControlReply
 
-	// sendNow, direct and usedNow are set by plan before scopes are
-	// updated, so the changes of this tick can be written into the batch
-	// as they are found (entity by entity, while the entity is in cache)
-	// instead of being listed and looked up again per client.
 	interval   uint32 // ticks between batches
 	minIntv    uint32
 	lastSent   uint32
