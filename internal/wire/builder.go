@@ -49,16 +49,6 @@ func (s *builderSection) reset() {
 // Empty reports whether b has no entries.
 func (b *Builder) Empty() bool { return b.spawn.n == 0 && len(b.used) == 0 }
 
-// Len is the number of bytes b's sections take in a message, at most.
-func (b *Builder) Len() int {
-	n := len(b.spawn.sealed) + len(b.spawn.body) + 12
-	for _, k := range b.used {
-		s := &b.upd[k]
-		n += len(s.sealed) + len(s.body) + 22
-	}
-	return n
-}
-
 // Spawn adds a spawn of entity id, gen with the full values comps.
 func (b *Builder) Spawn(id, gen uint64, comps []CompValue) {
 	s := &b.spawn
