@@ -64,6 +64,7 @@ type Component struct {
 	deep    bool // has []byte leaves that need a deep copy
 	plain   bool // no strings or slices: equal memory means equal values
 	size    uintptr
+	words   uintptr // plain and a whole number of up to 4 words: size/8; else 0
 	hash    uint64
 	opts    Options
 	custom  func(p unsafe.Pointer) Marshaler
@@ -77,6 +78,13 @@ func (c *Component) Name() string { return c.name }
 // Index returns the component's position in its registry, which is its id on
 // the wire.
 func (c *Component) Index() int { return c.index }
+
+// PlainSize returns the size of the component's Go value and whether the
+// value is plain: no pointers (strings, slices, maps), no Marshaler. A
+// plain value may be kept in any memory of that size aligned to 8 bytes,
+// which is how a server keeps its copies of small values next to its own
+// records.
+func (c *Component) PlainSize() (uintptr, bool) { return c.size, c.plain && c.custom == nil }
 
 // ComponentType returns the donburi component type.
 func (c *Component) ComponentType() donburi.IComponentType { return c.ct }
@@ -190,6 +198,9 @@ func Register[T any](r *Registry, name string, ct *donburi.ComponentType[T], opt
 		c.deep = hasBytes(fs)
 		c.plain = !hasPointers(typ)
 		c.size = typ.Size()
+		if c.plain && c.size%8 == 0 && c.size <= 32 {
+			c.words = c.size / 8
+		}
 	}
 	c.hash = schemaHash(name, c.fields)
 	r.list = append(r.list, c)
