@@ -71,6 +71,7 @@ type client struct {
 	busyRun    int
 	lastSlow   int64
 	batch      wire.Batch // exits, removals, results, control replies
+	outBuf     []byte     // the encoded batch; reused once the writer is idle
 	sizes      []int
 	order      []dirtyRef
 	rank       []uint32

@@ -52,7 +52,6 @@ type conn struct {
 	in          chan inbound // reader → tick
 	out         chan []byte  // tick → writer (batches); capacity 1
 	ctrl        chan []byte  // reader → writer (pongs); dropped when full
-	free        chan []byte  // writer → tick: buffers to reuse
 	busy        atomic.Bool  // a batch is being written
 	joined      atomic.Bool
 	welcomeTick uint32
@@ -67,6 +66,7 @@ type conn struct {
 	slowWrites atomic.Int64 // writes slower than a tick since last read by the tick
 
 	bytesIn, bytesOut, msgsIn, msgsOut atomic.Uint64
+	batchRaw, batchWire                atomic.Uint64 // batch bytes before and after compression
 
 	tokens   float64
 	lastFill time.Time
@@ -107,7 +107,6 @@ func (s *Server) serve(w http.ResponseWriter, r *http.Request) {
 		in:       make(chan inbound, s.opts.InboundQueue),
 		out:      make(chan []byte, 1),
 		ctrl:     make(chan []byte, 4),
-		free:     make(chan []byte, 2),
 		ctx:      ctx,
 		cancel:   cancel,
 		tokens:   float64(s.opts.MutationBurst),
@@ -144,6 +143,8 @@ func (s *Server) serve(w http.ResponseWriter, r *http.Request) {
 	cn.left.Store(true)
 	s.mu.Lock()
 	delete(s.conns, cn)
+	s.stats.rawBytes += cn.batchRaw.Load()
+	s.stats.wireBytes += cn.batchWire.Load()
 	s.leaves = append(s.leaves, cn)
 	s.mu.Unlock()
 }
@@ -437,11 +438,7 @@ func (cn *conn) writeLoop() {
 			if d > cn.s.tickDur {
 				cn.slowWrites.Add(1)
 			}
-			select {
-			case cn.free <- msg:
-			default:
-			}
-			cn.busy.Store(false)
+			cn.busy.Store(false) // msg is the tick's again
 		}
 		if err != nil {
 			if timedOut.Load() && cn.ctx.Err() == nil {
@@ -455,8 +452,8 @@ func (cn *conn) writeLoop() {
 		cn.bytesOut.Add(uint64(len(framed)))
 		cn.msgsOut.Add(1)
 		if isBatch {
-			cn.s.stats.rawBytes.Add(uint64(len(msg)))
-			cn.s.stats.wireBytes.Add(uint64(len(framed)))
+			cn.batchRaw.Add(uint64(len(msg)))
+			cn.batchWire.Add(uint64(len(framed)))
 		}
 	}
 }

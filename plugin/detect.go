@@ -32,14 +32,42 @@ type entityRec struct {
 
 // compRec is the change-tracking state of one component of one entity.
 type compRec struct {
+	// What detection reads of an unchanged value first, together.
 	version     uint32         // tick of the last change (or add)
 	prevVersion uint32         // tick of the change before; 0 if added at version
-	addedAt     uint32         // tick it was (last) added
-	removedAt   uint32         // tick it was (last) removed
-	shadow      unsafe.Pointer // the value as of version
-	delta       []byte         // delta from the value at prevVersion to version
-	full        []byte         // full encoding at fullVersion
+	shadow      unsafe.Pointer // the value as of version: &inline or its own allocation
+	inline      [inlineWords]uint64
+
+	addedAt     uint32 // tick it was (last) added
+	removedAt   uint32 // tick it was (last) removed
 	fullVersion uint32
+	delta       []byte // delta from the value at prevVersion to version
+	full        []byte // full encoding at fullVersion
+}
+
+// inlineWords bounds the plain values whose shadow is kept inside the
+// compRec (a position, a health): one less pointer to follow per value
+// compared.
+const inlineWords = 4
+
+// newShadow gives cr a place for its copy of component c's value.
+func newShadow(c *components.Component, cr *compRec) unsafe.Pointer {
+	if size, plain := c.PlainSize(); plain && size <= inlineWords*8 {
+		return unsafe.Pointer(&cr.inline)
+	}
+	return c.New()
+}
+
+// storageReader returns a function that reads the value of one component
+// type in archetype arch by the entity's index in Archetype.Entities():
+// the pointer Entry.Component gives, without the per-entity Entry and
+// location lookups. donburi keeps each component's values per archetype in
+// entity order (entities and values are appended and swap-removed
+// together), so that index is the value's index. f is a component
+// storage's Component method; its index types are donburi's own.
+func storageReader[A, C ~int](f func(A, C) unsafe.Pointer, arch int) func(i int) unsafe.Pointer {
+	a := A(arch)
+	return func(i int) unsafe.Pointer { return f(a, C(i)) }
 }
 
 // fullBytes returns the full encoding of the component as of its version,
@@ -70,12 +98,25 @@ func (s *Server) detect() {
 				mask |= 1 << uint(i)
 			}
 		}
-		s.archs = append(s.archs, archRef{index: s.archSeen, mask: mask})
+		store := s.world.StorageAccessor().Components
+		a := archRef{
+			index: s.archSeen,
+			mask:  mask,
+			tag:   storageReader(store.Storage(components.Replicated).Component, s.archSeen),
+			vals:  make([]func(int) unsafe.Pointer, len(s.comps)),
+		}
+		for i, c := range s.comps {
+			if mask&(1<<uint(i)) != 0 {
+				a.vals[i] = storageReader(store.Storage(c.ComponentType()).Component, s.archSeen)
+			}
+		}
+		s.archs = append(s.archs, a)
 	}
-	for _, a := range s.archs {
+	for k := range s.archs {
+		a := &s.archs[k]
 		ents := archs[a.index].Entities()
 		for i := 0; i < len(ents); i++ {
-			s.detectEntity(ents[i], a.mask)
+			s.detectEntity(a, i, ents[i])
 		}
 	}
 	// In net id order, so scope updates write each client's batch in the
@@ -91,9 +132,10 @@ func (s *Server) detect() {
 	}
 }
 
-func (s *Server) detectEntity(e donburi.Entity, has uint64) {
-	entry := s.world.Entry(e)
-	tag := components.Replicated.Get(entry)
+// detectEntity checks entity e, at index row of archetype a.
+func (s *Server) detectEntity(a *archRef, row int, e donburi.Entity) {
+	has := a.mask
+	tag := (*components.ReplicatedData)(a.tag(row))
 	var r *entityRec
 	if id := tag.NetID; id != 0 && int(id) < len(s.recs) {
 		r = s.recs[id]
@@ -123,14 +165,14 @@ func (s *Server) detectEntity(e donburi.Entity, has uint64) {
 			changed = true
 			continue
 		}
-		cur := entry.Component(c.ComponentType())
+		cur := a.vals[i](row)
 		if i == s.posIndex {
 			pos = (*components.PositionData)(cur)
 		}
 		if r.present&bit == 0 {
 			r.present |= bit
 			if cr.shadow == nil {
-				cr.shadow = c.New()
+				cr.shadow = newShadow(c, cr)
 			}
 			c.Copy(cr.shadow, cur)
 			cr.addedAt, cr.version, cr.prevVersion = s.tick, s.tick, 0
@@ -164,7 +206,7 @@ func (s *Server) detectEntity(e donburi.Entity, has uint64) {
 	var ok bool
 	switch {
 	case s.posIndex < 0:
-		x, y, ok = s.opts.Position(entry)
+		x, y, ok = s.opts.Position(s.world.Entry(e))
 	case pos != nil:
 		x, y, ok = pos.X, pos.Y, true
 	}
@@ -196,7 +238,7 @@ func (s *Server) spawn(e donburi.Entity, tag *components.ReplicatedData) *entity
 	s.recs[id] = r
 	tag.NetID, tag.Gen = id, gen
 	s.globals.add(id) // until move() gives it a position
-	s.stats.entities.Add(1)
+	s.tickEntities++
 	return r
 }
 
@@ -230,7 +272,7 @@ func (s *Server) despawn(r *entityRec) {
 	s.recs[r.id] = nil
 	s.freeIDs = append(s.freeIDs, r.id)
 	s.removed = append(s.removed, r.id)
-	s.stats.entities.Add(-1)
+	s.tickEntities--
 }
 
 // move updates an entity's position in the spatial index.

@@ -41,18 +41,28 @@ func (s *Server) updateScopes() {
 		// stamped, so the search for clients it enters skips them without
 		// a look at their scope.
 		s.stamp++
+		f := s.fastPlan(r)
+		simple := s.opts.Filter == nil && r.hasPos
 		for i := 0; i < len(r.views); {
-			c := r.views[i].c
-			ok, reason := c.visibility(r, true)
-			if ok {
-				c.stamp = s.stamp
-				if !s.emitNow(r, i) {
-					markDirty(r, i)
+			v := &r.views[i]
+			c := v.c
+			// The common case, tested inline: a client with no entity
+			// subscriptions keeps an entity inside its leave radius.
+			if simple && c.nsubs == 0 && c.typeSubs != 0 && c.mode != wire.InterestGlobal {
+				dx, dy := r.x-c.cx, r.y-c.cy
+				if dx*dx+dy*dy > c.leaveR*c.leaveR {
+					exitAt(r, i, reasonOutOfRange) // moves the last view into i
+					continue
 				}
-				i++
+			} else if ok, reason := c.visibility(r, true); !ok {
+				exitAt(r, i, reason)
 				continue
 			}
-			exitAt(r, i, reason) // moves the last view into i
+			c.stamp = s.stamp
+			if !s.emitFast(r, v, &f) && !s.emitNow(r, i) {
+				markDirty(r, i)
+			}
+			i++
 		}
 		// Clients that may start seeing it.
 		if r.hasPos {

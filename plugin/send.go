@@ -58,11 +58,76 @@ func (s *Server) emitNow(r *entityRec, i int) bool {
 	return true
 }
 
-// send builds and hands off each client's batch.
+// fastPath is what the common view of a changed entity needs: a client
+// that holds every component it receives and was up to date before this
+// tick gets the encoded delta of each component that changed, and nothing
+// else. fastPlan works it out once per changed entity; emitFast applies it
+// to one view in a few comparisons.
+type fastPath struct {
+	ok      bool
+	minSync uint32 // a view synced before this has more to catch up
+	changed uint64 // components with a delta this tick
+}
+
+func (s *Server) fastPlan(r *entityRec) fastPath {
+	f := fastPath{ok: true}
+	for m := r.present; m != 0; m &= m - 1 {
+		i := bits.TrailingZeros64(m)
+		cr := &r.comps[i]
+		switch {
+		case cr.version != s.tick:
+			f.minSync = max(f.minSync, cr.version)
+		case cr.prevVersion == 0: // added this tick: a full value
+			return fastPath{}
+		default:
+			f.minSync = max(f.minSync, cr.prevVersion)
+			f.changed |= 1 << uint(i)
+		}
+	}
+	return f
+}
+
+// emitFast writes view v of r into its client's batch when the fast path
+// applies and reports whether it did.
+func (s *Server) emitFast(r *entityRec, v *view, f *fastPath) bool {
+	c := v.c
+	if !f.ok || s.noFastPath || !c.direct || v.dirty || v.pending || v.sync < f.minSync || c.nsubs != 0 || v.held != c.typeSubs&r.present {
+		return false
+	}
+	// The same room rule as emitNow, with the entity's exact size.
+	size := perEntityOverhead
+	send := f.changed & v.held
+	for m := send; m != 0; m &= m - 1 {
+		size += len(r.comps[bits.TrailingZeros64(m)].delta) + perRecordOverhead
+	}
+	if c.usedNow+size+8*c.count+4096+batchOverhead > maxBatch {
+		return false
+	}
+	for m := send; m != 0; m &= m - 1 {
+		i := bits.TrailingZeros64(m)
+		c.build.Update(uint64(i), uint64(r.id), true, r.comps[i].delta)
+	}
+	c.usedNow += size
+	v.sync = s.tick
+	s.fastViews++
+	return true
+}
+
+// send builds each client's batch, then hands them all to the writers.
+// Handing off in one tight loop, after the building, wakes the writer
+// goroutines back to back: the scheduler then finds a spinning thread for
+// most of them instead of waking one per batch.
 func (s *Server) send() {
+	s.handoff = s.handoff[:0]
 	for _, c := range s.clients {
 		s.sendTo(c)
 	}
+	for i, c := range s.handoff {
+		c.cn.busy.Store(true)
+		c.cn.out <- c.outBuf // never blocks: capacity 1 and the writer was idle
+		s.handoff[i] = nil
+	}
+	s.tickBatches += uint64(len(s.handoff))
 }
 
 // budget returns the most bytes the client's next batch may carry.
@@ -90,7 +155,7 @@ func (s *Server) pace(c *client) bool {
 			c.busyRun = 0
 			s.slowDown(c)
 		}
-		s.stats.skipped.Add(1)
+		s.tickSkipped++
 		return false
 	}
 	c.busyRun = 0
@@ -163,16 +228,11 @@ func (s *Server) sendTo(c *client) {
 		}
 		return cmp.Compare(x.ID, y.ID)
 	})
-	var buf []byte
-	select {
-	case buf = <-c.cn.free:
-	default:
-	}
-	buf = wire.AppendBatchBuilt(buf[:0], b, &c.build)
-	c.cn.busy.Store(true)
-	c.cn.out <- buf // never blocks: capacity 1 and the writer was idle
+	// The writer is idle (pace checked), so it is done with the buffer it
+	// was handed last time: busy went false after its last use.
+	c.outBuf = wire.AppendBatchBuilt(c.outBuf[:0], b, &c.build)
+	s.handoff = append(s.handoff, c)
 	c.lastSent = s.tick
-	s.stats.batches.Add(1)
 	if c.interval > c.minIntv {
 		c.good++
 		if c.good >= max(1, s.opts.TickRate/(2*int(c.interval))) {

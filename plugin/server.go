@@ -9,6 +9,7 @@ import (
 	"sync"
 	"sync/atomic"
 	"time"
+	"unsafe"
 
 	"github.com/yohamta/donburi"
 	"github.com/yohamta/donburi/ecs"
@@ -56,6 +57,13 @@ type Server struct {
 	controls      map[uint32]*controlHold
 	limitedBuf    []limitedReq
 	tickDur       time.Duration
+	handoff       []*client // clients whose batch is ready this tick
+	noFastPath    bool      // tests: every view through emitNow
+	fastViews     int       // views emitFast wrote (tests)
+	// Counted during the tick and published once at its end: an atomic
+	// add per batch would share a cache line with the writers' counters.
+	tickBatches, tickSkipped uint64
+	tickEntities             int64
 
 	// Cross-goroutine state.
 	mu      sync.Mutex
@@ -73,9 +81,13 @@ type Server struct {
 	hsCancel context.CancelFunc
 }
 
+// archRef is an archetype with the Replicated tag, and how to read its
+// values without an Entry per entity.
 type archRef struct {
 	index int
-	mask  uint64 // registered components the archetype holds
+	mask  uint64                     // registered components the archetype holds
+	tag   func(i int) unsafe.Pointer // Replicated of the archetype's entity i
+	vals  []func(i int) unsafe.Pointer
 }
 
 // compOpts is a component's options as the tick uses them.
@@ -154,12 +166,20 @@ func (s *Server) Tick() {
 	}
 	s.admit()
 	s.applyInbound()
+	t1 := time.Now()
 	s.detect()
+	t2 := time.Now()
 	s.expireControls()
 	s.plan()
 	s.updateScopes()
+	t3 := time.Now()
 	s.send()
+	t4 := time.Now()
 	s.publishStats()
+	s.stats.phases[0].Store(int64(t1.Sub(start)))
+	s.stats.phases[1].Store(int64(t2.Sub(t1)))
+	s.stats.phases[2].Store(int64(t3.Sub(t2)))
+	s.stats.phases[3].Store(int64(t4.Sub(t3)))
 	s.curTick.Store(s.tick)
 	s.stats.tickNanos.Store(int64(time.Since(start)))
 	s.stats.ticks.Add(1)

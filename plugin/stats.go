@@ -10,19 +10,24 @@ import (
 type serverStats struct {
 	ticks, batches, skipped atomic.Uint64
 	connects                atomic.Uint64
-	rawBytes, wireBytes     atomic.Uint64
-	tickNanos               atomic.Int64
-	entities                atomic.Int64
-	clients                 atomic.Int64
-	subscriptions           atomic.Int64
-	clientState             atomic.Int64
-	mutations               [wire.StatusInternalError + 1]atomic.Uint64
+	// Batch bytes of connections that are gone; those of open ones are
+	// counted per connection (so writers never share a counter) and
+	// added here, under Server.mu, when the connection is removed.
+	rawBytes, wireBytes uint64
+	tickNanos           atomic.Int64
+	phases              [4]atomic.Int64 // of the last tick, as in TickPhases
+	entities            atomic.Int64
+	clients             atomic.Int64
+	subscriptions       atomic.Int64
+	clientState         atomic.Int64
+	mutations           [wire.StatusInternalError + 1]atomic.Uint64
 }
 
 // Stats is a snapshot of a server's counters.
 type Stats struct {
 	Ticks         uint64        // ticks run
 	TickTime      time.Duration // duration of the last tick
+	Phases        TickPhases    // where the last tick's time went
 	Entities      int           // replicated entities
 	Connections   int           // open connections (including handshaking)
 	Clients       int           // clients the tick serves
@@ -37,6 +42,17 @@ type Stats struct {
 	PerClient     []ClientStats
 }
 
+// TickPhases splits a tick's time (wall clock) by what it did, to see
+// which knob matters: Detect grows with the replicated entities (see
+// components.Options.Explicit), Scopes with changed entities times the
+// clients that see them, Send with the clients that get a batch.
+type TickPhases struct {
+	Inbound time.Duration // joins, leaves, subscriptions, mutations, controls
+	Detect  time.Duration // change detection over every replicated entity
+	Scopes  time.Duration // scope enter/leave and writing this tick's changes
+	Send    time.Duration // finishing each batch and handing it to its writer
+}
+
 // ClientStats is one client's traffic.
 type ClientStats struct {
 	ClientInfo
@@ -49,8 +65,14 @@ type ClientStats struct {
 // ScopeEntries) are as of the last completed tick.
 func (s *Server) Stats() Stats {
 	st := Stats{
-		Ticks:         s.stats.ticks.Load(),
-		TickTime:      time.Duration(s.stats.tickNanos.Load()),
+		Ticks:    s.stats.ticks.Load(),
+		TickTime: time.Duration(s.stats.tickNanos.Load()),
+		Phases: TickPhases{
+			Inbound: time.Duration(s.stats.phases[0].Load()),
+			Detect:  time.Duration(s.stats.phases[1].Load()),
+			Scopes:  time.Duration(s.stats.phases[2].Load()),
+			Send:    time.Duration(s.stats.phases[3].Load()),
+		},
 		Entities:      int(s.stats.entities.Load()),
 		Clients:       int(s.stats.clients.Load()),
 		Subscriptions: int(s.stats.subscriptions.Load()),
@@ -58,8 +80,6 @@ func (s *Server) Stats() Stats {
 		Batches:       s.stats.batches.Load(),
 		SkippedBusy:   s.stats.skipped.Load(),
 		Connects:      s.stats.connects.Load(),
-		BytesOut:      s.stats.wireBytes.Load(),
-		RawBytesOut:   s.stats.rawBytes.Load(),
 		Mutations:     make(map[string]uint64),
 	}
 	for i := range s.stats.mutations {
@@ -69,7 +89,10 @@ func (s *Server) Stats() Stats {
 	}
 	s.mu.Lock()
 	st.Connections = len(s.conns)
+	st.BytesOut, st.RawBytesOut = s.stats.wireBytes, s.stats.rawBytes
 	for cn := range s.conns {
+		st.BytesOut += cn.batchWire.Load()
+		st.RawBytesOut += cn.batchRaw.Load()
 		st.PerClient = append(st.PerClient, ClientStats{
 			ClientInfo:  ClientInfo{ID: cn.id, Name: cn.name, Addr: cn.addr},
 			BytesIn:     cn.bytesIn.Load(),
@@ -85,6 +108,18 @@ func (s *Server) Stats() Stats {
 
 // publishStats stores the per-tick figures for Stats.
 func (s *Server) publishStats() {
+	if s.tickBatches != 0 {
+		s.stats.batches.Add(s.tickBatches)
+		s.tickBatches = 0
+	}
+	if s.tickSkipped != 0 {
+		s.stats.skipped.Add(s.tickSkipped)
+		s.tickSkipped = 0
+	}
+	if s.tickEntities != 0 {
+		s.stats.entities.Add(s.tickEntities)
+		s.tickEntities = 0
+	}
 	subs, state := 0, 0
 	for _, c := range s.clients {
 		subs += c.subscriptionCount()

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"math"
 	"math/rand/v2"
+	"runtime"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -19,7 +20,7 @@ import (
 // benchmark measures the tick alone.
 func attachSink(s *Server, x, y, radius float64, subs uint64) (*client, func()) {
 	ctx, cancel := context.WithCancel(context.Background())
-	cn := &conn{s: s, id: s.nextID.Add(1), in: make(chan inbound, 1), out: make(chan []byte, 1), ctrl: make(chan []byte, 1), free: make(chan []byte, 2), ctx: ctx, cancel: cancel}
+	cn := &conn{s: s, id: s.nextID.Add(1), in: make(chan inbound, 1), out: make(chan []byte, 1), ctrl: make(chan []byte, 1), ctx: ctx, cancel: cancel}
 	done := make(chan struct{})
 	go func() {
 		defer close(done)
@@ -29,10 +30,6 @@ func attachSink(s *Server, x, y, radius float64, subs uint64) (*client, func()) 
 				return
 			case b := <-cn.out:
 				cn.bytesOut.Add(uint64(len(b)))
-				select {
-				case cn.free <- b:
-				default:
-				}
 				cn.busy.Store(false)
 			}
 		}
@@ -60,6 +57,8 @@ func BenchmarkTickInternal(b *testing.B) {
 func benchName(e, c int) string { return fmt.Sprintf("entities=%d/clients=%d", e, c) }
 
 func benchTick(b *testing.B, nEnt, nCli int) {
+	runtime.LockOSThread()
+	defer runtime.UnlockOSThread()
 	reg := components.NewRegistry()
 	components.RegisterStandard(reg)
 	w := donburi.NewWorld()
@@ -98,10 +97,13 @@ func benchTick(b *testing.B, nEnt, nCli int) {
 		s.Tick()
 		for _, c := range s.clients {
 			for c.cn.busy.Load() {
+				runtime.Gosched()
 			}
 		}
 	}
 	pairs := 0
+	var cpu time.Duration
+	var phases [3]time.Duration
 	b.ResetTimer()
 	b.ReportAllocs()
 	for i := 0; i < b.N; i++ {
@@ -109,10 +111,18 @@ func benchTick(b *testing.B, nEnt, nCli int) {
 		step()
 		for _, c := range s.clients {
 			for c.cn.busy.Load() {
+				runtime.Gosched()
 			}
 		}
 		b.StartTimer()
+		c0, _ := threadCPU()
 		s.Tick()
+		c1, _ := threadCPU()
+		cpu += c1 - c0
+		st := s.Stats()
+		phases[0] += st.Phases.Detect
+		phases[1] += st.Phases.Scopes
+		phases[2] += st.Phases.Send
 		for _, id := range s.changed {
 			if r := s.recs[id]; r != nil {
 				pairs += len(r.views)
@@ -121,6 +131,10 @@ func benchTick(b *testing.B, nEnt, nCli int) {
 	}
 	b.StopTimer()
 	if pairs > 0 {
+		b.ReportMetric(float64(cpu)/float64(pairs), "cpu-ns/pair")
+		b.ReportMetric(float64(phases[0])/float64(pairs), "detect-ns/pair")
+		b.ReportMetric(float64(phases[1])/float64(pairs), "scopes-ns/pair")
+		b.ReportMetric(float64(phases[2])/float64(pairs), "send-ns/pair")
 		b.ReportMetric(float64(b.Elapsed().Nanoseconds())/float64(pairs), "ns/pair")
 	}
 }
@@ -164,6 +178,7 @@ func TestTickSteadyStateAllocs(t *testing.T) {
 		s.Tick()
 		for _, c := range s.clients {
 			for c.cn.busy.Load() {
+				runtime.Gosched()
 			}
 		}
 	}

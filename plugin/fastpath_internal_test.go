@@ -1,0 +1,244 @@
+package plugin
+
+import (
+	"bytes"
+	"context"
+	"fmt"
+	"math/rand/v2"
+	"runtime"
+	"sync"
+	"testing"
+
+	"github.com/yohamta/donburi"
+
+	"github.com/ebisync/ebisync/components"
+	"github.com/ebisync/ebisync/internal/wire"
+)
+
+// attachCapture adds a client whose writer keeps a copy of every batch.
+func attachCapture(s *Server) (*client, func() [][]byte, func()) {
+	ctx, cancel := context.WithCancel(context.Background())
+	cn := &conn{s: s, id: s.nextID.Add(1), in: make(chan inbound, 1), out: make(chan []byte, 1), ctrl: make(chan []byte, 1), ctx: ctx, cancel: cancel}
+	var mu sync.Mutex
+	var got [][]byte
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		for {
+			select {
+			case <-ctx.Done():
+				return
+			case b := <-cn.out:
+				mu.Lock()
+				got = append(got, bytes.Clone(b))
+				mu.Unlock()
+				cn.busy.Store(false)
+			}
+		}
+	}()
+	c := newClient(s, cn)
+	s.clients = append(s.clients, c)
+	s.byID[cn.id] = c
+	take := func() [][]byte {
+		mu.Lock()
+		defer mu.Unlock()
+		b := got
+		got = nil
+		return b
+	}
+	return c, take, func() { cancel(); <-done }
+}
+
+// TestFastPathSameBytes: the fast path for the common view of a changed
+// entity (emitFast) writes exactly what the general path writes. Two
+// servers run the same random game, one with the fast path off; every
+// batch of every client must be byte for byte the same, with a batch every
+// tick and with one every third tick (changes of the ticks between wait as
+// dirty views, which the fast path must leave to the general one).
+func TestFastPathSameBytes(t *testing.T) {
+	for _, sendRate := range []int{60, 20} {
+		t.Run(fmt.Sprintf("SendRate=%d", sendRate), func(t *testing.T) {
+			a := newFastPathGame(t, sendRate, false)
+			b := newFastPathGame(t, sendRate, true)
+			for i := range a.takes {
+				a.takes[i]()
+				b.takes[i]()
+			}
+			for tick := 0; tick < 300; tick++ {
+				a.step(tick)
+				b.step(tick)
+				for i := range a.takes {
+					ga, gb := a.takes[i](), b.takes[i]()
+					if len(ga) != len(gb) {
+						t.Fatalf("tick %d client %d: %d batches with the fast path, %d without", tick, i, len(ga), len(gb))
+					}
+					for k := range ga {
+						if !bytes.Equal(ga[k], gb[k]) {
+							t.Fatalf("tick %d client %d: batches differ\nfast:    %x\ngeneral: %x", tick, i, ga[k], gb[k])
+						}
+					}
+				}
+			}
+			// The comparison means something only if the fast path ran,
+			// and the general one too.
+			if a.s.fastViews < 1000 || b.s.fastViews != 0 {
+				t.Fatalf("fast path wrote %d views (want many) and %d with it off (want 0)", a.s.fastViews, b.s.fastViews)
+			}
+			t.Logf("fast path: %d views", a.s.fastViews)
+		})
+	}
+}
+
+type fastPathGame struct {
+	t     *testing.T
+	s     *Server
+	w     donburi.World
+	rng   *rand.Rand
+	ents  []donburi.Entity
+	takes []func() [][]byte
+}
+
+func newFastPathGame(t *testing.T, sendRate int, noFast bool) *fastPathGame {
+	reg := components.NewRegistry()
+	components.RegisterStandard(reg)
+	w := donburi.NewWorld()
+	s := New(w, reg, &Options{CellSize: 100, TickRate: 60, SendRate: sendRate})
+	s.noFastPath = noFast
+	g := &fastPathGame{t: t, s: s, w: w, rng: rand.New(rand.NewPCG(7, 8))}
+	for range 300 {
+		g.spawn()
+	}
+	pos, _ := reg.Of(components.Position)
+	health, _ := reg.Of(components.Health)
+	for i := range 8 {
+		c, take, stop := attachCapture(s)
+		t.Cleanup(stop)
+		g.takes = append(g.takes, take)
+		c.typeSubs = 1 << uint(pos.Index())
+		if i%2 == 1 {
+			c.typeSubs |= 1 << uint(health.Index())
+		}
+		if i == 7 {
+			continue // global interest
+		}
+		c.mode = wire.InterestPoint
+		c.cx, c.cy = g.rng.Float64()*1000, g.rng.Float64()*1000
+		c.setRadius(250)
+	}
+	// One client also follows a few entities by id.
+	c := s.clients[2]
+	for _, e := range g.ents[:5] {
+		g.tick() // gives the entities their net ids
+		tag := components.Replicated.Get(w.Entry(e))
+		s.subscribe(c, []wire.Sub{{Kind: wire.SubEntity, ID: uint64(tag.NetID), Gen: uint64(tag.Gen)}}, true)
+	}
+	return g
+}
+
+func (g *fastPathGame) spawn() {
+	var e donburi.Entity
+	if g.rng.IntN(4) == 0 {
+		e = g.w.Create(components.Replicated, components.Position)
+	} else {
+		e = g.w.Create(components.Replicated, components.Position, components.Health)
+		components.Health.SetValue(g.w.Entry(e), components.HealthData{Current: 100, Max: 100})
+	}
+	components.Position.SetValue(g.w.Entry(e), components.PositionData{X: g.rng.Float64() * 1000, Y: g.rng.Float64() * 1000})
+	g.ents = append(g.ents, e)
+}
+
+// step plays one tick of random changes (the same on both servers, whose
+// generators have the same seed) and waits for every batch.
+func (g *fastPathGame) step(tick int) {
+	for _, e := range g.ents {
+		switch k := g.rng.IntN(100); {
+		case k < 20:
+			p := components.Position.Get(g.w.Entry(e))
+			p.X += g.rng.Float64()*20 - 10
+			p.Y += g.rng.Float64()*20 - 10
+		case k < 23:
+			if entry := g.w.Entry(e); entry.HasComponent(components.Health) {
+				components.Health.Get(entry).Current = int32(g.rng.IntN(100))
+			}
+		}
+	}
+	if tick%7 == 0 {
+		i := g.rng.IntN(len(g.ents))
+		g.w.Remove(g.ents[i])
+		g.ents = append(g.ents[:i], g.ents[i+1:]...)
+		g.spawn()
+	}
+	if tick%11 == 0 {
+		entry := g.w.Entry(g.ents[g.rng.IntN(len(g.ents))])
+		if entry.HasComponent(components.Health) {
+			entry.RemoveComponent(components.Health)
+		} else {
+			donburi.Add(entry, components.Health, &components.HealthData{Current: 1, Max: 5})
+		}
+	}
+	if tick%13 == 0 {
+		c := g.s.clients[g.rng.IntN(7)]
+		c.cx += g.rng.Float64()*200 - 100
+	}
+	g.tick()
+}
+
+// tick runs the server's tick and waits until every writer is idle, so
+// that no client is skipped as busy: both servers must decide alike.
+func (g *fastPathGame) tick() {
+	g.s.Tick()
+	for _, c := range g.s.clients {
+		for c.cn.busy.Load() {
+			runtime.Gosched()
+		}
+	}
+}
+
+// TestStorageReaderMatchesEntry: reading component values by archetype
+// and index gives the pointers Entry.Component gives, after entities were
+// created, removed and moved between archetypes.
+func TestStorageReaderMatchesEntry(t *testing.T) {
+	w := donburi.NewWorld()
+	rng := rand.New(rand.NewPCG(1, 1))
+	var ents []donburi.Entity
+	for range 200 {
+		ents = append(ents, w.Create(components.Replicated, components.Position))
+	}
+	for i := 0; i < 300; i++ {
+		k := rng.IntN(len(ents))
+		switch rng.IntN(3) {
+		case 0:
+			w.Remove(ents[k])
+			ents = append(ents[:k], ents[k+1:]...)
+		case 1:
+			entry := w.Entry(ents[k])
+			if entry.HasComponent(components.Health) {
+				entry.RemoveComponent(components.Health)
+			} else {
+				donburi.Add(entry, components.Health, &components.HealthData{})
+			}
+		default:
+			ents = append(ents, w.Create(components.Replicated, components.Position, components.Health))
+		}
+	}
+	store := w.StorageAccessor().Components
+	checked := 0
+	for ai, arch := range w.Archetypes() {
+		for _, ct := range []donburi.IComponentType{components.Replicated, components.Position, components.Health} {
+			if !arch.Layout().HasComponent(ct) {
+				continue
+			}
+			read := storageReader(store.Storage(ct).Component, ai)
+			for i, e := range arch.Entities() {
+				want := w.Entry(e).Component(ct)
+				if got := read(i); got != want {
+					t.Fatalf("archetype %d entity %d (%v): storage reader %p, Entry.Component %p", ai, i, e, got, want)
+				}
+				checked++
+			}
+		}
+	}
+	if checked < 300 {
+		t.Fatalf("only %d values checked", checked)
+	}
+}
