@@ -42,7 +42,7 @@ type client struct {
 	cx, cy   float64
 	enterR   float64
 	leaveR   float64
-	stamp    uint64       // Server.stamp of the changed entity last seen in scope
+	ref      *clientRef   // the client's entry in the client grid; nil when not in it
 	usedNow  int          // bytes emitted into this tick's batch so far
 	build    wire.Builder // spawns and updates of this tick's batch
 	dirty    []dirtyRef

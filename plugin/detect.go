@@ -16,8 +16,7 @@ type entityRec struct {
 	id      uint32
 	gen     uint32
 	entity  donburi.Entity
-	seen    uint32 // last tick the entity was found in the World
-	present uint64 // mask of registered components it has
+	present uint64 // mask of registered components it has (mirrored in idRec)
 	comps   []compRec
 
 	hasPos bool
@@ -30,32 +29,106 @@ type entityRec struct {
 	dirty bool      // in s.changed this tick
 }
 
-// compRec is the change-tracking state of one component of one entity.
-type compRec struct {
-	// What detection reads of an unchanged value first, together.
-	version     uint32         // tick of the last change (or add)
-	prevVersion uint32         // tick of the change before; 0 if added at version
-	shadow      unsafe.Pointer // the value as of version: &inline or its own allocation
-	inline      [inlineWords]uint64
-
-	addedAt     uint32 // tick it was (last) added
-	removedAt   uint32 // tick it was (last) removed
-	fullVersion uint32
-	delta       []byte // delta from the value at prevVersion to version
-	full        []byte // full encoding at fullVersion
+// idRec is what detection needs to find an entity unchanged without
+// reading its entityRec: dense by net id, so the check of an unchanged
+// entity reads a few bytes of a sequential array instead of two records
+// of a few hundred bytes each.
+type idRec struct {
+	entity  donburi.Entity // donburi.Null when the id is free
+	gen     uint32         // kept after the id is freed, for its next use
+	seen    uint32         // last tick the entity was found in the World
+	present uint64         // = entityRec.present
 }
 
-// inlineWords bounds the plain values whose shadow is kept inside the
-// compRec (a position, a health): one less pointer to follow per value
-// compared.
-const inlineWords = 4
+// compRec is the change-tracking state of one component of one entity.
+type compRec struct {
+	version     uint32         // tick of the last change (or add)
+	prevVersion uint32         // tick of the change before; 0 if added at version
+	addedAt     uint32         // tick it was (last) added
+	removedAt   uint32         // tick it was (last) removed
+	shadow      unsafe.Pointer // the value as of version, unless kept in a slab
+	delta       []byte         // delta from the value at prevVersion to version
+	full        []byte         // full encoding at fullVersion
+	fullVersion uint32
+}
 
-// newShadow gives cr a place for its copy of component c's value.
-func newShadow(c *components.Component, cr *compRec) unsafe.Pointer {
-	if size, plain := c.PlainSize(); plain && size <= inlineWords*8 {
-		return unsafe.Pointer(&cr.inline)
+// slabMaxWords bounds the plain values whose shadows are kept in a dense
+// slab by net id (a position, a health) instead of an allocation each.
+const slabMaxWords = 4
+
+// slab holds the shadows of one plain component, words per entity, by
+// net id.
+type slab struct {
+	words int      // 0: the component's shadows are allocated one by one
+	mem   []uint64 // len(recs) × words
+}
+
+// shadow returns the server's copy of component i of r, as of its version.
+func (s *Server) shadow(r *entityRec, i int) unsafe.Pointer {
+	if sl := &s.slabs[i]; sl.words > 0 {
+		return unsafe.Pointer(&sl.mem[int(r.id)*sl.words])
 	}
-	return c.New()
+	cr := &r.comps[i]
+	if cr.shadow == nil {
+		cr.shadow = s.comps[i].New()
+	}
+	return cr.shadow
+}
+
+// fullBytes returns the full encoding of component i of r as of its
+// version, encoding it at most once per version.
+func (s *Server) fullBytes(r *entityRec, i int) []byte {
+	cr := &r.comps[i]
+	if cr.fullVersion != cr.version || cr.full == nil {
+		cr.full = s.comps[i].AppendFull(cr.full[:0], s.shadow(r, i))
+		cr.fullVersion = cr.version
+	}
+	return cr.full
+}
+
+// unchanged reports, without the entity's entityRec, that nothing of
+// entity e (net id id, in archetype a at row) needs a look this tick:
+// same entity and components as last tick, no touched marks, and every
+// compared value bit for bit equal to its slab shadow. Anything else (a
+// component without a slab, MaxRate) is left to the full check.
+func (s *Server) unchanged(a *archRef, row int, e donburi.Entity, tag *components.ReplicatedData) bool {
+	id := int(tag.NetID)
+	if id == 0 || id >= len(s.ids) || len(tag.Versions) < len(s.comps) {
+		return false
+	}
+	d := &s.ids[id]
+	if d.entity != e || d.gen != tag.Gen || d.seen == s.tick || d.present != a.mask {
+		return false
+	}
+	for m := a.mask; m != 0; m &= m - 1 {
+		i := bits.TrailingZeros64(m)
+		if tag.Versions[i] == components.VersionTouched {
+			return false
+		}
+		o := &s.copts[i]
+		if o.Explicit {
+			continue
+		}
+		sl := &s.slabs[i]
+		if sl.words == 0 || o.minTicks > 0 {
+			return false
+		}
+		// Bit for bit: any difference, even one Diff would call no
+		// change (below a quantum), gets the full check, which also
+		// moves the entity in the spatial index.
+		cur := a.vals[i](row)
+		if uintptr(cur)&7 != 0 {
+			return false
+		}
+		shadow := sl.mem[id*sl.words : (id+1)*sl.words]
+		for w, v := range shadow {
+			if *(*uint64)(unsafe.Add(cur, w*8)) != v {
+				return false
+			}
+		}
+	}
+	d.seen = s.tick
+	return true
 }
 
 // storageReader returns a function that reads the value of one component
@@ -112,11 +185,17 @@ func (s *Server) detect() {
 		}
 		s.archs = append(s.archs, a)
 	}
+	// The quick check needs positions to come from compared values.
+	quick := s.posIndex >= 0 && !s.noQuick
 	for k := range s.archs {
 		a := &s.archs[k]
 		ents := archs[a.index].Entities()
 		for i := 0; i < len(ents); i++ {
-			s.detectEntity(a, i, ents[i])
+			tag := (*components.ReplicatedData)(a.tag(i))
+			if quick && s.unchanged(a, i, ents[i], tag) {
+				continue
+			}
+			s.detectEntity(a, i, ents[i], tag)
 		}
 	}
 	// In net id order, so scope updates write each client's batch in the
@@ -124,28 +203,26 @@ func (s *Server) detect() {
 	slices.Sort(s.changed)
 	// Sweep: records not seen this tick were removed from the World (or
 	// lost their tag).
-	for id := 1; id < len(s.recs); id++ {
-		r := s.recs[id]
-		if r != nil && r.seen != s.tick {
-			s.despawn(r)
+	for id := 1; id < len(s.ids); id++ {
+		if d := &s.ids[id]; d.seen != s.tick && d.entity != donburi.Null {
+			s.despawn(s.recs[id])
 		}
 	}
 }
 
-// detectEntity checks entity e, at index row of archetype a.
-func (s *Server) detectEntity(a *archRef, row int, e donburi.Entity) {
+// detectEntity checks entity e, at index row of archetype a, in full.
+func (s *Server) detectEntity(a *archRef, row int, e donburi.Entity, tag *components.ReplicatedData) {
 	has := a.mask
-	tag := (*components.ReplicatedData)(a.tag(row))
 	var r *entityRec
 	if id := tag.NetID; id != 0 && int(id) < len(s.recs) {
 		r = s.recs[id]
 	}
-	if r == nil || r.entity != e || r.gen != tag.Gen || r.seen == s.tick {
+	if r == nil || r.entity != e || r.gen != tag.Gen || s.ids[r.id].seen == s.tick {
 		// A new entity, or a tag the game copied from another one: give
 		// it its own identity.
 		r = s.spawn(e, tag)
 	}
-	r.seen = s.tick
+	s.ids[r.id].seen = s.tick
 	if len(tag.Versions) < len(s.comps) {
 		v := make([]uint32, len(s.comps))
 		copy(v, tag.Versions)
@@ -169,12 +246,10 @@ func (s *Server) detectEntity(a *archRef, row int, e donburi.Entity) {
 		if i == s.posIndex {
 			pos = (*components.PositionData)(cur)
 		}
+		shadow := s.shadow(r, i)
 		if r.present&bit == 0 {
 			r.present |= bit
-			if cr.shadow == nil {
-				cr.shadow = newShadow(c, cr)
-			}
-			c.Copy(cr.shadow, cur)
+			c.Copy(shadow, cur)
 			cr.addedAt, cr.version, cr.prevVersion = s.tick, s.tick, 0
 			cr.delta = cr.delta[:0]
 			tag.Versions[i] = s.tick
@@ -189,15 +264,15 @@ func (s *Server) detectEntity(a *archRef, row int, e donburi.Entity) {
 		if opts.minTicks > 0 && !touched && s.tick-cr.version < opts.minTicks {
 			continue
 		}
-		mask := c.Diff(cr.shadow, cur)
+		mask := c.Diff(shadow, cur)
 		if mask == 0 {
 			if touched {
 				tag.Versions[i] = cr.version
 			}
 			continue
 		}
-		cr.delta = c.AppendDelta(cr.delta[:0], cr.shadow, cur, mask)
-		c.Copy(cr.shadow, cur)
+		cr.delta = c.AppendDelta(cr.delta[:0], shadow, cur, mask)
+		c.Copy(shadow, cur)
 		cr.prevVersion, cr.version = cr.version, s.tick
 		tag.Versions[i] = s.tick
 		changed = true
@@ -214,6 +289,7 @@ func (s *Server) detectEntity(a *archRef, row int, e donburi.Entity) {
 		s.move(r, x, y, ok)
 		changed = true
 	}
+	s.ids[r.id].present = r.present
 	if changed && !r.dirty {
 		r.dirty = true
 		s.changed = append(s.changed, r.id)
@@ -231,9 +307,14 @@ func (s *Server) spawn(e donburi.Entity, tag *components.ReplicatedData) *entity
 	} else {
 		id = uint32(len(s.recs))
 		s.recs = append(s.recs, nil)
-		s.gens = append(s.gens, 0)
+		s.ids = append(s.ids, idRec{})
+		for i := range s.slabs {
+			if sl := &s.slabs[i]; sl.words > 0 {
+				sl.mem = append(sl.mem, make([]uint64, sl.words)...)
+			}
+		}
 	}
-	s.gens[id] = gen
+	s.ids[id] = idRec{entity: e, gen: gen}
 	r := &entityRec{id: id, gen: gen, entity: e, comps: make([]compRec, len(s.comps)), cellAt: -1}
 	s.recs[id] = r
 	tag.NetID, tag.Gen = id, gen
@@ -243,8 +324,8 @@ func (s *Server) spawn(e donburi.Entity, tag *components.ReplicatedData) *entity
 }
 
 func (s *Server) genOf(id uint32) uint32 {
-	if int(id) < len(s.gens) {
-		return s.gens[id]
+	if int(id) < len(s.ids) {
+		return s.ids[id].gen
 	}
 	return 0
 }
@@ -270,6 +351,7 @@ func (s *Server) despawn(r *entityRec) {
 	}
 	s.releaseAll(r)
 	s.recs[r.id] = nil
+	s.ids[r.id].entity, s.ids[r.id].present = donburi.Null, 0
 	s.freeIDs = append(s.freeIDs, r.id)
 	s.removed = append(s.removed, r.id)
 	s.tickEntities--

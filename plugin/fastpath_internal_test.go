@@ -49,9 +49,10 @@ func attachCapture(s *Server) (*client, func() [][]byte, func()) {
 	return c, take, func() { cancel(); <-done }
 }
 
-// TestFastPathSameBytes: the fast path for the common view of a changed
-// entity (emitFast) writes exactly what the general path writes. Two
-// servers run the same random game, one with the fast path off; every
+// TestFastPathSameBytes: the shortcuts for the common cases, the quick
+// check of an unchanged entity (unchanged) and the fast path for the
+// common view of a changed one (emitFast), change nothing that is sent.
+// Two servers run the same random game, one with both off; every
 // batch of every client must be byte for byte the same, with a batch every
 // tick and with one every third tick (changes of the ticks between wait as
 // dirty views, which the fast path must leave to the general one).
@@ -103,7 +104,7 @@ func newFastPathGame(t *testing.T, sendRate int, noFast bool) *fastPathGame {
 	components.RegisterStandard(reg)
 	w := donburi.NewWorld()
 	s := New(w, reg, &Options{CellSize: 100, TickRate: 60, SendRate: sendRate})
-	s.noFastPath = noFast
+	s.noFastPath, s.noQuick = noFast, noFast
 	g := &fastPathGame{t: t, s: s, w: w, rng: rand.New(rand.NewPCG(7, 8))}
 	for range 300 {
 		g.spawn()
@@ -156,7 +157,11 @@ func (g *fastPathGame) step(tick int) {
 			p := components.Position.Get(g.w.Entry(e))
 			p.X += g.rng.Float64()*20 - 10
 			p.Y += g.rng.Float64()*20 - 10
-		case k < 23:
+		case k < 22:
+			// Below the quantum: no update, but a move in the spatial
+			// index, which the quick check must not miss.
+			components.Position.Get(g.w.Entry(e)).X += 0.001
+		case k < 25:
 			if entry := g.w.Entry(e); entry.HasComponent(components.Health) {
 				components.Health.Get(entry).Current = int32(g.rng.IntN(100))
 			}

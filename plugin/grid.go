@@ -155,6 +155,10 @@ const maxDenseCells = 1 << 16
 type clientRef struct {
 	x, y, r2 float64 // centre and squared enter radius
 	c        *client
+	// Server.stamp of the changed entity last seen in the client's scope:
+	// the search for clients an entity enters skips those already seeing
+	// it here, in memory it is reading anyway, not in the client.
+	stamp uint64
 }
 
 func (g *clientGrid) init() { g.cells = make(map[cellKey][]clientRef) }
@@ -174,6 +178,9 @@ func (g *clientGrid) rebuild(clients []*client) {
 	g.refs = g.refs[:0]
 	g.dense = false
 	g.size = 0
+	for _, c := range clients {
+		c.ref = nil
+	}
 	for _, c := range clients {
 		if c.radiusMode() && c.enterR > g.size {
 			g.size = c.enterR
@@ -198,6 +205,13 @@ func (g *clientGrid) rebuild(clients []*client) {
 		if c.radiusMode() {
 			k := keyOf(g.coord(c.cx), g.coord(c.cy))
 			g.cells[k] = append(g.cells[k], clientRef{x: c.cx, y: c.cy, r2: c.enterR * c.enterR, c: c})
+		}
+	}
+	// Appends are over: the cells' elements stay where they are until the
+	// next rebuild.
+	for _, cell := range g.cells {
+		for i := range cell {
+			cell[i].c.ref = &cell[i]
 		}
 	}
 }
@@ -233,14 +247,18 @@ func (g *clientGrid) buildDense(clients []*client, minX, minY, w, h int32) {
 	// start[k] is where cell k begins and start[n] is the end.
 	copy(g.start[:n], g.start[1:n+1])
 	g.start[n] = int32(total)
+	for i := range g.refs {
+		g.refs[i].c.ref = &g.refs[i]
+	}
 }
 
 func (g *clientGrid) cellIndex(x, y float64) int32 {
 	return (g.coord(x)-g.minX)*g.h + g.coord(y) - g.minY
 }
 
-// near calls f for each radius client whose enter radius contains (x, y).
-func (g *clientGrid) near(x, y float64, f func(*client)) {
+// near calls f for each radius client whose enter radius contains (x, y)
+// and whose ref is not stamped with stamp.
+func (g *clientGrid) near(x, y float64, stamp uint64, f func(*client)) {
 	if g.size == 0 {
 		return
 	}
@@ -261,7 +279,7 @@ func (g *clientGrid) near(x, y float64, f func(*client)) {
 			for i := range cell {
 				ref := &cell[i]
 				ddx, ddy := x-ref.x, y-ref.y
-				if ddx*ddx+ddy*ddy <= ref.r2 {
+				if ddx*ddx+ddy*ddy <= ref.r2 && ref.stamp != stamp {
 					f(ref.c)
 				}
 			}

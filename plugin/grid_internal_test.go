@@ -10,7 +10,7 @@ import (
 
 // TestClientGridNear: both forms of the client grid (dense cells and the
 // map used when centres are spread wide) find exactly the clients whose
-// enter radius contains a point.
+// enter radius contains a point, less those stamped for that point.
 func TestClientGridNear(t *testing.T) {
 	rng := rand.New(rand.NewPCG(3, 4))
 	for _, spread := range []float64{2000, 1e9} { // dense, then sparse
@@ -29,16 +29,29 @@ func TestClientGridNear(t *testing.T) {
 		if g.dense != (spread < 1e6) {
 			t.Fatalf("spread %g: dense = %v", spread, g.dense)
 		}
-		for range 2000 {
+		for _, c := range clients {
+			if (c.ref != nil) != c.radiusMode() || (c.ref != nil && c.ref.c != c) {
+				t.Fatalf("spread %g: client at (%g, %g), mode %v: wrong grid ref", spread, c.cx, c.cy, c.mode)
+			}
+		}
+		for k := range 2000 {
+			stamp := uint64(k + 1)
+			stamped := map[*client]bool{}
+			for _, c := range clients {
+				if c.ref != nil && rng.IntN(4) == 0 {
+					c.ref.stamp = stamp
+					stamped[c] = true
+				}
+			}
 			x, y := rng.Float64()*spread-spread/4, rng.Float64()*spread-spread/4
 			if rng.IntN(2) == 0 { // near a client, so hits are common
 				c := clients[rng.IntN(len(clients))]
 				x, y = c.cx+rng.Float64()*300-150, c.cy+rng.Float64()*300-150
 			}
 			var got, want []*client
-			g.near(x, y, func(c *client) { got = append(got, c) })
+			g.near(x, y, stamp, func(c *client) { got = append(got, c) })
 			for _, c := range clients {
-				if c.radiusMode() && (x-c.cx)*(x-c.cx)+(y-c.cy)*(y-c.cy) <= c.enterR*c.enterR {
+				if c.radiusMode() && !stamped[c] && (x-c.cx)*(x-c.cx)+(y-c.cy)*(y-c.cy) <= c.enterR*c.enterR {
 					want = append(want, c)
 				}
 			}

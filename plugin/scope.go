@@ -58,7 +58,9 @@ func (s *Server) updateScopes() {
 				exitAt(r, i, reason)
 				continue
 			}
-			c.stamp = s.stamp
+			if c.ref != nil {
+				c.ref.stamp = s.stamp
+			}
 			if !s.emitFast(r, v, &f) && !s.emitNow(r, i) {
 				markDirty(r, i)
 			}
@@ -66,11 +68,7 @@ func (s *Server) updateScopes() {
 		}
 		// Clients that may start seeing it.
 		if r.hasPos {
-			s.cgrid.near(r.x, r.y, func(c *client) {
-				if c.stamp != s.stamp {
-					s.maybeEnter(c, r)
-				}
-			})
+			s.cgrid.near(r.x, r.y, s.stamp, func(c *client) { s.maybeEnter(c, r) })
 		} else {
 			for _, c := range s.clients {
 				if c.radiusMode() {

@@ -329,12 +329,12 @@ func (s *Server) entitySize(c *client, r *entityRec, e *view) int {
 		cr := &r.comps[i]
 		switch {
 		case e.pending || e.held&bit == 0:
-			size += len(cr.fullBytes(s.comps[i])) + perRecordOverhead
+			size += len(s.fullBytes(r, i)) + perRecordOverhead
 		case cr.version > e.sync:
 			if cr.prevVersion != 0 && cr.prevVersion <= e.sync {
 				size += len(cr.delta) + perRecordOverhead
 			} else {
-				size += len(cr.fullBytes(s.comps[i])) + perRecordOverhead
+				size += len(s.fullBytes(r, i)) + perRecordOverhead
 			}
 		}
 	}
@@ -352,7 +352,7 @@ func (s *Server) emitEntity(c *client, r *entityRec, e *view) int {
 		c.spawnComps = c.spawnComps[:0]
 		for i := range s.comps {
 			if mask&(1<<uint(i)) != 0 {
-				v := r.comps[i].fullBytes(s.comps[i])
+				v := s.fullBytes(r, i)
 				size += len(v) + perRecordOverhead
 				c.spawnComps = append(c.spawnComps, wire.CompValue{Comp: uint64(i), Value: v})
 			}
@@ -370,7 +370,7 @@ func (s *Server) emitEntity(c *client, r *entityRec, e *view) int {
 					size += perRecordOverhead
 				}
 			case e.held&bit == 0:
-				v := cr.fullBytes(s.comps[i])
+				v := s.fullBytes(r, i)
 				size += len(v) + perRecordOverhead
 				c.build.Update(uint64(i), uint64(id), false, v)
 			case cr.version > e.sync:
@@ -378,7 +378,7 @@ func (s *Server) emitEntity(c *client, r *entityRec, e *view) int {
 					size += len(cr.delta) + perRecordOverhead
 					c.build.Update(uint64(i), uint64(id), true, cr.delta)
 				} else {
-					v := cr.fullBytes(s.comps[i])
+					v := s.fullBytes(r, i)
 					size += len(v) + perRecordOverhead
 					c.build.Update(uint64(i), uint64(id), false, v)
 				}

@@ -47,11 +47,12 @@ type Server struct {
 	globals       idSet // replicated entities without a position
 	changed       []uint32
 	posIndex      int    // registry index of components.Position when it gives positions; -1 otherwise
-	stamp         uint64 // counts changed entities checked, see client.stamp
+	stamp         uint64 // counts changed entities checked, see clientRef.stamp
 	removed       []uint32
 	clients       []*client
 	globalClients []*client
-	gens          []uint32 // generation by net id
+	ids           []idRec // by net id, as recs
+	slabs         []slab  // by registry index
 	byID          map[uint64]*client
 	cgrid         clientGrid
 	controls      map[uint32]*controlHold
@@ -59,6 +60,7 @@ type Server struct {
 	tickDur       time.Duration
 	handoff       []*client // clients whose batch is ready this tick
 	noFastPath    bool      // tests: every view through emitNow
+	noQuick       bool      // tests: every entity through detectEntity
 	fastViews     int       // views emitFast wrote (tests)
 	// Counted during the tick and published once at its end: an atomic
 	// add per batch would share a cache line with the writers' counters.
@@ -115,7 +117,7 @@ func New(world donburi.World, reg *components.Registry, opts *Options) *Server {
 		conns:    make(map[*conn]struct{}),
 		controls: make(map[uint32]*controlHold),
 		recs:     make([]*entityRec, 1), // net id 0 is never used
-		gens:     make([]uint32, 1),
+		ids:      make([]idRec, 1),
 		tickDur:  time.Second / time.Duration(o.TickRate),
 	}
 	s.hsCtx, s.hsCancel = context.WithCancel(context.Background())
@@ -133,6 +135,12 @@ func New(world donburi.World, reg *components.Registry, opts *Options) *Server {
 			co.minTicks = uint32(math.Ceil(float64(s.opts.TickRate) / o.MaxRate))
 		}
 		s.copts = append(s.copts, co)
+		sl := slab{}
+		if size, plain := c.PlainSize(); plain && size%8 == 0 && size <= slabMaxWords*8 {
+			sl.words = int(size / 8)
+			sl.mem = make([]uint64, sl.words) // net id 0
+		}
+		s.slabs = append(s.slabs, sl)
 	}
 	s.grid.init(o.CellSize)
 	s.cgrid.init()
