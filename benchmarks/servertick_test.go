@@ -148,6 +148,7 @@ func benchServerTick(b *testing.B, entities, clients int) {
 		pairs, statsCalls     int
 		tickAllocs, e2eAllocs uint64
 		m0, m1                runtime.MemStats
+		phases                [3]time.Duration // wall time of detect, scopes, send
 	)
 	runtime.ReadMemStats(&m0)
 	for b.Loop() {
@@ -165,7 +166,11 @@ func benchServerTick(b *testing.B, entities, clients int) {
 		if err != nil {
 			b.Fatal(err)
 		}
-		statsCalls += calls
+		statsCalls += calls + 1
+		ph := srv.Stats().Phases
+		phases[0] += ph.Detect
+		phases[1] += ph.Scopes
+		phases[2] += ph.Send
 		e2eNanos += int64(time.Since(t0))
 		m1 = m0
 		runtime.ReadMemStats(&m0)
@@ -192,6 +197,9 @@ func benchServerTick(b *testing.B, entities, clients int) {
 	naiveBytes := float64(nr.bytes) / float64(clients) / float64(nr.ticks)
 	b.ReportMetric(float64(tickNanos)/float64(max(pairs, 1)), "ns/pair")
 	b.ReportMetric(float64(pairs)/float64(ticks), "pairs/tick")
+	for i, name := range []string{"detect", "scopes", "send"} {
+		b.ReportMetric(float64(phases[i])/float64(max(pairs, 1)), name+"-ns/pair")
+	}
 	b.ReportMetric(bytesPerClientTick, "B/client/tick")
 	b.ReportMetric(float64(tickAllocs)/float64(ticks), "allocs/tick")
 	b.ReportMetric(max(0, float64(e2eAllocs)-statsAllocs*float64(statsCalls))/float64(ticks), "allocs/tick-e2e")
