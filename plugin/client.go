@@ -44,6 +44,7 @@ type client struct {
 	leaveR   float64
 	ref      *clientRef   // the client's entry in the client grid; nil when not in it
 	usedNow  int          // bytes emitted into this tick's batch so far
+	count    int          // entities in scope
 	build    wire.Builder // spawns and updates of this tick's batch
 	dirty    []dirtyRef
 
@@ -58,7 +59,6 @@ type client struct {
 	needScan     bool
 
 	member []uint64 // bitset by net id: entities in scope (or pending spawn)
-	count  int      // entities in scope
 
 	exits    []wire.Exit
 	results  []wire.MutationResult

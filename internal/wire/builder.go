@@ -14,11 +14,13 @@ import "encoding/binary"
 // smallest. A Builder is meant to be reused; after Reset it allocates
 // nothing once its buffers have grown.
 type Builder struct {
-	spawn builderSection
 	// upd holds update sections by key: component id × 2 (+1 for deltas).
+	// It comes first: updates are the common entry, and a struct that
+	// embeds a Builder near its start reads upd from the same cache line.
 	upd []builderSection
 	// used lists the keys of upd with entries, in first-use order.
-	used []int
+	used  []int
+	spawn builderSection
 }
 
 type builderSection struct {
