@@ -57,6 +57,16 @@
 // logged at Debug. A panic in a game hook answers InternalError and is
 // logged; the tick goes on.
 //
+// # Cost
+//
+// A tick's cost follows what changed. An unchanged entity costs a compare
+// of its values with the server's copies; a changed one, its delta encoded
+// once plus a few comparisons and a write per client that sees it; a
+// client, one batch per tick it is sent something. Stats reports traffic,
+// and Stats().Phases splits the last tick's time (inbound, detect, scopes,
+// send) to show which of those dominates. benchmarks/README.md has
+// measured figures.
+//
 // # Limits
 //
 // A server replicates at most 64 component types. donburi's Query cache is

@@ -239,3 +239,27 @@ func TestAdaptiveSendRate(t *testing.T) {
 		t.Fatalf("interval %d after recovery, want %d", c.interval, c.minIntv)
 	}
 }
+
+// TestStatsPhases: the last tick's phases are reported and add up to no
+// more than the tick.
+func TestStatsPhases(t *testing.T) {
+	reg := components.NewRegistry()
+	components.RegisterStandard(reg)
+	w := donburi.NewWorld()
+	s := New(w, reg, &Options{})
+	for i := range 500 {
+		e := w.Create(components.Replicated, components.Position)
+		components.Position.SetValue(w.Entry(e), components.PositionData{X: float64(i), Y: 1})
+	}
+	_, stop := attachSink(s, 0, 0, 0, ^uint64(0))
+	defer stop()
+	s.Tick()
+	st := s.Stats()
+	p := st.Phases
+	if p.Detect <= 0 || p.Scopes <= 0 || p.Send <= 0 || p.Inbound < 0 {
+		t.Fatalf("phases %+v: want each measured", p)
+	}
+	if sum := p.Inbound + p.Detect + p.Scopes + p.Send; sum > st.TickTime {
+		t.Fatalf("phases add up to %s, more than the tick's %s", sum, st.TickTime)
+	}
+}
