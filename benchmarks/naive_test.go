@@ -14,6 +14,7 @@ import (
 	"github.com/yohamta/donburi/filter"
 
 	"github.com/ebisync/ebisync/components"
+	"github.com/ebisync/ebisync/internal/cputime"
 )
 
 // naiveServer is the baseline: what a game would write by hand without a
@@ -180,10 +181,10 @@ func runNaive(s *tickScenario, w *tickWorld, maxTicks int) (naiveResult, error) 
 	}
 	for range ticks {
 		t0 := time.Now()
-		c0, _ := threadCPU()
+		c0, _ := cputime.Thread()
 		w.step(s)
 		b := n.tick(w.world)
-		c1, _ := threadCPU()
+		c1, _ := cputime.Thread()
 		res.tickNanos += int64(time.Since(t0))
 		res.tickCPU += c1 - c0
 		handed += uint64(b)

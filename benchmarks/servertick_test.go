@@ -15,6 +15,7 @@ import (
 	"go.uber.org/goleak"
 
 	"github.com/ebisync/ebisync/components"
+	"github.com/ebisync/ebisync/internal/cputime"
 	"github.com/ebisync/ebisync/plugin"
 )
 
@@ -153,10 +154,10 @@ func benchServerTick(b *testing.B, entities, clients int) {
 	runtime.ReadMemStats(&m0)
 	for b.Loop() {
 		t0 := time.Now()
-		c0, _ := threadCPU()
+		c0, _ := cputime.Thread()
 		pairs += w.step(s)
 		srv.Tick()
-		c1, _ := threadCPU()
+		c1, _ := cputime.Thread()
 		tickNanos += int64(time.Since(t0))
 		tickCPU += c1 - c0
 		b.StopTimer()
@@ -207,7 +208,7 @@ func benchServerTick(b *testing.B, entities, clients int) {
 	b.ReportMetric(naiveBytes, "naive-B/client/tick")
 	b.ReportMetric(naiveBytes/bytesPerClientTick, "x-bytes-vs-naive")
 	b.ReportMetric(naivePerTick/perTick, "x-wall-vs-naive")
-	if _, ok := threadCPU(); ok {
+	if _, ok := cputime.Thread(); ok {
 		b.ReportMetric(float64(tickCPU)/float64(max(pairs, 1)), "cpu-ns/pair")
 		b.ReportMetric(naiveCPUPerTick/cpuPerTick, "x-cpu-vs-naive")
 	}

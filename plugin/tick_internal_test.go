@@ -13,6 +13,7 @@ import (
 	"github.com/yohamta/donburi"
 
 	"github.com/ebisync/ebisync/components"
+	"github.com/ebisync/ebisync/internal/cputime"
 	"github.com/ebisync/ebisync/internal/wire"
 )
 
@@ -115,9 +116,9 @@ func benchTick(b *testing.B, nEnt, nCli int) {
 			}
 		}
 		b.StartTimer()
-		c0, _ := threadCPU()
+		c0, _ := cputime.Thread()
 		s.Tick()
-		c1, _ := threadCPU()
+		c1, _ := cputime.Thread()
 		cpu += c1 - c0
 		st := s.Stats()
 		phases[0] += st.Phases.Detect

@@ -1,4 +1,7 @@
-package plugin
+// Package cputime reads the CPU time of the calling OS thread, for the
+// benchmarks that report a tick's cost without the time its thread waited
+// for a core.
+package cputime
 
 import (
 	"syscall"
@@ -12,10 +15,10 @@ import (
 // since it was last scheduled.
 const clockThreadCPUTime = 3
 
-// threadCPU returns the CPU time the calling OS thread has used, and true.
+// Thread returns the CPU time the calling OS thread has used, and true.
 // Lock the goroutine to its thread first (runtime.LockOSThread), or the
 // figure mixes goroutines.
-func threadCPU() (time.Duration, bool) {
+func Thread() (time.Duration, bool) {
 	var ts syscall.Timespec
 	_, _, errno := syscall.Syscall(syscall.SYS_CLOCK_GETTIME, clockThreadCPUTime, uintptr(unsafe.Pointer(&ts)), 0)
 	if errno != 0 {
