@@ -2,7 +2,6 @@ package plugin
 
 import (
 	"bytes"
-	"context"
 	"fmt"
 	"math/rand/v2"
 	"runtime"
@@ -15,38 +14,24 @@ import (
 	"github.com/ebisync/ebisync/internal/wire"
 )
 
-// attachCapture adds a client whose writer keeps a copy of every batch.
-func attachCapture(s *Server) (*client, func() [][]byte, func()) {
-	ctx, cancel := context.WithCancel(context.Background())
-	cn := &conn{s: s, id: s.nextID.Add(1), in: make(chan inbound, 1), out: make(chan []byte, 1), ctrl: make(chan []byte, 1), ctx: ctx, cancel: cancel}
+// attachCapture adds a client whose writer keeps a copy of every batch;
+// take returns and forgets the copies so far.
+func attachCapture(s *Server) (c *client, take func() [][]byte, stop func()) {
 	var mu sync.Mutex
 	var got [][]byte
-	done := make(chan struct{})
-	go func() {
-		defer close(done)
-		for {
-			select {
-			case <-ctx.Done():
-				return
-			case b := <-cn.out:
-				mu.Lock()
-				got = append(got, bytes.Clone(b))
-				mu.Unlock()
-				cn.busy.Store(false)
-			}
-		}
-	}()
-	c := newClient(s, cn)
-	s.clients = append(s.clients, c)
-	s.byID[cn.id] = c
-	take := func() [][]byte {
+	c, stop = attachWriter(s, func(b []byte) {
+		mu.Lock()
+		got = append(got, bytes.Clone(b))
+		mu.Unlock()
+	})
+	take = func() [][]byte {
 		mu.Lock()
 		defer mu.Unlock()
 		b := got
 		got = nil
 		return b
 	}
-	return c, take, func() { cancel(); <-done }
+	return c, take, stop
 }
 
 // TestFastPathSameBytes: the shortcuts for the common cases, the quick
