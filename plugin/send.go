@@ -4,6 +4,7 @@ import (
 	"cmp"
 	"math/bits"
 	"slices"
+	"sync"
 
 	"github.com/ebisync/ebisync/internal/wire"
 )
@@ -113,21 +114,91 @@ func (s *Server) emitFast(r *entityRec, v *view, f *fastPath) bool {
 	return true
 }
 
-// send builds each client's batch, then hands them all to the writers.
-// Handing off in one tight loop, after the building, wakes the writer
-// goroutines back to back: the scheduler then finds a spinning thread for
-// most of them instead of waking one per batch.
+// send builds each client's batch, then hands them all to the writers
+// through the dispatcher.
 func (s *Server) send() {
 	s.handoff = s.handoff[:0]
 	for _, c := range s.clients {
 		s.sendTo(c)
 	}
+	if len(s.handoff) == 0 {
+		return
+	}
+	s.disp.mu.Lock()
 	for i, c := range s.handoff {
+		// busy before the batch leaves the tick: the tick builds nothing
+		// more for the client until its writer has taken and written it.
 		c.cn.busy.Store(true)
-		c.cn.out <- c.outBuf // never blocks: capacity 1 and the writer was idle
+		s.disp.queue = append(s.disp.queue, outgoing{cn: c.cn, buf: c.outBuf})
 		s.handoff[i] = nil
 	}
+	start := !s.disp.running
+	s.disp.running = true
+	s.disp.mu.Unlock()
 	s.tickBatches += uint64(len(s.handoff))
+	if start {
+		s.startDispatch()
+	}
+}
+
+// dispatcher hands the tick's batches to the connections' writer
+// goroutines, off the game thread. Waking a writer costs the waker about a
+// microsecond (the channel, the writer's select and its goroutine were last
+// touched by another core); with hundreds of clients that was a large part
+// of the tick. The tick now queues its batches and wakes at most one
+// goroutine.
+type dispatcher struct {
+	mu      sync.Mutex
+	queue   []outgoing // batches waiting for the dispatcher
+	spare   []outgoing // the dispatcher's emptied slice, for reuse
+	running bool       // a dispatch goroutine is running or about to
+	run     func()     // s.dispatch then s.wg.Done
+}
+
+// outgoing is one batch for one connection's writer.
+type outgoing struct {
+	cn  *conn
+	buf []byte
+}
+
+// startDispatch starts a dispatch goroutine, or hands the queue over on
+// this goroutine once the server is closed (Close waits for s.wg, which no
+// longer takes new goroutines).
+func (s *Server) startDispatch() {
+	s.mu.Lock()
+	closed := s.closed
+	if !closed {
+		s.wg.Add(1)
+	}
+	s.mu.Unlock()
+	if closed {
+		s.dispatch()
+		return
+	}
+	go s.disp.run() // a func value made once: a go statement with arguments would allocate
+}
+
+// dispatch hands queued batches to their writers until the queue is empty.
+// A send never blocks: the tick hands a connection a batch only when its
+// writer is idle (busy false), so the writer's channel (capacity 1) is
+// empty; a writer that has since exited leaves the batch in its channel.
+func (s *Server) dispatch() {
+	d := &s.disp
+	d.mu.Lock()
+	work := d.spare
+	d.spare = nil
+	for len(d.queue) > 0 {
+		work, d.queue = d.queue, work[:0]
+		d.mu.Unlock()
+		for i, o := range work {
+			o.cn.out <- o.buf
+			work[i] = outgoing{}
+		}
+		d.mu.Lock()
+	}
+	d.running = false
+	d.spare = work[:0]
+	d.mu.Unlock()
 }
 
 // budget returns the most bytes the client's next batch may carry.

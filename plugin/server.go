@@ -59,9 +59,10 @@ type Server struct {
 	limitedBuf    []limitedReq
 	tickDur       time.Duration
 	handoff       []*client // clients whose batch is ready this tick
-	noFastPath    bool      // tests: every view through emitNow
-	noQuick       bool      // tests: every entity through detectEntity
-	fastViews     int       // views emitFast wrote (tests)
+	disp          dispatcher
+	noFastPath    bool // tests: every view through emitNow
+	noQuick       bool // tests: every entity through detectEntity
+	fastViews     int  // views emitFast wrote (tests)
 	// Counted during the tick and published once at its end: an atomic
 	// add per batch would share a cache line with the writers' counters.
 	tickBatches, tickSkipped uint64
@@ -121,6 +122,10 @@ func New(world donburi.World, reg *components.Registry, opts *Options) *Server {
 		tickDur:  time.Second / time.Duration(o.TickRate),
 	}
 	s.hsCtx, s.hsCancel = context.WithCancel(context.Background())
+	s.disp.run = func() {
+		defer s.wg.Done()
+		s.dispatch()
+	}
 	s.ctrl, _ = reg.Of(components.Control)
 	s.posIndex = -1
 	if pc, ok := reg.Of(components.Position); ok && o.defaultPos {

@@ -272,3 +272,76 @@ func TestStatsPhases(t *testing.T) {
 		t.Fatalf("phases add up to %s, more than the tick's %s", sum, st.TickTime)
 	}
 }
+
+// TestDispatch covers the hand-off of batches to the writers: every batch
+// of a tick reaches its writer, ticks racing Close lose none, and after
+// Close a tick hands its batches over itself (no goroutine is started,
+// which TestMain's leak check would catch).
+func TestDispatch(t *testing.T) {
+	reg := components.NewRegistry()
+	components.RegisterStandard(reg)
+	w := donburi.NewWorld()
+	s := New(w, reg, &Options{CellSize: 200})
+	pos, _ := reg.Of(components.Position)
+	e := w.Create(components.Replicated, components.Position)
+	const writers = 50
+	var got [writers]atomic.Int64
+	var stops []func()
+	for i := range writers {
+		c, stop := attachWriter(s, func([]byte) { got[i].Add(1) })
+		c.typeSubs = 1 << uint(pos.Index())
+		stops = append(stops, stop)
+	}
+	defer func() {
+		for _, f := range stops {
+			f()
+		}
+	}()
+	// Every tick moves the entity, so every idle writer gets a batch.
+	tick := func(n int) {
+		for range n {
+			components.Position.Get(w.Entry(e)).X++
+			s.Tick()
+			for _, c := range s.clients {
+				for c.cn.busy.Load() {
+					runtime.Gosched()
+				}
+			}
+		}
+	}
+	want := func(n int64) {
+		t.Helper()
+		for i := range got {
+			if g := got[i].Load(); g != n {
+				t.Fatalf("writer %d took %d batches, want %d", i, g, n)
+			}
+		}
+	}
+	tick(20)
+	want(20)
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		tick(20)
+	}()
+	if err := s.Close(); err != nil {
+		t.Fatal(err)
+	}
+	<-done
+	want(40)
+	// The dispatch goroutine ends once its queue is empty.
+	for deadline := time.Now().Add(5 * time.Second); ; {
+		s.disp.mu.Lock()
+		running := s.disp.running
+		s.disp.mu.Unlock()
+		if !running {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("the dispatch goroutine did not end with its queue empty")
+		}
+		time.Sleep(time.Millisecond)
+	}
+	tick(5)
+	want(45)
+}
