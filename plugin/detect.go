@@ -17,6 +17,8 @@ type entityRec struct {
 	gen     uint32
 	entity  donburi.Entity
 	present uint64 // mask of registered components it has (mirrored in idRec)
+	maxVer  uint32 // the latest version of any of its components
+	plan    int32  // when dirty: its fast path, in Server.plans
 	comps   []compRec
 
 	hasPos bool
@@ -157,6 +159,8 @@ func (cr *compRec) fullBytes(c *components.Component) []byte {
 func (s *Server) detect() {
 	s.changed = s.changed[:0]
 	s.removed = s.removed[:0]
+	clear(s.planDeltas) // they alias the records' buffers: keep none alive
+	s.plans, s.planDeltas = s.plans[:0], s.planDeltas[:0]
 	archs := s.world.Archetypes()
 	for ; s.archSeen < len(archs); s.archSeen++ {
 		layout := archs[s.archSeen].Layout()
@@ -229,6 +233,12 @@ func (s *Server) detectEntity(a *archRef, row int, e donburi.Entity, tag *compon
 		tag.Versions = v
 	}
 	changed := false
+	// What the fast path needs is gathered here, while the component
+	// records are in cache: which components have a delta, and whether
+	// one was added.
+	var deltas uint64
+	added := false
+	first, size := len(s.planDeltas), perEntityOverhead
 	var pos *components.PositionData
 	for m := has | r.present; m != 0; m &= m - 1 {
 		i := bits.TrailingZeros64(m)
@@ -253,7 +263,7 @@ func (s *Server) detectEntity(a *archRef, row int, e donburi.Entity, tag *compon
 			cr.addedAt, cr.version, cr.prevVersion = s.tick, s.tick, 0
 			cr.delta = cr.delta[:0]
 			tag.Versions[i] = s.tick
-			changed = true
+			changed, added = true, true
 			continue
 		}
 		opts := &s.copts[i]
@@ -276,6 +286,9 @@ func (s *Server) detectEntity(a *archRef, row int, e donburi.Entity, tag *compon
 		cr.prevVersion, cr.version = cr.version, s.tick
 		tag.Versions[i] = s.tick
 		changed = true
+		deltas |= bit
+		s.planDeltas = append(s.planDeltas, cr.delta)
+		size += len(cr.delta) + perRecordOverhead
 	}
 	var x, y float64
 	var ok bool
@@ -290,8 +303,20 @@ func (s *Server) detectEntity(a *archRef, row int, e donburi.Entity, tag *compon
 		changed = true
 	}
 	s.ids[r.id].present = r.present
+	// A view synced as of the latest version before this tick needs only
+	// this tick's deltas. (A component removed this tick still counts in
+	// maxVer: that only sends more views the general way.)
+	f := fastPath{ok: !added, minSync: r.maxVer, changed: deltas, first: int32(first), size: int32(size)}
+	if deltas != 0 || added {
+		r.maxVer = s.tick
+	}
+	if !f.ok {
+		s.planDeltas = s.planDeltas[:first]
+	}
 	if changed && !r.dirty {
 		r.dirty = true
+		r.plan = int32(len(s.plans))
+		s.plans = append(s.plans, f)
 		s.changed = append(s.changed, r.id)
 	}
 }

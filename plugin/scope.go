@@ -41,7 +41,7 @@ func (s *Server) updateScopes() {
 		// stamped, so the search for clients it enters skips them without
 		// a look at their scope.
 		s.stamp++
-		f := s.fastPlan(r)
+		f := &s.plans[r.plan]
 		simple := s.opts.Filter == nil && r.hasPos
 		for i := 0; i < len(r.views); {
 			v := &r.views[i]
@@ -61,7 +61,7 @@ func (s *Server) updateScopes() {
 			if c.ref != nil {
 				c.ref.stamp = s.stamp
 			}
-			if !s.emitFast(r, v, &f) && !s.emitNow(r, i) {
+			if !s.emitFast(r, v, f) && !s.emitNow(r, i) {
 				markDirty(r, i)
 			}
 			i++

@@ -62,30 +62,16 @@ func (s *Server) emitNow(r *entityRec, i int) bool {
 // fastPath is what the common view of a changed entity needs: a client
 // that holds every component it receives and was up to date before this
 // tick gets the encoded delta of each component that changed, and nothing
-// else. fastPlan works it out once per changed entity; emitFast applies it
-// to one view in a few comparisons.
+// else. Detection records it for each changed entity (entityRec.plan) with
+// the encoded deltas in per-tick arrays (Server.plans, Server.planDeltas),
+// so emitFast applies it to one view in a few comparisons without reading
+// the entity's component records, which are cache misses by then.
 type fastPath struct {
-	ok      bool
+	ok      bool   // false when a component was added this tick
 	minSync uint32 // a view synced before this has more to catch up
 	changed uint64 // components with a delta this tick
-}
-
-func (s *Server) fastPlan(r *entityRec) fastPath {
-	f := fastPath{ok: true}
-	for m := r.present; m != 0; m &= m - 1 {
-		i := bits.TrailingZeros64(m)
-		cr := &r.comps[i]
-		switch {
-		case cr.version != s.tick:
-			f.minSync = max(f.minSync, cr.version)
-		case cr.prevVersion == 0: // added this tick: a full value
-			return fastPath{}
-		default:
-			f.minSync = max(f.minSync, cr.prevVersion)
-			f.changed |= 1 << uint(i)
-		}
-	}
-	return f
+	first   int32  // index in Server.planDeltas of the first changed component's delta
+	size    int32  // batch bytes of the entity when every changed component is sent
 }
 
 // emitFast writes view v of r into its client's batch when the fast path
@@ -96,17 +82,25 @@ func (s *Server) emitFast(r *entityRec, v *view, f *fastPath) bool {
 		return false
 	}
 	// The same room rule as emitNow, with the entity's exact size.
-	size := perEntityOverhead
 	send := f.changed & v.held
-	for m := send; m != 0; m &= m - 1 {
-		size += len(r.comps[bits.TrailingZeros64(m)].delta) + perRecordOverhead
+	size := int(f.size)
+	if send != f.changed {
+		size = perEntityOverhead
+		for m, k := f.changed, f.first; m != 0; m &= m - 1 {
+			if send&(m&-m) != 0 {
+				size += len(s.planDeltas[k]) + perRecordOverhead
+			}
+			k++
+		}
 	}
 	if c.usedNow+size+8*c.count+4096+batchOverhead > maxBatch {
 		return false
 	}
-	for m := send; m != 0; m &= m - 1 {
-		i := bits.TrailingZeros64(m)
-		c.build.Update(uint64(i), uint64(r.id), true, r.comps[i].delta)
+	for m, k := f.changed, f.first; m != 0; m &= m - 1 {
+		if send&(m&-m) != 0 {
+			c.build.Update(uint64(bits.TrailingZeros64(m)), uint64(r.id), true, s.planDeltas[k])
+		}
+		k++
 	}
 	c.usedNow += size
 	v.sync = s.tick

@@ -60,9 +60,11 @@ type Server struct {
 	tickDur       time.Duration
 	handoff       []*client // clients whose batch is ready this tick
 	disp          dispatcher
-	noFastPath    bool // tests: every view through emitNow
-	noQuick       bool // tests: every entity through detectEntity
-	fastViews     int  // views emitFast wrote (tests)
+	plans         []fastPath // by changed entity this tick, see entityRec.plan
+	planDeltas    [][]byte   // the plans' encoded deltas
+	noFastPath    bool       // tests: every view through emitNow
+	noQuick       bool       // tests: every entity through detectEntity
+	fastViews     int        // views emitFast wrote (tests)
 	// Counted during the tick and published once at its end: an atomic
 	// add per batch would share a cache line with the writers' counters.
 	tickBatches, tickSkipped uint64
