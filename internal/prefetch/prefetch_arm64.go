@@ -1,0 +1,8 @@
+package prefetch
+
+import "unsafe"
+
+// Line hints that the cache line holding p will be read soon.
+//
+//go:noescape
+func Line(p unsafe.Pointer)
