@@ -8,6 +8,7 @@ import (
 	"github.com/yohamta/donburi"
 
 	"github.com/ebisync/ebisync/components"
+	"github.com/ebisync/ebisync/internal/prefetch"
 	"github.com/ebisync/ebisync/internal/wire"
 )
 
@@ -194,12 +195,26 @@ func (s *Server) detect() {
 	for k := range s.archs {
 		a := &s.archs[k]
 		ents := archs[a.index].Entities()
+		// Entities that need the full check wait in a short queue, their
+		// records prefetched, so the misses on several records overlap
+		// instead of stalling the check one after another. They are still
+		// checked in archetype order.
+		var q detectQueue
 		for i := 0; i < len(ents); i++ {
 			tag := (*components.ReplicatedData)(a.tag(i))
 			if quick && s.unchanged(a, i, ents[i], tag) {
 				continue
 			}
-			s.detectEntity(a, i, ents[i], tag)
+			if r := s.queuedRec(tag); r != nil {
+				prefetchRec(r)
+			}
+			if q.n == len(q.rows) {
+				s.detectQueued(a, ents, &q)
+			}
+			q.push(i, tag)
+		}
+		for q.n > 0 {
+			s.detectQueued(a, ents, &q)
 		}
 	}
 	// In net id order, so scope updates write each client's batch in the
@@ -212,6 +227,55 @@ func (s *Server) detect() {
 			s.despawn(s.recs[id])
 		}
 	}
+}
+
+// detectQueue is a first-in first-out queue of rows waiting for the full
+// check.
+type detectQueue struct {
+	rows    [4]int
+	tags    [4]*components.ReplicatedData
+	head, n int
+}
+
+func (q *detectQueue) push(row int, tag *components.ReplicatedData) {
+	j := (q.head + q.n) % len(q.rows)
+	q.rows[j], q.tags[j] = row, tag
+	q.n++
+}
+
+// detectQueued gives the oldest queued row the full check.
+func (s *Server) detectQueued(a *archRef, ents []donburi.Entity, q *detectQueue) {
+	row, tag := q.rows[q.head], q.tags[q.head]
+	q.tags[q.head] = nil
+	q.head = (q.head + 1) % len(q.rows)
+	q.n--
+	// Further stages for the component that changes most, the
+	// position: the record after next has had time to arrive, so ask for
+	// its position's component record; the next one's has arrived, so ask
+	// for the buffer its delta will be written to.
+	if s.posIndex >= 0 {
+		if q.n > 1 {
+			if r := s.queuedRec(q.tags[(q.head+1)%len(q.rows)]); r != nil && s.posIndex < len(r.comps) {
+				prefetch.Line(unsafe.Pointer(&r.comps[s.posIndex]))
+			}
+		}
+		if q.n > 0 {
+			if r := s.queuedRec(q.tags[q.head]); r != nil && s.posIndex < len(r.comps) {
+				if d := r.comps[s.posIndex].delta; cap(d) > 0 {
+					prefetch.Line(unsafe.Pointer(unsafe.SliceData(d)))
+				}
+			}
+		}
+	}
+	s.detectEntity(a, row, ents[row], tag)
+}
+
+// queuedRec returns the record a queued entity's tag names, if any.
+func (s *Server) queuedRec(tag *components.ReplicatedData) *entityRec {
+	if id := tag.NetID; id != 0 && int(id) < len(s.recs) {
+		return s.recs[id]
+	}
+	return nil
 }
 
 // detectEntity checks entity e, at index row of archetype a, in full.
