@@ -248,12 +248,9 @@ func (s *Server) sendTo(c *client) {
 	}
 	b.TickAdvance = uint64(s.tick - c.lastSent)
 	used := batchOverhead
-	slices.SortFunc(c.exits, func(a, b wire.Exit) int {
-		if a.Reason != b.Reason {
-			return cmp.Compare(a.Reason, b.Reason)
-		}
-		return cmp.Compare(a.ID, b.ID)
-	})
+	if len(c.exits) > 1 {
+		sortExits(c.exits)
+	}
 	b.Exits = append(b.Exits, c.exits...)
 	used += 8 * len(c.exits)
 	c.exits = c.exits[:0]
@@ -287,12 +284,9 @@ func (s *Server) sendTo(c *client) {
 	if len(b.Exits)+len(b.Removals)+len(b.Results)+len(b.Controls) == 0 && c.build.Empty() {
 		return
 	}
-	slices.SortFunc(b.Removals, func(x, y wire.Removal) int {
-		if x.Comp != y.Comp {
-			return cmp.Compare(x.Comp, y.Comp)
-		}
-		return cmp.Compare(x.ID, y.ID)
-	})
+	if len(b.Removals) > 1 {
+		sortRemovals(b.Removals)
+	}
 	// The writer is idle (pace checked), so it is done with the buffer it
 	// was handed last time: busy went false after its last use.
 	c.outBuf = wire.AppendBatchBuilt(c.outBuf[:0], b, &c.build)
@@ -458,3 +452,24 @@ func (s *Server) emitEntity(c *client, r *entityRec, e *view) int {
 }
 
 func byID(a, b dirtyRef) int { return cmp.Compare(a.id, b.id) }
+
+// sortRemovals orders removals by component, then id, as their sections
+// want.
+func sortRemovals(rs []wire.Removal) {
+	slices.SortFunc(rs, func(x, y wire.Removal) int {
+		if x.Comp != y.Comp {
+			return cmp.Compare(x.Comp, y.Comp)
+		}
+		return cmp.Compare(x.ID, y.ID)
+	})
+}
+
+// sortExits orders exits by reason, then id, as their sections want.
+func sortExits(es []wire.Exit) {
+	slices.SortFunc(es, func(a, b wire.Exit) int {
+		if a.Reason != b.Reason {
+			return cmp.Compare(a.Reason, b.Reason)
+		}
+		return cmp.Compare(a.ID, b.ID)
+	})
+}
