@@ -119,7 +119,7 @@ func (s *Server) unchanged(a *archRef, row int, e donburi.Entity, tag *component
 		// Bit for bit: any difference, even one Diff would call no
 		// change (below a quantum), gets the full check, which also
 		// moves the entity in the spatial index.
-		cur := a.vals[i](row)
+		cur := a.val(i, row)
 		if uintptr(cur)&7 != 0 {
 			return false
 		}
@@ -144,6 +144,65 @@ func (s *Server) unchanged(a *archRef, row int, e donburi.Entity, tag *component
 func storageReader[A, C ~int](f func(A, C) unsafe.Pointer, arch int) func(i int) unsafe.Pointer {
 	a := A(arch)
 	return func(i int) unsafe.Pointer { return f(a, C(i)) }
+}
+
+// storageMirror is the layout of donburi's internal storage.Storage (as of
+// v1.15.8): for each archetype, the pointers to one component type's
+// values, in row order. Reading that slice directly, instead of calling
+// Storage.Component per value, makes the per-entity read of detection a
+// load from a sequential array. archRef.rows checks the mirror against
+// Storage.Component every tick and falls back to the calls when they
+// disagree, so a donburi upgrade that changes the layout costs speed, not
+// correctness; TestStorageRowsMatchEntry would report it.
+type storageMirror struct {
+	storages [][]unsafe.Pointer
+}
+
+// rowsOf returns the value pointers of storage st (a *storage.Storage) for
+// archetype arch, or nil unless they are n long and agree with at, the
+// same storage's Component method, at both ends.
+func rowsOf(st unsafe.Pointer, arch, n int, at func(int) unsafe.Pointer) []unsafe.Pointer {
+	m := (*storageMirror)(st)
+	if arch >= len(m.storages) {
+		return nil
+	}
+	rows := m.storages[arch]
+	if len(rows) != n || (n > 0 && (rows[0] != at(0) || rows[n-1] != at(n-1))) {
+		return nil
+	}
+	return rows
+}
+
+// rows refreshes the archetype's row slices for this tick (entities may
+// have been added or removed since the last one, moving the slices).
+func (a *archRef) rows(n int, off bool) {
+	a.tagRows = nil
+	clear(a.valRows)
+	if off {
+		return
+	}
+	a.tagRows = rowsOf(a.tagSt, a.index, n, a.tag)
+	for i, st := range a.valSt {
+		if st != nil {
+			a.valRows[i] = rowsOf(st, a.index, n, a.vals[i])
+		}
+	}
+}
+
+// tagAt returns the Replicated value of the archetype's entity at row.
+func (a *archRef) tagAt(row int) unsafe.Pointer {
+	if a.tagRows != nil {
+		return a.tagRows[row]
+	}
+	return a.tag(row)
+}
+
+// val returns the value of registered component i of the entity at row.
+func (a *archRef) val(i, row int) unsafe.Pointer {
+	if rows := a.valRows[i]; rows != nil {
+		return rows[row]
+	}
+	return a.vals[i](row)
 }
 
 // fullBytes returns the full encoding of the component as of its version,
@@ -177,15 +236,21 @@ func (s *Server) detect() {
 			}
 		}
 		store := s.world.StorageAccessor().Components
+		tagSt := store.Storage(components.Replicated)
 		a := archRef{
-			index: s.archSeen,
-			mask:  mask,
-			tag:   storageReader(store.Storage(components.Replicated).Component, s.archSeen),
-			vals:  make([]func(int) unsafe.Pointer, len(s.comps)),
+			index:   s.archSeen,
+			mask:    mask,
+			tag:     storageReader(tagSt.Component, s.archSeen),
+			tagSt:   unsafe.Pointer(tagSt),
+			vals:    make([]func(int) unsafe.Pointer, len(s.comps)),
+			valSt:   make([]unsafe.Pointer, len(s.comps)),
+			valRows: make([][]unsafe.Pointer, len(s.comps)),
 		}
 		for i, c := range s.comps {
 			if mask&(1<<uint(i)) != 0 {
-				a.vals[i] = storageReader(store.Storage(c.ComponentType()).Component, s.archSeen)
+				st := store.Storage(c.ComponentType())
+				a.vals[i] = storageReader(st.Component, s.archSeen)
+				a.valSt[i] = unsafe.Pointer(st)
 			}
 		}
 		s.archs = append(s.archs, a)
@@ -195,13 +260,14 @@ func (s *Server) detect() {
 	for k := range s.archs {
 		a := &s.archs[k]
 		ents := archs[a.index].Entities()
+		a.rows(len(ents), s.noRows)
 		// Entities that need the full check wait in a short queue, their
 		// records prefetched, so the misses on several records overlap
 		// instead of stalling the check one after another. They are still
 		// checked in archetype order.
 		var q detectQueue
 		for i := 0; i < len(ents); i++ {
-			tag := (*components.ReplicatedData)(a.tag(i))
+			tag := (*components.ReplicatedData)(a.tagAt(i))
 			if quick && s.unchanged(a, i, ents[i], tag) {
 				continue
 			}
@@ -316,7 +382,7 @@ func (s *Server) detectEntity(a *archRef, row int, e donburi.Entity, tag *compon
 			changed = true
 			continue
 		}
-		cur := a.vals[i](row)
+		cur := a.val(i, row)
 		if i == s.posIndex {
 			pos = (*components.PositionData)(cur)
 		}

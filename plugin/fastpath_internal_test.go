@@ -7,6 +7,7 @@ import (
 	"runtime"
 	"sync"
 	"testing"
+	"unsafe"
 
 	"github.com/yohamta/donburi"
 
@@ -89,7 +90,7 @@ func newFastPathGame(t *testing.T, sendRate int, noFast bool) *fastPathGame {
 	components.RegisterStandard(reg)
 	w := donburi.NewWorld()
 	s := New(w, reg, &Options{CellSize: 100, TickRate: 60, SendRate: sendRate})
-	s.noFastPath, s.noQuick = noFast, noFast
+	s.noFastPath, s.noQuick, s.noRows = noFast, noFast, noFast
 	g := &fastPathGame{t: t, s: s, w: w, rng: rand.New(rand.NewPCG(7, 8))}
 	for range 300 {
 		g.spawn()
@@ -230,5 +231,87 @@ func TestStorageReaderMatchesEntry(t *testing.T) {
 	}
 	if checked < 300 {
 		t.Fatalf("only %d values checked", checked)
+	}
+}
+
+// TestStorageRowsMatchEntry checks the mirror of donburi's storage layout
+// (storageMirror): the row slices it reads must hold exactly the pointers
+// Entry.Component gives, after creates, removes and archetype moves; a
+// disagreeing Component method must make it give up; and a server must be
+// using it with the donburi version in go.mod.
+func TestStorageRowsMatchEntry(t *testing.T) {
+	w := donburi.NewWorld()
+	rng := rand.New(rand.NewPCG(2, 2))
+	var ents []donburi.Entity
+	for range 200 {
+		ents = append(ents, w.Create(components.Replicated, components.Position))
+	}
+	for i := 0; i < 300; i++ {
+		k := rng.IntN(len(ents))
+		switch rng.IntN(3) {
+		case 0:
+			w.Remove(ents[k])
+			ents = append(ents[:k], ents[k+1:]...)
+		case 1:
+			entry := w.Entry(ents[k])
+			if entry.HasComponent(components.Health) {
+				entry.RemoveComponent(components.Health)
+			} else {
+				donburi.Add(entry, components.Health, &components.HealthData{})
+			}
+		default:
+			ents = append(ents, w.Create(components.Replicated, components.Position, components.Health))
+		}
+	}
+	store := w.StorageAccessor().Components
+	checked := 0
+	for ai, arch := range w.Archetypes() {
+		for _, ct := range []donburi.IComponentType{components.Replicated, components.Position, components.Health} {
+			if !arch.Layout().HasComponent(ct) {
+				continue
+			}
+			st := store.Storage(ct)
+			n := len(arch.Entities())
+			rows := rowsOf(unsafe.Pointer(st), ai, n, storageReader(st.Component, ai))
+			if rows == nil {
+				t.Fatalf("archetype %d: the storage mirror does not match donburi's layout", ai)
+			}
+			for i, e := range arch.Entities() {
+				if got, want := rows[i], w.Entry(e).Component(ct); got != want {
+					t.Fatalf("archetype %d entity %d (%v): row %p, Entry.Component %p", ai, i, e, got, want)
+				}
+				checked++
+			}
+			if n > 0 {
+				other := func(int) unsafe.Pointer { return nil }
+				if rowsOf(unsafe.Pointer(st), ai, n, other) != nil {
+					t.Fatal("rowsOf accepted rows that disagree with Storage.Component")
+				}
+				if rowsOf(unsafe.Pointer(st), ai, n+1, storageReader(st.Component, ai)) != nil {
+					t.Fatal("rowsOf accepted rows of the wrong length")
+				}
+			}
+		}
+	}
+	if checked < 300 {
+		t.Fatalf("only %d values checked", checked)
+	}
+
+	reg := components.NewRegistry()
+	components.RegisterStandard(reg)
+	s := New(w, reg, nil)
+	s.Tick()
+	used, nonEmpty := 0, 0
+	for _, a := range s.archs {
+		if len(w.Archetypes()[a.index].Entities()) == 0 {
+			continue
+		}
+		nonEmpty++
+		if a.tagRows != nil {
+			used++
+		}
+	}
+	if nonEmpty == 0 || used != nonEmpty {
+		t.Fatalf("the server reads rows directly in %d of %d archetypes with entities", used, nonEmpty)
 	}
 }
