@@ -103,9 +103,9 @@
 //   - detect-ns/pair, scopes-ns/pair, send-ns/pair: the tick's phases as
 //     Stats().Phases reports them after each tick (wall time): change
 //     detection; scope updates including writing this tick's changes into
-//     the batches; finishing and handing off the batches. Per pair, so
-//     they add up to a little less than ns/pair (the moves and the
-//     inbound phase are not in them).
+//     the batches; finishing the batches and queueing them for the
+//     writers. Per pair, so they add up to a little less than ns/pair (the
+//     moves and the inbound phase are not in them).
 //   - B/client/tick: growth of Stats().BytesOut (batch payload bytes after
 //     compression) per client per tick.
 //   - allocs/tick: growth of runtime.MemStats.Mallocs from just before to

@@ -28,7 +28,9 @@
 // OnConnect, OnDisconnect) and the methods documented as game-goroutine
 // only (FollowEntity, SetInterest, SetGlobalInterest). Each connection has a
 // reader and a writer goroutine that talk to the tick through bounded
-// queues: a slow client is sent nothing while its writer is busy (its next
+// queues; Tick queues its batches for a short-lived dispatch goroutine that
+// wakes the writers, so the game thread does not pay a wake-up per client.
+// A slow client is sent nothing while its writer is busy (its next
 // batch carries everything since, so memory per client stays bounded), has
 // its send rate lowered, and is dropped with close code 4003 when a write
 // exceeds Options.WriteTimeout. ServeHTTP, Stats, CurrentTick and Close are

@@ -50,7 +50,7 @@ type TickPhases struct {
 	Inbound time.Duration // joins, leaves, subscriptions, mutations, controls
 	Detect  time.Duration // change detection over every replicated entity
 	Scopes  time.Duration // scope enter/leave and writing this tick's changes
-	Send    time.Duration // finishing each batch and handing it to its writer
+	Send    time.Duration // finishing each batch and queueing it for its writer
 }
 
 // ClientStats is one client's traffic.
