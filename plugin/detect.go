@@ -96,34 +96,35 @@ func (s *Server) fullBytes(r *entityRec, i int) []byte {
 // component without a slab, MaxRate) is left to the full check.
 func (s *Server) unchanged(a *archRef, row int, e donburi.Entity, tag *components.ReplicatedData) bool {
 	id := int(tag.NetID)
-	if id == 0 || id >= len(s.ids) || len(tag.Versions) < len(s.comps) {
+	vers := tag.Versions
+	if id == 0 || id >= len(s.ids) || len(vers) < len(s.comps) {
 		return false
 	}
 	d := &s.ids[id]
 	if d.entity != e || d.gen != tag.Gen || d.seen == s.tick || d.present != a.mask {
 		return false
 	}
-	for m := a.mask; m != 0; m &= m - 1 {
-		i := bits.TrailingZeros64(m)
-		if tag.Versions[i] == components.VersionTouched {
+	for m := a.explicit; m != 0; m &= m - 1 {
+		if vers[bits.TrailingZeros64(m)] == components.VersionTouched {
 			return false
 		}
-		o := &s.copts[i]
-		if o.Explicit {
-			continue
-		}
-		sl := &s.slabs[i]
-		if sl.words == 0 || o.minTicks > 0 {
+	}
+	for k := range a.quick {
+		q := &a.quick[k]
+		if vers[q.i] == components.VersionTouched {
 			return false
 		}
 		// Bit for bit: any difference, even one Diff would call no
 		// change (below a quantum), gets the full check, which also
 		// moves the entity in the spatial index.
-		cur := a.val(i, row)
+		cur := q.rows[row]
 		if uintptr(cur)&7 != 0 {
 			return false
 		}
-		shadow := sl.mem[id*sl.words : (id+1)*sl.words]
+		if (id+1)*q.words > len(q.mem) {
+			return false // an id spawned during this sweep: the slab has grown since planQuick
+		}
+		shadow := q.mem[id*q.words : (id+1)*q.words]
 		for w, v := range shadow {
 			if *(*uint64)(unsafe.Add(cur, w*8)) != v {
 				return false
@@ -131,6 +132,37 @@ func (s *Server) unchanged(a *archRef, row int, e donburi.Entity, tag *component
 		}
 	}
 	d.seen = s.tick
+	return true
+}
+
+// quickComp is what the quick check needs of one compared component of
+// an archetype, gathered once per tick instead of looked up per entity.
+type quickComp struct {
+	i     int              // registry index
+	words int              // slab words per entity
+	rows  []unsafe.Pointer // the archetype's value pointers, by row
+	mem   []uint64         // the component's slab
+}
+
+// planQuick gathers the archetype's quick check for this tick and reports
+// whether the quick check applies to it at all: every compared component
+// must have a slab, no MaxRate, and row slices.
+func (s *Server) planQuick(a *archRef) bool {
+	a.quick = a.quick[:0]
+	a.explicit = 0
+	for m := a.mask; m != 0; m &= m - 1 {
+		i := bits.TrailingZeros64(m)
+		o := &s.copts[i]
+		if o.Explicit {
+			a.explicit |= 1 << uint(i)
+			continue
+		}
+		sl := &s.slabs[i]
+		if sl.words == 0 || o.minTicks > 0 || a.valRows[i] == nil {
+			return false
+		}
+		a.quick = append(a.quick, quickComp{i: i, words: sl.words, rows: a.valRows[i], mem: sl.mem})
+	}
 	return true
 }
 
@@ -261,6 +293,7 @@ func (s *Server) detect() {
 		a := &s.archs[k]
 		ents := archs[a.index].Entities()
 		a.rows(len(ents), s.noRows)
+		quick := quick && s.planQuick(a)
 		// Entities that need the full check wait in a short queue, their
 		// records prefetched, so the misses on several records overlap
 		// instead of stalling the check one after another. They are still

@@ -101,6 +101,9 @@ type archRef struct {
 	valSt   []unsafe.Pointer // by registry index; nil when not in the archetype
 	tagRows []unsafe.Pointer
 	valRows [][]unsafe.Pointer
+	// The quick check of this tick: see Server.planQuick.
+	quick    []quickComp
+	explicit uint64 // Explicit components: compared only when touched
 }
 
 // compOpts is a component's options as the tick uses them.
