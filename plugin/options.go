@@ -73,8 +73,10 @@ type Options struct {
 	InboundQueue int
 
 	// Position tells where an entity is, for interest management. It runs on
-	// the game goroutine. Default: components.Position when present;
-	// entities without a position are visible at any distance.
+	// the game goroutine, during change detection, and must only read: it
+	// must not create or remove entities or add or remove components.
+	// Default: components.Position when present; entities without a
+	// position are visible at any distance.
 	Position func(e *donburi.Entry) (x, y float64, ok bool)
 
 	// Filter, if set, hides entities from clients for game rules (teams,
