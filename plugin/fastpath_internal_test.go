@@ -189,29 +189,7 @@ func (g *fastPathGame) tick() {
 // and index gives the pointers Entry.Component gives, after entities were
 // created, removed and moved between archetypes.
 func TestStorageReaderMatchesEntry(t *testing.T) {
-	w := donburi.NewWorld()
-	rng := rand.New(rand.NewPCG(1, 1))
-	var ents []donburi.Entity
-	for range 200 {
-		ents = append(ents, w.Create(components.Replicated, components.Position))
-	}
-	for i := 0; i < 300; i++ {
-		k := rng.IntN(len(ents))
-		switch rng.IntN(3) {
-		case 0:
-			w.Remove(ents[k])
-			ents = append(ents[:k], ents[k+1:]...)
-		case 1:
-			entry := w.Entry(ents[k])
-			if entry.HasComponent(components.Health) {
-				entry.RemoveComponent(components.Health)
-			} else {
-				donburi.Add(entry, components.Health, &components.HealthData{})
-			}
-		default:
-			ents = append(ents, w.Create(components.Replicated, components.Position, components.Health))
-		}
-	}
+	w := churnedWorld(1)
 	store := w.StorageAccessor().Components
 	checked := 0
 	for ai, arch := range w.Archetypes() {
@@ -240,29 +218,7 @@ func TestStorageReaderMatchesEntry(t *testing.T) {
 // disagreeing Component method must make it give up; and a server must be
 // using it with the donburi version in go.mod.
 func TestStorageRowsMatchEntry(t *testing.T) {
-	w := donburi.NewWorld()
-	rng := rand.New(rand.NewPCG(2, 2))
-	var ents []donburi.Entity
-	for range 200 {
-		ents = append(ents, w.Create(components.Replicated, components.Position))
-	}
-	for i := 0; i < 300; i++ {
-		k := rng.IntN(len(ents))
-		switch rng.IntN(3) {
-		case 0:
-			w.Remove(ents[k])
-			ents = append(ents[:k], ents[k+1:]...)
-		case 1:
-			entry := w.Entry(ents[k])
-			if entry.HasComponent(components.Health) {
-				entry.RemoveComponent(components.Health)
-			} else {
-				donburi.Add(entry, components.Health, &components.HealthData{})
-			}
-		default:
-			ents = append(ents, w.Create(components.Replicated, components.Position, components.Health))
-		}
-	}
+	w := churnedWorld(2)
 	store := w.StorageAccessor().Components
 	checked := 0
 	for ai, arch := range w.Archetypes() {
@@ -314,4 +270,34 @@ func TestStorageRowsMatchEntry(t *testing.T) {
 	if nonEmpty == 0 || used != nonEmpty {
 		t.Fatalf("the server reads rows directly in %d of %d archetypes with entities", used, nonEmpty)
 	}
+}
+
+// churnedWorld returns a World whose replicated entities went through
+// random creates, removes and archetype moves (Health added and removed),
+// so values no longer sit in creation order.
+func churnedWorld(seed uint64) donburi.World {
+	w := donburi.NewWorld()
+	rng := rand.New(rand.NewPCG(seed, seed))
+	var ents []donburi.Entity
+	for range 200 {
+		ents = append(ents, w.Create(components.Replicated, components.Position))
+	}
+	for i := 0; i < 300; i++ {
+		k := rng.IntN(len(ents))
+		switch rng.IntN(3) {
+		case 0:
+			w.Remove(ents[k])
+			ents = append(ents[:k], ents[k+1:]...)
+		case 1:
+			entry := w.Entry(ents[k])
+			if entry.HasComponent(components.Health) {
+				entry.RemoveComponent(components.Health)
+			} else {
+				donburi.Add(entry, components.Health, &components.HealthData{})
+			}
+		default:
+			ents = append(ents, w.Create(components.Replicated, components.Position, components.Health))
+		}
+	}
+	return w
 }
