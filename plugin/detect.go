@@ -185,7 +185,7 @@ func storageReader[A, C ~int](f func(A, C) unsafe.Pointer, arch int) func(i int)
 // load from a sequential array. archRef.rows checks the mirror against
 // Storage.Component every tick and falls back to the calls when they
 // disagree, so a donburi upgrade that changes the layout costs speed, not
-// correctness; TestStorageRowsMatchEntry would report it.
+// correctness; TestStorageReadsMatchEntry would report it.
 type storageMirror struct {
 	storages [][]unsafe.Pointer
 }

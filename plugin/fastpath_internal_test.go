@@ -185,90 +185,73 @@ func (g *fastPathGame) tick() {
 	}
 }
 
-// TestStorageReaderMatchesEntry: reading component values by archetype
-// and index gives the pointers Entry.Component gives, after entities were
-// created, removed and moved between archetypes.
-func TestStorageReaderMatchesEntry(t *testing.T) {
-	w := churnedWorld(1)
-	store := w.StorageAccessor().Components
-	checked := 0
-	for ai, arch := range w.Archetypes() {
-		for _, ct := range []donburi.IComponentType{components.Replicated, components.Position, components.Health} {
-			if !arch.Layout().HasComponent(ct) {
+// TestStorageReadsMatchEntry holds detection's two ways of reading donburi
+// values against Entry.Component, after entities were created, removed and
+// moved between archetypes: the storage reader (Storage.Component by
+// archetype and row) and the mirror of donburi's storage layout
+// (storageMirror), whose row slices must hold exactly the same pointers.
+// The mirror must give up when Storage.Component disagrees or the length
+// is wrong, and a server must be using it with the donburi version in
+// go.mod.
+func TestStorageReadsMatchEntry(t *testing.T) {
+	for seed := uint64(1); seed <= 2; seed++ {
+		w := churnedWorld(seed)
+		store := w.StorageAccessor().Components
+		checked := 0
+		for ai, arch := range w.Archetypes() {
+			for _, ct := range []donburi.IComponentType{components.Replicated, components.Position, components.Health} {
+				if !arch.Layout().HasComponent(ct) {
+					continue
+				}
+				st := store.Storage(ct)
+				read := storageReader(st.Component, ai)
+				n := len(arch.Entities())
+				rows := rowsOf(unsafe.Pointer(st), ai, n, read)
+				if rows == nil {
+					t.Fatalf("world %d archetype %d: the storage mirror does not match donburi's layout", seed, ai)
+				}
+				for i, e := range arch.Entities() {
+					want := w.Entry(e).Component(ct)
+					if got := read(i); got != want {
+						t.Fatalf("world %d archetype %d entity %d (%v): storage reader %p, Entry.Component %p", seed, ai, i, e, got, want)
+					}
+					if got := rows[i]; got != want {
+						t.Fatalf("world %d archetype %d entity %d (%v): row %p, Entry.Component %p", seed, ai, i, e, got, want)
+					}
+					checked++
+				}
+				if n > 0 {
+					other := func(int) unsafe.Pointer { return nil }
+					if rowsOf(unsafe.Pointer(st), ai, n, other) != nil {
+						t.Fatal("rowsOf accepted rows that disagree with Storage.Component")
+					}
+					if rowsOf(unsafe.Pointer(st), ai, n+1, read) != nil {
+						t.Fatal("rowsOf accepted rows of the wrong length")
+					}
+				}
+			}
+		}
+		if checked < 300 {
+			t.Fatalf("world %d: only %d values checked", seed, checked)
+		}
+
+		reg := components.NewRegistry()
+		components.RegisterStandard(reg)
+		s := New(w, reg, nil)
+		s.Tick()
+		used, nonEmpty := 0, 0
+		for _, a := range s.archs {
+			if len(w.Archetypes()[a.index].Entities()) == 0 {
 				continue
 			}
-			read := storageReader(store.Storage(ct).Component, ai)
-			for i, e := range arch.Entities() {
-				want := w.Entry(e).Component(ct)
-				if got := read(i); got != want {
-					t.Fatalf("archetype %d entity %d (%v): storage reader %p, Entry.Component %p", ai, i, e, got, want)
-				}
-				checked++
+			nonEmpty++
+			if a.tagRows != nil {
+				used++
 			}
 		}
-	}
-	if checked < 300 {
-		t.Fatalf("only %d values checked", checked)
-	}
-}
-
-// TestStorageRowsMatchEntry checks the mirror of donburi's storage layout
-// (storageMirror): the row slices it reads must hold exactly the pointers
-// Entry.Component gives, after creates, removes and archetype moves; a
-// disagreeing Component method must make it give up; and a server must be
-// using it with the donburi version in go.mod.
-func TestStorageRowsMatchEntry(t *testing.T) {
-	w := churnedWorld(2)
-	store := w.StorageAccessor().Components
-	checked := 0
-	for ai, arch := range w.Archetypes() {
-		for _, ct := range []donburi.IComponentType{components.Replicated, components.Position, components.Health} {
-			if !arch.Layout().HasComponent(ct) {
-				continue
-			}
-			st := store.Storage(ct)
-			n := len(arch.Entities())
-			rows := rowsOf(unsafe.Pointer(st), ai, n, storageReader(st.Component, ai))
-			if rows == nil {
-				t.Fatalf("archetype %d: the storage mirror does not match donburi's layout", ai)
-			}
-			for i, e := range arch.Entities() {
-				if got, want := rows[i], w.Entry(e).Component(ct); got != want {
-					t.Fatalf("archetype %d entity %d (%v): row %p, Entry.Component %p", ai, i, e, got, want)
-				}
-				checked++
-			}
-			if n > 0 {
-				other := func(int) unsafe.Pointer { return nil }
-				if rowsOf(unsafe.Pointer(st), ai, n, other) != nil {
-					t.Fatal("rowsOf accepted rows that disagree with Storage.Component")
-				}
-				if rowsOf(unsafe.Pointer(st), ai, n+1, storageReader(st.Component, ai)) != nil {
-					t.Fatal("rowsOf accepted rows of the wrong length")
-				}
-			}
+		if nonEmpty == 0 || used != nonEmpty {
+			t.Fatalf("world %d: the server reads rows directly in %d of %d archetypes with entities", seed, used, nonEmpty)
 		}
-	}
-	if checked < 300 {
-		t.Fatalf("only %d values checked", checked)
-	}
-
-	reg := components.NewRegistry()
-	components.RegisterStandard(reg)
-	s := New(w, reg, nil)
-	s.Tick()
-	used, nonEmpty := 0, 0
-	for _, a := range s.archs {
-		if len(w.Archetypes()[a.index].Entities()) == 0 {
-			continue
-		}
-		nonEmpty++
-		if a.tagRows != nil {
-			used++
-		}
-	}
-	if nonEmpty == 0 || used != nonEmpty {
-		t.Fatalf("the server reads rows directly in %d of %d archetypes with entities", used, nonEmpty)
 	}
 }
 
