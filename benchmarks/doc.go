@@ -99,6 +99,10 @@
 //     (the benchmark goroutine is locked to its thread) instead of wall
 //     time. It leaves out the time the thread waited for a core, so it is
 //     the figure to read on a busy machine.
+//   - sim-cpu-ns/pair (Linux): the part of cpu-ns/pair spent in the moves
+//     themselves (the game's own work: a World.Entry lookup and a
+//     position write per moving entity), measured on its own so that the
+//     server's share, cpu-ns/pair minus sim-cpu-ns/pair, can be read.
 //   - pairs/tick: the average pair count.
 //   - detect-ns/pair, scopes-ns/pair, send-ns/pair: the tick's phases as
 //     Stats().Phases reports them after each tick (wall time): change

@@ -145,7 +145,7 @@ func benchServerTick(b *testing.B, entities, clients int) {
 	before := srv.Stats()
 	var (
 		tickNanos, e2eNanos   int64
-		tickCPU               time.Duration
+		tickCPU, simCPU       time.Duration
 		pairs, statsCalls     int
 		tickAllocs, e2eAllocs uint64
 		m0, m1                runtime.MemStats
@@ -156,10 +156,12 @@ func benchServerTick(b *testing.B, entities, clients int) {
 		t0 := time.Now()
 		c0, _ := cputime.Thread()
 		pairs += w.step(s)
+		cs, _ := cputime.Thread()
 		srv.Tick()
 		c1, _ := cputime.Thread()
 		tickNanos += int64(time.Since(t0))
 		tickCPU += c1 - c0
+		simCPU += cs - c0
 		b.StopTimer()
 		runtime.ReadMemStats(&m1)
 		tickAllocs += m1.Mallocs - m0.Mallocs
@@ -210,6 +212,7 @@ func benchServerTick(b *testing.B, entities, clients int) {
 	b.ReportMetric(naivePerTick/perTick, "x-wall-vs-naive")
 	if _, ok := cputime.Thread(); ok {
 		b.ReportMetric(float64(tickCPU)/float64(max(pairs, 1)), "cpu-ns/pair")
+		b.ReportMetric(float64(simCPU)/float64(max(pairs, 1)), "sim-cpu-ns/pair")
 		b.ReportMetric(naiveCPUPerTick/cpuPerTick, "x-cpu-vs-naive")
 	}
 	b.Logf("%d entities, %d clients, radius %.0f on a %.0f map, CellSize %.0f; setup %s. "+
