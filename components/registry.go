@@ -38,7 +38,8 @@ type Options struct {
 	ClientWritable bool
 
 	// Explicit turns off automatic change detection for this component: the
-	// server sends a change only after Registry.Touch marks it. Use it for
+	// server sends a change only after Registry.Touch marks it (the server
+	// touches it itself when it applies a client's mutation). Use it for
 	// large components the game knows it changed.
 	Explicit bool
 

@@ -139,6 +139,11 @@ func (s *Server) mutate(c *client, m *wire.Mutate) {
 		}
 	}
 	comp.Copy(entry.Component(comp.ComponentType()), val)
+	if comp.Options().Explicit {
+		// Detection does not compare Explicit components: the server
+		// wrote this one, so it touches it as the game would.
+		s.reg.Touch(entry, comp.ComponentType())
+	}
 	s.result(c, m.Request, wire.StatusOk, "")
 }
 

@@ -194,3 +194,48 @@ func TestMutationRateLimited(t *testing.T) {
 		t.Fatalf("ok=%d limited=%d; want about the burst (5) ok and the rest limited", ok, limited)
 	}
 }
+
+// TestMutationExplicit: an Ok mutation of an Explicit component is
+// replicated without the game touching it, since the server itself wrote
+// the value.
+func TestMutationExplicit(t *testing.T) {
+	reg := components.NewRegistry()
+	sc := components.Register(reg, "test.score", score, &components.Options{ClientWritable: true, Explicit: true})
+	h := newHarness(t, reg, nil, 2*time.Millisecond)
+	defer h.close()
+	writer := dialRaw(t, h.url, reg, true)
+	defer writer.close()
+	writer.subscribeAll()
+	watcher := dialRaw(t, h.url, reg, true)
+	defer watcher.close()
+	watcher.subscribeAll()
+	var tag components.ReplicatedData
+	h.do(func(w donburi.World) {
+		e := w.Create(components.Replicated, components.Owner, score)
+		components.Owner.SetValue(w.Entry(e), components.OwnerData{Client: writer.wel.ClientID})
+	})
+	h.ticks(2)
+	h.do(func(w donburi.World) {
+		for _, a := range w.Archetypes() {
+			for _, e := range a.Entities() {
+				tag = *components.Replicated.Get(w.Entry(e))
+			}
+		}
+	})
+	points := func(rc *rawClient) int32 {
+		_, bodies, _ := rc.snapshot()
+		m := newRawMirror(reg)
+		if err := m.apply(bodies); err != nil {
+			t.Fatal(err)
+		}
+		if v, ok := m.ents[uint64(tag.NetID)][uint64(sc.Index())]; ok {
+			return (*scoreData)(v).Points
+		}
+		return -1
+	}
+	eventually(t, 5*time.Second, "spawn", func() bool { return points(watcher) == 0 })
+	writer.send(wire.AppendMutate(nil, &wire.Mutate{Request: 1, ID: uint64(tag.NetID), Gen: uint64(tag.Gen), Comp: uint64(sc.Index()), Value: encodeValue(sc, scoreData{Points: 9})}))
+	eventually(t, 5*time.Second, "mutation result", func() bool { return writer.results()[1].Status == wire.StatusOk })
+	eventually(t, 5*time.Second, "mutated value at the watcher", func() bool { return points(watcher) == 9 })
+	eventually(t, 5*time.Second, "mutated value at the writer", func() bool { return points(writer) == 9 })
+}
