@@ -457,6 +457,7 @@ func TestOptimisticMutationReverted(t *testing.T) {
 	assertEqual(t, "reverted to the latest server value", h, h1)
 	assertEqual(t, "changes", changes, 1)
 	assertEqual(t, "status string", netclient.StatusForbidden.String(), "forbidden")
+	assertEqual(t, "control status string", netclient.ControlRateLimited.String(), "rate limited")
 }
 
 func TestPendingResolvedOnDisconnect(t *testing.T) {

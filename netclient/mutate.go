@@ -204,6 +204,7 @@ const (
 	ControlNotControlled                   = ControlStatus(wire.ControlNotControlled)     // release of an entity this client does not hold
 	ControlNotFound                        = ControlStatus(wire.ControlNotFound)
 	ControlForbidden                       = ControlStatus(wire.ControlForbidden)
+	ControlRateLimited                     = ControlStatus(wire.ControlRateLimited) // over the server's mutation rate limit; retry later
 )
 
 // String returns the status's name, e.g. "taken".
@@ -223,6 +224,8 @@ func (s ControlStatus) String() string {
 		return "not found"
 	case ControlForbidden:
 		return "forbidden"
+	case ControlRateLimited:
+		return "rate limited"
 	}
 	return "control(" + itoa(uint64(s)) + ")"
 }

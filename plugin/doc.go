@@ -44,7 +44,8 @@
 // Validate (ValidationError), applied at the start of the next tick in
 // arrival order, and answered in that tick's batch. Clients may take
 // exclusive control of an entity (optionally with its donburi transform
-// children, optionally with a timeout); the holder is published in the
+// children, optionally with a timeout), through the same token bucket
+// (wire result "rate limited" when over it); the holder is published in the
 // built-in components.Control component and released on request, timeout,
 // despawn or disconnect. RequireControl is an Authorize that admits only
 // the controller.

@@ -13,7 +13,7 @@ func (s *Server) applyInbound() {
 		s.limitedBuf = c.cn.takeLimited(s.limitedBuf)
 		for _, l := range s.limitedBuf {
 			if l.control {
-				s.controlReply(c, &l.ctl, wire.ControlForbidden, 0) // the protocol has no RateLimited control result
+				s.controlReply(c, &l.ctl, wire.ControlRateLimited, 0)
 			} else {
 				s.result(c, l.request, wire.StatusRateLimited, "mutation rate limit exceeded")
 			}

@@ -193,6 +193,26 @@ func TestMutationRateLimited(t *testing.T) {
 	if ok < 5 || ok > 7 || limited != n-ok {
 		t.Fatalf("ok=%d limited=%d; want about the burst (5) ok and the rest limited", ok, limited)
 	}
+	// Control requests share the bucket, now empty (it refills one token a
+	// second), and are answered with their own rate-limited result.
+	const nc = 10
+	for i := 1; i <= nc; i++ {
+		rc.send(wire.AppendControl(nil, &wire.Control{Request: uint64(n + i), Op: wire.ControlRelease, ID: uint64(tag.NetID), Gen: uint64(tag.Gen)}))
+	}
+	eventually(t, 5*time.Second, "all control replies", func() bool { return len(rc.controlReplies()) == nc })
+	limited = 0
+	for _, r := range rc.controlReplies() {
+		switch r.Result {
+		case wire.ControlRateLimited:
+			limited++
+		case wire.ControlNotControlled: // a token refilled meanwhile
+		default:
+			t.Errorf("unexpected control result %d", r.Result)
+		}
+	}
+	if limited < nc-2 {
+		t.Fatalf("%d of %d control requests rate limited; want all but the refilled", limited, nc)
+	}
 }
 
 // TestMutationExplicit: an Ok mutation of an Explicit component is

@@ -181,7 +181,7 @@ func TestDecodeBatchRejects(t *testing.T) {
 		{"result long message", body(1, wire.OpMutationResult, 1, 1, byte(1), strings.Repeat("m", wire.MaxNameLen+1)), fakeSizer{}, wire.ErrTooLarge},
 		{"result invalid UTF-8", body(1, wire.OpMutationResult, 1, 1, byte(1), "\xff"), fakeSizer{}, wire.ErrMalformed},
 		{"control result 0", body(1, wire.OpControlResult, 1, 1, byte(0), 1, 1, 1), fakeSizer{}, wire.ErrMalformed},
-		{"control result 7", body(1, wire.OpControlResult, 1, 1, byte(7), 1, 1, 1), fakeSizer{}, wire.ErrMalformed},
+		{"control result 8", body(1, wire.OpControlResult, 1, 1, byte(8), 1, 1, 1), fakeSizer{}, wire.ErrMalformed},
 		{"control id over MaxNetID", body(1, wire.OpControlResult, 1, 1, byte(1), uint64(wire.MaxNetID)+1, 1, 1), fakeSizer{}, wire.ErrTooLarge},
 		{"control count beyond input", body(1, wire.OpControlResult, 2, 1, byte(1), 1, 1, 1), fakeSizer{}, wire.ErrTruncated},
 	}

@@ -44,7 +44,7 @@ func Example() {
 	_, err = wire.DecodeHello(body[:len(body)-1])
 	fmt.Println(err)
 	// Output:
-	// example v1: hello position.Y q=0.01
+	// example v2: hello position.Y q=0.01
 	// failed to decode hello: at byte 56: wire: truncated input
 }
 

@@ -3,7 +3,7 @@ package wire
 import "fmt"
 
 // ProtocolVersion is the version a Hello carries and a Welcome confirms.
-const ProtocolVersion = 1
+const ProtocolVersion = 2
 
 // Limits every decoder enforces. They bound memory per message, not the
 // game: a batch that needs more is split by the server.
@@ -169,10 +169,11 @@ const (
 	ControlNotControlled     ControlResult = 4
 	ControlNotFound          ControlResult = 5
 	ControlForbidden         ControlResult = 6
+	ControlRateLimited       ControlResult = 7 // since protocol version 2
 )
 
 // Valid reports whether r is a known control result.
-func (r ControlResult) Valid() bool { return r >= ControlTaken && r <= ControlForbidden }
+func (r ControlResult) Valid() bool { return r >= ControlTaken && r <= ControlRateLimited }
 
 // FieldDesc describes one field of a component layout in a Hello.
 type FieldDesc struct {
