@@ -122,10 +122,10 @@
 //     inside the window depends on scheduling, so read it with
 //     allocs/tick-e2e and -allocdiff.
 //   - allocs/tick-e2e: Mallocs growth over the whole iteration, tick plus
-//     complete delivery to every client, minus the allocations of the
-//     harness's own Stats calls (measured with testing.AllocsPerRun and
-//     multiplied by the number of calls). It is what the whole system
-//     allocates per tick.
+//     complete delivery to every client. The harness polls the server's
+//     counters with Server.ReadStats into one reused Stats, which
+//     allocates nothing, so this is what the whole system allocates per
+//     tick.
 //   - naive-ns/tick, naive-B/client/tick: the baseline, measured the same
 //     way on the same world and moves (see below).
 //   - x-bytes-vs-naive: naive-B/client/tick ÷ B/client/tick.

@@ -363,25 +363,23 @@ func firstErr(clients []*rawClient) error {
 // it finished a write, so when the counts match every writer is idle and
 // the next tick will find no client busy.
 func waitDelivered(srv *plugin.Server, clients []*rawClient) error {
-	_, err := waitDeliveredCount(srv, clients)
-	return err
+	var st plugin.Stats
+	return waitDeliveredInto(srv, clients, &st)
 }
 
-// waitDeliveredCount is waitDelivered that also returns how many times it
-// called srv.Stats, which allocates.
-func waitDeliveredCount(srv *plugin.Server, clients []*rawClient) (statsCalls int, err error) {
-	var st plugin.Stats
-	err = waitUntil(20*time.Second, func() string {
+// waitDeliveredInto is waitDelivered reading the server's counters into
+// st with ReadStats, which allocates nothing once st has grown; st holds
+// the last reading when it returns.
+func waitDeliveredInto(srv *plugin.Server, clients []*rawClient, st *plugin.Stats) error {
+	return waitUntil(20*time.Second, func() string {
 		msgs, bytes := sums(clients)
 		return fmt.Sprintf("delivery: server handed %d batches / wrote %d bytes, clients got %d / %d (reader error: %v)",
 			st.Batches, st.BytesOut, msgs, bytes, firstErr(clients))
 	}, func() bool {
-		st = srv.Stats()
-		statsCalls++
+		srv.ReadStats(st)
 		msgs, bytes := sums(clients)
 		return msgs == st.Batches && bytes == st.BytesOut
 	})
-	return statsCalls, err
 }
 
 // connectAll dials n clients in parallel with dial(i).

@@ -62,9 +62,26 @@ type ClientStats struct {
 
 // Stats returns a snapshot of the server's counters. It is safe for
 // concurrent use; the per-tick figures (Clients, Subscriptions,
-// ScopeEntries) are as of the last completed tick.
+// ScopeEntries) are as of the last completed tick. It allocates the
+// Mutations map and the PerClient slice: to poll every frame, use
+// ReadStats.
 func (s *Server) Stats() Stats {
-	st := Stats{
+	var st Stats
+	s.ReadStats(&st)
+	return st
+}
+
+// ReadStats is Stats into st, reusing st.Mutations and st.PerClient's
+// backing array: once they have grown to the server's mutation statuses
+// and connections, it does not allocate. It is safe for concurrent use
+// with the server (not with other uses of st).
+func (s *Server) ReadStats(st *Stats) {
+	mut, per := st.Mutations, st.PerClient[:0]
+	if mut == nil {
+		mut = make(map[string]uint64)
+	}
+	clear(mut)
+	*st = Stats{
 		Ticks:    s.stats.ticks.Load(),
 		TickTime: time.Duration(s.stats.tickNanos.Load()),
 		Phases: TickPhases{
@@ -80,11 +97,11 @@ func (s *Server) Stats() Stats {
 		Batches:       s.stats.batches.Load(),
 		SkippedBusy:   s.stats.skipped.Load(),
 		Connects:      s.stats.connects.Load(),
-		Mutations:     make(map[string]uint64),
+		Mutations:     mut,
 	}
 	for i := range s.stats.mutations {
 		if n := s.stats.mutations[i].Load(); n > 0 {
-			st.Mutations[StatusName(wire.Status(i))] = n
+			mut[StatusName(wire.Status(i))] = n
 		}
 	}
 	s.mu.Lock()
@@ -93,7 +110,7 @@ func (s *Server) Stats() Stats {
 	for cn := range s.conns {
 		st.BytesOut += cn.batchWire.Load()
 		st.RawBytesOut += cn.batchRaw.Load()
-		st.PerClient = append(st.PerClient, ClientStats{
+		per = append(per, ClientStats{
 			ClientInfo:  ClientInfo{ID: cn.id, Name: cn.name, Addr: cn.addr},
 			BytesIn:     cn.bytesIn.Load(),
 			BytesOut:    cn.bytesOut.Load(),
@@ -103,7 +120,7 @@ func (s *Server) Stats() Stats {
 		})
 	}
 	s.mu.Unlock()
-	return st
+	st.PerClient = per
 }
 
 // publishStats stores the per-tick figures for Stats.

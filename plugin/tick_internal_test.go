@@ -5,7 +5,9 @@ import (
 	"fmt"
 	"math"
 	"math/rand/v2"
+	"reflect"
 	"runtime"
+	"slices"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -270,6 +272,56 @@ func TestStatsPhases(t *testing.T) {
 	}
 	if sum := p.Inbound + p.Detect + p.Scopes + p.Send; sum > st.TickTime {
 		t.Fatalf("phases add up to %s, more than the tick's %s", sum, st.TickTime)
+	}
+}
+
+// TestReadStats: ReadStats gives what Stats gives, and once its map and
+// slice have grown it allocates nothing, so a game can poll it per frame.
+func TestReadStats(t *testing.T) {
+	reg := components.NewRegistry()
+	s := New(donburi.NewWorld(), reg, &Options{})
+	defer func() {
+		s.mu.Lock()
+		clear(s.conns) // fakes: nothing to shut down
+		s.mu.Unlock()
+		s.Close()
+	}()
+	s.mu.Lock()
+	for i := range 3 {
+		cn := &conn{s: s, id: uint64(i + 1), name: fmt.Sprint("c", i)}
+		cn.bytesOut.Store(uint64(100 * (i + 1)))
+		cn.batchWire.Store(uint64(10 * (i + 1)))
+		s.conns[cn] = struct{}{}
+	}
+	s.mu.Unlock()
+	s.stats.mutations[wire.StatusOk].Add(4)
+	s.stats.mutations[wire.StatusRateLimited].Add(2)
+	byID := func(st Stats) Stats {
+		slices.SortFunc(st.PerClient, func(a, b ClientStats) int { return int(a.ID) - int(b.ID) })
+		return st
+	}
+	want := byID(s.Stats())
+	if len(want.PerClient) != 3 || want.BytesOut != 60 || want.Mutations["Ok"] != 4 || want.Mutations["RateLimited"] != 2 {
+		t.Fatalf("Stats = %+v", want)
+	}
+	var st Stats
+	s.ReadStats(&st)
+	if got := byID(st); !reflect.DeepEqual(got, want) {
+		t.Fatalf("ReadStats = %+v, want %+v", got, want)
+	}
+	if n := testing.AllocsPerRun(100, func() { s.ReadStats(&st) }); n != 0 {
+		t.Fatalf("ReadStats allocates %.1f times per call once warm", n)
+	}
+	// A connection gone: the reused slice shrinks with it.
+	s.mu.Lock()
+	for cn := range s.conns {
+		delete(s.conns, cn)
+		break
+	}
+	s.mu.Unlock()
+	s.ReadStats(&st)
+	if len(st.PerClient) != 2 || st.Connections != 2 {
+		t.Fatalf("after a connection left: %d per-client entries, %d connections", len(st.PerClient), st.Connections)
 	}
 }
 
