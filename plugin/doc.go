@@ -33,8 +33,8 @@
 // A slow client is sent nothing while its writer is busy (its next
 // batch carries everything since, so memory per client stays bounded), has
 // its send rate lowered, and is dropped with close code 4003 when a write
-// exceeds Options.WriteTimeout. ServeHTTP, Stats, CurrentTick and Close are
-// safe for concurrent use.
+// exceeds Options.WriteTimeout. ServeHTTP, Stats, ReadStats, CurrentTick
+// and Close are safe for concurrent use.
 //
 // # Mutations and control
 //
@@ -65,8 +65,9 @@
 // A tick's cost follows what changed. An unchanged entity costs a compare
 // of its values with the server's copies; a changed one, its delta encoded
 // once plus a few comparisons and a write per client that sees it; a
-// client, one batch per tick it is sent something. Stats reports traffic,
-// and Stats().Phases splits the last tick's time (inbound, detect, scopes,
+// client, one batch per tick it is sent something. Stats reports traffic
+// (ReadStats does too, without allocating, to poll every frame), and
+// Stats().Phases splits the last tick's time (inbound, detect, scopes,
 // send) to show which of those dominates. benchmarks/README.md has
 // measured figures.
 //
