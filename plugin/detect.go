@@ -1,6 +1,7 @@
 package plugin
 
 import (
+	"encoding/binary"
 	"math/bits"
 	"slices"
 	"unsafe"
@@ -56,14 +57,29 @@ type compRec struct {
 }
 
 // slabMaxWords bounds the plain values whose shadows are kept in a dense
-// slab by net id (a position, a health) instead of an allocation each.
-const slabMaxWords = 4
+// slab by net id (a position, a health, a colour, a small transform)
+// instead of an allocation each. Only components with a slab take the
+// quick check.
+const slabMaxWords = 8
 
 // slab holds the shadows of one plain component, words per entity, by
 // net id.
 type slab struct {
 	words int      // 0: the component's shadows are allocated one by one
+	size  int      // the value's size: words*8, or less (padded with zeros)
 	mem   []uint64 // len(recs) × words
+}
+
+// newSlab returns the slab for a component of the given size, plain or
+// not; words is 0 (no slab) for values that are not plain or are larger
+// than slabMaxWords words. (Registration refuses a component without
+// fields, but a value of no size would still get a word.)
+func newSlab(size uintptr, plain bool) slab {
+	if !plain || size > slabMaxWords*8 {
+		return slab{}
+	}
+	words := max(1, int((size+7)/8))
+	return slab{words: words, size: int(size), mem: make([]uint64, words)} // net id 0
 }
 
 // shadow returns the server's copy of component i of r, as of its version.
@@ -118,17 +134,24 @@ func (s *Server) unchanged(a *archRef, row int, e donburi.Entity, tag *component
 		// change (below a quantum), gets the full check, which also
 		// moves the entity in the spatial index.
 		cur := q.rows[row]
-		if uintptr(cur)&7 != 0 {
-			return false
-		}
-		if (id+1)*q.words > len(q.mem) {
+		words := int(q.words)
+		if (id+1)*words > len(q.mem) {
 			return false // an id spawned during this sweep: the slab has grown since planQuick
 		}
-		shadow := q.mem[id*q.words : (id+1)*q.words]
-		for w, v := range shadow {
-			if *(*uint64)(unsafe.Add(cur, w*8)) != v {
+		shadow := q.mem[id*words : (id+1)*words]
+		if q.whole {
+			if uintptr(cur)&7 != 0 {
 				return false
 			}
+			for w, v := range shadow {
+				if *(*uint64)(unsafe.Add(cur, w*8)) != v {
+					return false
+				}
+			}
+		} else if !bytesEqual(cur, unsafe.Pointer(&shadow[0]), int(q.size)) {
+			// A size that is not whole words (a colour, three float32s):
+			// one memory compare, which needs no alignment.
+			return false
 		}
 	}
 	d.seen = s.tick
@@ -138,10 +161,36 @@ func (s *Server) unchanged(a *archRef, row int, e donburi.Entity, tag *component
 // quickComp is what the quick check needs of one compared component of
 // an archetype, gathered once per tick instead of looked up per entity.
 type quickComp struct {
-	i     int              // registry index
-	words int              // slab words per entity
+	i     int32            // registry index
+	words int32            // slab words per entity
+	size  int32            // the value's size in bytes
+	whole bool             // size == words*8: compared word by word
 	rows  []unsafe.Pointer // the archetype's value pointers, by row
-	mem   []uint64         // the component's slab
+	mem   []uint64         // the component's slab (64 bytes in all: one line)
+}
+
+// bytesEqual reports whether the n bytes at a and b are equal, with loads
+// of 8, 4, 2 and 1 bytes that need no alignment and no call.
+func bytesEqual(a, b unsafe.Pointer, n int) bool {
+	x, y := unsafe.Slice((*byte)(a), n), unsafe.Slice((*byte)(b), n)
+	for len(x) >= 8 {
+		if binary.LittleEndian.Uint64(x) != binary.LittleEndian.Uint64(y) {
+			return false
+		}
+		x, y = x[8:], y[8:]
+	}
+	if len(x) >= 4 {
+		if binary.LittleEndian.Uint32(x) != binary.LittleEndian.Uint32(y) {
+			return false
+		}
+		x, y = x[4:], y[4:]
+	}
+	for i := range x {
+		if x[i] != y[i] {
+			return false
+		}
+	}
+	return true
 }
 
 // planQuick gathers the archetype's quick check for this tick and reports
@@ -161,7 +210,7 @@ func (s *Server) planQuick(a *archRef) bool {
 		if sl.words == 0 || o.minTicks > 0 || a.valRows[i] == nil {
 			return false
 		}
-		a.quick = append(a.quick, quickComp{i: i, words: sl.words, rows: a.valRows[i], mem: sl.mem})
+		a.quick = append(a.quick, quickComp{i: int32(i), words: int32(sl.words), size: int32(sl.size), whole: sl.size == sl.words*8, rows: a.valRows[i], mem: sl.mem})
 	}
 	return true
 }

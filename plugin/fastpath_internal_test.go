@@ -71,10 +71,30 @@ func TestFastPathSameBytes(t *testing.T) {
 			if a.s.fastViews < 1000 || b.s.fastViews != 0 {
 				t.Fatalf("fast path wrote %d views (want many) and %d with it off (want 0)", a.s.fastViews, b.s.fastViews)
 			}
+			// Every archetype took the quick check, odd sizes included.
+			for k := range a.s.archs {
+				if ar := &a.s.archs[k]; !a.s.planQuick(ar) {
+					t.Fatalf("archetype %d (components %b) has no quick check", ar.index, ar.mask)
+				}
+			}
 			t.Logf("fast path: %d views", a.s.fastViews)
 		})
 	}
 }
+
+// Components whose sizes are not whole 8-byte words (the quick check
+// compares them with its memory compare), and one larger than 4 words.
+type (
+	tintData struct{ RGBA [4]uint8 }
+	vec3Data struct{ X, Y, Z float32 }
+	bigData  struct{ A, B, C, D, E float64 }
+)
+
+var (
+	tint = donburi.NewComponentType[tintData]()
+	vec3 = donburi.NewComponentType[vec3Data]()
+	big  = donburi.NewComponentType[bigData]()
+)
 
 type fastPathGame struct {
 	t     *testing.T
@@ -88,6 +108,9 @@ type fastPathGame struct {
 func newFastPathGame(t *testing.T, sendRate int, noFast bool) *fastPathGame {
 	reg := components.NewRegistry()
 	components.RegisterStandard(reg)
+	components.Register(reg, "test.tint", tint, nil)
+	components.Register(reg, "test.vec3", vec3, nil)
+	components.Register(reg, "test.big", big, nil)
 	w := donburi.NewWorld()
 	s := New(w, reg, &Options{CellSize: 100, TickRate: 60, SendRate: sendRate})
 	s.noFastPath, s.noQuick, s.noRows = noFast, noFast, noFast
@@ -104,6 +127,12 @@ func newFastPathGame(t *testing.T, sendRate int, noFast bool) *fastPathGame {
 		c.typeSubs = 1 << uint(pos.Index())
 		if i%2 == 1 {
 			c.typeSubs |= 1 << uint(health.Index())
+		}
+		if i%3 != 0 {
+			for _, ct := range []donburi.IComponentType{tint, vec3, big} {
+				oc, _ := reg.Of(ct)
+				c.typeSubs |= 1 << uint(oc.Index())
+			}
 		}
 		if i == 7 {
 			continue // global interest
@@ -130,7 +159,13 @@ func (g *fastPathGame) spawn() {
 		e = g.w.Create(components.Replicated, components.Position, components.Health)
 		components.Health.SetValue(g.w.Entry(e), components.HealthData{Current: 100, Max: 100})
 	}
-	components.Position.SetValue(g.w.Entry(e), components.PositionData{X: g.rng.Float64() * 1000, Y: g.rng.Float64() * 1000})
+	entry := g.w.Entry(e)
+	components.Position.SetValue(entry, components.PositionData{X: g.rng.Float64() * 1000, Y: g.rng.Float64() * 1000})
+	if g.rng.IntN(2) == 0 {
+		donburi.Add(entry, tint, &tintData{RGBA: [4]uint8{1, 2, 3, 4}})
+		donburi.Add(entry, vec3, &vec3Data{X: 1, Y: 2, Z: 3})
+		donburi.Add(entry, big, &bigData{A: 1, E: 5})
+	}
 	g.ents = append(g.ents, e)
 }
 
@@ -150,6 +185,19 @@ func (g *fastPathGame) step(tick int) {
 		case k < 25:
 			if entry := g.w.Entry(e); entry.HasComponent(components.Health) {
 				components.Health.Get(entry).Current = int32(g.rng.IntN(100))
+			}
+		case k < 28:
+			// Only the last bytes of one value: those past its last whole
+			// word for the odd sizes.
+			if entry := g.w.Entry(e); entry.HasComponent(tint) {
+				switch k {
+				case 25:
+					tint.Get(entry).RGBA[3]++
+				case 26:
+					vec3.Get(entry).Z++
+				default:
+					big.Get(entry).E++
+				}
 			}
 		}
 	}

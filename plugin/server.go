@@ -153,12 +153,7 @@ func New(world donburi.World, reg *components.Registry, opts *Options) *Server {
 			co.minTicks = uint32(math.Ceil(float64(s.opts.TickRate) / o.MaxRate))
 		}
 		s.copts = append(s.copts, co)
-		sl := slab{}
-		if size, plain := c.PlainSize(); plain && size%8 == 0 && size <= slabMaxWords*8 {
-			sl.words = int(size / 8)
-			sl.mem = make([]uint64, sl.words) // net id 0
-		}
-		s.slabs = append(s.slabs, sl)
+		s.slabs = append(s.slabs, newSlab(c.PlainSize()))
 	}
 	s.grid.init(o.CellSize)
 	s.cgrid.init()
