@@ -3,6 +3,7 @@ package plugin
 import (
 	"encoding/binary"
 	"math/bits"
+	"reflect"
 	"slices"
 	"unsafe"
 
@@ -231,12 +232,25 @@ func storageReader[A, C ~int](f func(A, C) unsafe.Pointer, arch int) func(i int)
 // v1.15.8): for each archetype, the pointers to one component type's
 // values, in row order. Reading that slice directly, instead of calling
 // Storage.Component per value, makes the per-entity read of detection a
-// load from a sequential array. archRef.rows checks the mirror against
-// Storage.Component every tick and falls back to the calls when they
-// disagree, so a donburi upgrade that changes the layout costs speed, not
-// correctness; TestStorageReadsMatchEntry would report it.
+// load from a sequential array. Before any read through the mirror,
+// mirrorsStorage checks donburi's type by reflection, and archRef.rows
+// checks the slices against Storage.Component every tick; either falls
+// back to the calls when they disagree, so a donburi upgrade that changes
+// the layout costs speed, not correctness. TestStorageReadsMatchEntry
+// would report it.
 type storageMirror struct {
 	storages [][]unsafe.Pointer
+}
+
+// mirrorsStorage reports whether st, a donburi component storage, begins
+// as storageMirror does: with a field storages of type [][]unsafe.Pointer.
+func mirrorsStorage(st any) bool {
+	t := reflect.TypeOf(st)
+	if t == nil || t.Kind() != reflect.Pointer || t.Elem().Kind() != reflect.Struct || t.Elem().NumField() == 0 {
+		return false
+	}
+	f := t.Elem().Field(0)
+	return f.Name == "storages" && f.Offset == 0 && f.Type == reflect.TypeFor[[][]unsafe.Pointer]()
 }
 
 // rowsOf returns the value pointers of storage st (a *storage.Storage) for
@@ -259,7 +273,7 @@ func rowsOf(st unsafe.Pointer, arch, n int, at func(int) unsafe.Pointer) []unsaf
 func (a *archRef) rows(n int, off bool) {
 	a.tagRows = nil
 	clear(a.valRows)
-	if off {
+	if off || a.tagSt == nil {
 		return
 	}
 	a.tagRows = rowsOf(a.tagSt, a.index, n, a.tag)
@@ -318,20 +332,27 @@ func (s *Server) detect() {
 		}
 		store := s.world.StorageAccessor().Components
 		tagSt := store.Storage(components.Replicated)
+		// Row slices only when donburi's storage type is the one
+		// mirrored (nil storages: the closures only).
+		mirror := mirrorsStorage(tagSt)
 		a := archRef{
 			index:   s.archSeen,
 			mask:    mask,
 			tag:     storageReader(tagSt.Component, s.archSeen),
-			tagSt:   unsafe.Pointer(tagSt),
 			vals:    make([]func(int) unsafe.Pointer, len(s.comps)),
 			valSt:   make([]unsafe.Pointer, len(s.comps)),
 			valRows: make([][]unsafe.Pointer, len(s.comps)),
+		}
+		if mirror {
+			a.tagSt = unsafe.Pointer(tagSt)
 		}
 		for i, c := range s.comps {
 			if mask&(1<<uint(i)) != 0 {
 				st := store.Storage(c.ComponentType())
 				a.vals[i] = storageReader(st.Component, s.archSeen)
-				a.valSt[i] = unsafe.Pointer(st)
+				if mirror {
+					a.valSt[i] = unsafe.Pointer(st)
+				}
 			}
 		}
 		s.archs = append(s.archs, a)

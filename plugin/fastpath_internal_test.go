@@ -254,6 +254,9 @@ func TestStorageReadsMatchEntry(t *testing.T) {
 				st := store.Storage(ct)
 				read := storageReader(st.Component, ai)
 				n := len(arch.Entities())
+				if !mirrorsStorage(st) {
+					t.Fatalf("donburi's %T does not begin as storageMirror", st)
+				}
 				rows := rowsOf(unsafe.Pointer(st), ai, n, read)
 				if rows == nil {
 					t.Fatalf("world %d archetype %d: the storage mirror does not match donburi's layout", seed, ai)
@@ -299,6 +302,30 @@ func TestStorageReadsMatchEntry(t *testing.T) {
 		}
 		if nonEmpty == 0 || used != nonEmpty {
 			t.Fatalf("world %d: the server reads rows directly in %d of %d archetypes with entities", seed, used, nonEmpty)
+		}
+	}
+}
+
+// TestMirrorsStorage: the reflection check refuses any layout whose first
+// field is not storages [][]unsafe.Pointer, before a read through the
+// mirror could misread it.
+func TestMirrorsStorage(t *testing.T) {
+	type ok struct {
+		storages [][]unsafe.Pointer
+		extra    int
+	}
+	type first struct {
+		n        int
+		storages [][]unsafe.Pointer
+	}
+	type flat struct{ storages []unsafe.Pointer }
+	type renamed struct{ values [][]unsafe.Pointer }
+	if !mirrorsStorage(&ok{}) {
+		t.Fatal("refused a layout that begins with storages")
+	}
+	for _, v := range []any{nil, ok{}, &first{}, &flat{}, &renamed{}, new(int), &struct{}{}} {
+		if mirrorsStorage(v) {
+			t.Fatalf("accepted %T", v)
 		}
 	}
 }
