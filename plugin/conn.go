@@ -407,6 +407,7 @@ func (cn *conn) writeLoop() {
 	comp := compressors.Get().(*wire.Compressor)
 	defer compressors.Put(comp)
 	var framed []byte
+	var gate lzGate
 	// A write blocked past the timeout is ended by closing the connection.
 	// One reusable timer instead of a context per write: a cancellable
 	// context costs coder/websocket several allocations per message.
@@ -428,9 +429,16 @@ func (cn *conn) writeLoop() {
 			isBatch = true
 		}
 		start := time.Now()
-		framed = comp.Compress(framed[:0], msg)
+		out := msg // sent as it is unless lz4 shrinks it
+		if !isBatch || gate.try(len(msg)) {
+			framed = comp.Compress(framed[:0], msg)
+			out = framed
+			if isBatch {
+				gate.result(len(msg), len(framed))
+			}
+		}
 		timer.Reset(wt)
-		err := cn.ws.Write(context.Background(), websocket.MessageBinary, framed)
+		err := cn.ws.Write(context.Background(), websocket.MessageBinary, out)
 		timer.Stop()
 		if isBatch {
 			d := time.Since(start)
@@ -449,13 +457,53 @@ func (cn *conn) writeLoop() {
 			}
 			return
 		}
-		cn.bytesOut.Add(uint64(len(framed)))
+		cn.bytesOut.Add(uint64(len(out)))
 		cn.msgsOut.Add(1)
 		if isBatch {
 			cn.batchRaw.Add(uint64(len(msg)))
-			cn.batchWire.Add(uint64(len(framed)))
+			cn.batchWire.Add(uint64(len(out)))
 		}
 	}
 }
 
 var compressors = sync.Pool{New: func() any { return new(wire.Compressor) }}
+
+// lzGate decides, for one connection, which batches get an lz4 attempt.
+// Batches of quantised deltas rarely shrink, and an attempt costs about as
+// much as encoding the batch did. After lzGiveUp attempts in a row saved
+// less than a sixteenth, batches under lzAlwaysTry bytes are sent without
+// one, except every lzRetry-th, which notices when what the game sends
+// starts to compress again. Larger batches (spawns, snapshots, which
+// compress about 3×) are always tried.
+type lzGate struct {
+	misses  int // attempts in a row that saved less than a sixteenth
+	skipped int // batches sent without an attempt since the last one
+}
+
+const (
+	lzGiveUp    = 8
+	lzRetry     = 16
+	lzAlwaysTry = 2048
+)
+
+// try reports whether a batch of n bytes gets an lz4 attempt.
+func (g *lzGate) try(n int) bool {
+	if n >= lzAlwaysTry || g.misses < lzGiveUp {
+		return true
+	}
+	g.skipped++
+	if g.skipped >= lzRetry {
+		g.skipped = 0
+		return true
+	}
+	return false
+}
+
+// result records an attempt that turned raw bytes into framed bytes.
+func (g *lzGate) result(raw, framed int) {
+	if framed > raw-raw/16 {
+		g.misses++
+	} else {
+		g.misses = 0
+	}
+}

@@ -19,7 +19,8 @@
 // entering its scope, field deltas against what that client was last sent,
 // component removals and scope exits. A change is encoded once per version
 // however many clients receive it; batches are lz4-compressed when that
-// shrinks them. docs/ARCHITECTURE.md walks through a tick.
+// shrinks them (a connection whose small batches keep not shrinking stops
+// trying on most of them). docs/ARCHITECTURE.md walks through a tick.
 //
 // # Goroutines
 //
