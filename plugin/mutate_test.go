@@ -255,7 +255,10 @@ func TestMutationExplicit(t *testing.T) {
 	}
 	eventually(t, 5*time.Second, "spawn", func() bool { return points(watcher) == 0 })
 	writer.send(wire.AppendMutate(nil, &wire.Mutate{Request: 1, ID: uint64(tag.NetID), Gen: uint64(tag.Gen), Comp: uint64(sc.Index()), Value: encodeValue(sc, scoreData{Points: 9})}))
-	eventually(t, 5*time.Second, "mutation result", func() bool { return writer.results()[1].Status == wire.StatusOk })
+	eventually(t, 5*time.Second, "mutation result", func() bool { _, ok := writer.results()[1]; return ok })
+	if r := writer.results()[1]; r.Status != wire.StatusOk {
+		t.Fatalf("mutation answered %s %q, want Ok", plugin.StatusName(r.Status), r.Message)
+	}
 	eventually(t, 5*time.Second, "mutated value at the watcher", func() bool { return points(watcher) == 9 })
 	eventually(t, 5*time.Second, "mutated value at the writer", func() bool { return points(writer) == 9 })
 }
