@@ -151,3 +151,31 @@ func TestFrameAllocs(t *testing.T) {
 	})
 	assert(t, allocs == 0, "Compress+Open allocated %v times per run", allocs)
 }
+
+// BenchmarkCompressAttempt is what the server's writer spends on an lz4
+// attempt that does not pay: a 270-byte batch of quantised deltas (random
+// bytes here), the size of a client's batch in BenchmarkServerTick, next
+// to a plain copy of it.
+func BenchmarkCompressAttempt(b *testing.B) {
+	rng := rand.New(rand.NewPCG(1, 2))
+	msg := make([]byte, 270)
+	msg[0] = byte(wire.KindBatch)
+	for i := 1; i < len(msg); i++ {
+		msg[i] = byte(rng.IntN(256))
+	}
+	var c wire.Compressor
+	var dst []byte
+	b.Run("lz4", func(b *testing.B) {
+		for b.Loop() {
+			dst = c.Compress(dst[:0], msg)
+		}
+		if len(dst) != len(msg) {
+			b.Fatalf("random bytes compressed to %d of %d", len(dst), len(msg))
+		}
+	})
+	b.Run("copy", func(b *testing.B) {
+		for b.Loop() {
+			dst = append(dst[:0], msg...)
+		}
+	})
+}
