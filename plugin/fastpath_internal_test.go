@@ -83,7 +83,8 @@ func TestFastPathSameBytes(t *testing.T) {
 }
 
 // Components whose sizes are not whole 8-byte words (the quick check
-// compares them with its memory compare), and one larger than 4 words.
+// compares them with unaligned loads, bytesEqual), and one larger than 4
+// words.
 type (
 	tintData struct{ RGBA [4]uint8 }
 	vec3Data struct{ X, Y, Z float32 }
