@@ -93,9 +93,16 @@ func DecodeError(body []byte) (Error, error) {
 // A SubComponent id must be below MaxComponents, a SubEntity id at most
 // MaxNetID.
 func DecodeSubscribe(body []byte) (Subscribe, error) {
+	return DecodeSubscribeMax(body, MaxItems)
+}
+
+// DecodeSubscribeMax is DecodeSubscribe with at most maxItems entries (at
+// most MaxItems): a longer list fails with ErrTooLarge before the entries
+// are allocated.
+func DecodeSubscribeMax(body []byte, maxItems int) (Subscribe, error) {
 	r := Reader{b: body}
 	var m Subscribe
-	if n := r.Count(MaxItems, minSubSize, "subscriptions"); n > 0 {
+	if n := r.Count(min(maxItems, MaxItems), minSubSize, "subscriptions"); n > 0 {
 		m.Subs = make([]Sub, n)
 	}
 	for i := range m.Subs {

@@ -94,26 +94,34 @@ func peekKind(msg []byte) (Kind, bool, error) {
 // exactly the declared size. It never panics and is safe for concurrent use
 // with distinct scratch buffers.
 func Open(msg []byte, scratch []byte) (kind Kind, body []byte, newScratch []byte, err error) {
-	kind, body, scratch, err = open(msg, scratch)
+	return OpenLimit(msg, scratch, MaxMessageSize)
+}
+
+// OpenLimit is Open with limit, at most MaxMessageSize, in place of
+// MaxMessageSize: a message or declared body larger than limit fails with
+// ErrTooLarge before anything is allocated. A server opens client messages
+// with its own, smaller, read limit.
+func OpenLimit(msg []byte, scratch []byte, limit int) (kind Kind, body []byte, newScratch []byte, err error) {
+	kind, body, scratch, err = open(msg, scratch, min(limit, MaxMessageSize))
 	if err != nil {
 		return 0, nil, scratch, fmt.Errorf("failed to open message: %w", err)
 	}
 	return kind, body, scratch, nil
 }
 
-func open(msg []byte, scratch []byte) (Kind, []byte, []byte, error) {
+func open(msg []byte, scratch []byte, limit int) (Kind, []byte, []byte, error) {
 	kind, compressed, err := peekKind(msg)
 	if err != nil {
 		return 0, nil, scratch, err
 	}
-	if len(msg) > MaxMessageSize {
-		return 0, nil, scratch, fmt.Errorf("%w: message of %d bytes exceeds %d", ErrTooLarge, len(msg), MaxMessageSize)
+	if len(msg) > limit {
+		return 0, nil, scratch, fmt.Errorf("%w: message of %d bytes exceeds %d", ErrTooLarge, len(msg), limit)
 	}
 	if !compressed {
 		return kind, msg[1:], scratch, nil
 	}
 	r := Reader{b: msg[1:]}
-	size := int(r.UvarintMax(MaxMessageSize, "uncompressed size"))
+	size := int(r.UvarintMax(uint64(limit), "uncompressed size"))
 	if r.err != nil {
 		return 0, nil, scratch, r.err
 	}
