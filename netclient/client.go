@@ -3,6 +3,7 @@ package netclient
 import (
 	"context"
 	"errors"
+	"fmt"
 	"log/slog"
 	"net/http"
 	"sync"
@@ -37,7 +38,46 @@ var (
 	// ErrProtocolVersion means the server speaks another protocol version.
 	// It is permanent: the client does not reconnect.
 	ErrProtocolVersion = errors.New("netclient: protocol version mismatch")
+	// ErrUnauthorized means the server refused the credentials (HTTP 401:
+	// a missing or invalid Options.Token). It is permanent.
+	ErrUnauthorized = errors.New("netclient: not authenticated")
+	// ErrForbidden means the server knows the credentials but refused the
+	// account, or the page's origin (HTTP 403). It is permanent.
+	ErrForbidden = errors.New("netclient: access denied")
+	// ErrServerBusy means the server is at a connection limit (HTTP 503,
+	// or 429 for too many connections from this address). A reconnecting
+	// client keeps trying.
+	ErrServerBusy = errors.New("netclient: server busy")
 )
+
+// HTTPError is a connection the server refused before the WebSocket
+// upgrade, with an HTTP status. errors.Is matches ErrUnauthorized (401),
+// ErrForbidden (403) and ErrServerBusy (429, 503).
+type HTTPError struct {
+	StatusCode int
+	Message    string // the start of the response body
+}
+
+func (e *HTTPError) Error() string {
+	msg := fmt.Sprintf("server refused the connection with HTTP %d %s", e.StatusCode, http.StatusText(e.StatusCode))
+	if e.Message != "" {
+		msg += ": " + e.Message
+	}
+	return msg
+}
+
+// Unwrap returns the sentinel error of the status, or nil.
+func (e *HTTPError) Unwrap() error {
+	switch e.StatusCode {
+	case http.StatusUnauthorized:
+		return ErrUnauthorized
+	case http.StatusForbidden:
+		return ErrForbidden
+	case http.StatusTooManyRequests, http.StatusServiceUnavailable:
+		return ErrServerBusy
+	}
+	return nil
+}
 
 // Options configures a Client. A nil *Options means every default; a zero
 // field means that field's default.
@@ -87,8 +127,13 @@ type Options struct {
 	// slog.Default().
 	Logger *slog.Logger
 
+	// Token, if set, is sent with every dial as "Authorization: Bearer
+	// <token>", for the server's Authenticate hook (see
+	// plugin.BearerToken).
+	Token string
+
 	// HTTPHeader and HTTPClient are passed to the WebSocket dial (for
-	// authentication headers, proxies, TLS configuration).
+	// other authentication headers, proxies, TLS configuration).
 	HTTPHeader http.Header
 	HTTPClient *http.Client
 
@@ -125,6 +170,13 @@ func (o *Options) withDefaults() Options {
 	}
 	if v.ReadLimit <= 0 {
 		v.ReadLimit = wire.MaxMessageSize + 64
+	}
+	if v.Token != "" {
+		v.HTTPHeader = v.HTTPHeader.Clone()
+		if v.HTTPHeader == nil {
+			v.HTTPHeader = http.Header{}
+		}
+		v.HTTPHeader.Set("Authorization", "Bearer "+v.Token)
 	}
 	if v.HandshakeTimeout <= 0 {
 		v.HandshakeTimeout = 10 * time.Second

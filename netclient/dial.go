@@ -5,10 +5,13 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"math/rand/v2"
 	"net"
+	"net/http"
 	"net/http/httptrace"
 	"slices"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -214,12 +217,15 @@ func (c *Client) connect(ctx context.Context) (*session, error) {
 		raw = info.Conn
 		rawMu.Unlock()
 	}}
-	ws, _, err := websocket.Dial(httptrace.WithClientTrace(ctx, trace), c.url, &websocket.DialOptions{
+	ws, resp, err := websocket.Dial(httptrace.WithClientTrace(ctx, trace), c.url, &websocket.DialOptions{
 		HTTPClient:      c.opts.HTTPClient,
 		HTTPHeader:      c.opts.HTTPHeader,
 		CompressionMode: websocket.CompressionDisabled,
 	})
 	if err != nil {
+		if resp != nil && resp.StatusCode != http.StatusSwitchingProtocols {
+			return nil, fmt.Errorf("failed to connect to %s: %w", c.url, httpError(resp))
+		}
 		return nil, fmt.Errorf("failed to dial %s: %w", c.url, err)
 	}
 	ws.SetReadLimit(c.opts.ReadLimit)
@@ -305,6 +311,21 @@ func (c *Client) handshake(ctx context.Context, ws *websocket.Conn) (*session, e
 	return s, nil
 }
 
+// httpError describes a response that refused the upgrade.
+func httpError(resp *http.Response) *HTTPError {
+	e := &HTTPError{StatusCode: resp.StatusCode}
+	if resp.Body != nil {
+		// coder/websocket keeps the first 1024 bytes of the body.
+		b, _ := io.ReadAll(io.LimitReader(resp.Body, 1024))
+		e.Message = strings.TrimSpace(strings.ToValidUTF8(string(b), ""))
+		if i := strings.IndexByte(e.Message, '\n'); i >= 0 {
+			e.Message = e.Message[:i]
+		}
+		e.Message = truncate(e.Message, 200)
+	}
+	return e
+}
+
 // refusal turns a close during the handshake into a *RefusedError.
 func refusal(err error) error {
 	var ce websocket.CloseError
@@ -325,6 +346,7 @@ func permanent(err error, handshake bool) bool {
 	}
 	var me *components.MismatchError
 	return errors.As(err, &me) || errors.Is(err, ErrProtocolVersion) ||
+		errors.Is(err, ErrUnauthorized) || errors.Is(err, ErrForbidden) ||
 		websocket.CloseStatus(err) == statusSchemaMismatch
 }
 

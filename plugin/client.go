@@ -20,9 +20,10 @@ const (
 
 // ClientInfo identifies a connected client to game hooks.
 type ClientInfo struct {
-	ID   uint64 // unique for the server's lifetime, never 0
-	Name string // as the client announced itself
-	Addr string // remote address
+	ID       uint64   // unique for the server's lifetime, never 0
+	Name     string   // as the client announced itself: not verified
+	Addr     string   // remote address (see Options.RemoteAddr)
+	Identity Identity // as Options.Authenticate verified it; zero without the hook
 }
 
 // client is the tick-side state of one connected client. Only the game
@@ -56,6 +57,7 @@ type client struct {
 	followEntity donburi.Entity // set by the server; resolved each tick
 	scanX, scanY float64
 	lastScan     uint32
+	nextScan     uint32 // the first tick at which the client may be rescanned again
 	needScan     bool
 
 	member []uint64 // bitset by net id: entities in scope (or pending spawn)
@@ -147,7 +149,11 @@ func newClient(s *Server, cn *conn) *client {
 	return c
 }
 
-func (c *client) info() ClientInfo { return ClientInfo{ID: c.cn.id, Name: c.cn.name, Addr: c.cn.addr} }
+func (c *client) info() ClientInfo { return c.cn.info() }
+
+func (cn *conn) info() ClientInfo {
+	return ClientInfo{ID: cn.id, Name: cn.name, Addr: cn.addr, Identity: cn.identity}
+}
 
 func (c *client) radiusMode() bool { return c.mode != wire.InterestGlobal }
 
@@ -309,6 +315,9 @@ func (s *Server) dropClient(c *client) {
 		}
 	})
 	for id := range c.entSubs {
+		if int(id) >= len(s.recs) {
+			continue // entSubs holds only live ids; checked all the same
+		}
 		if r := s.recs[id]; r != nil {
 			r.subs = slices.DeleteFunc(r.subs, func(v *client) bool { return v == c })
 		}

@@ -5,12 +5,13 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"net"
 	"net/http"
+	"runtime/debug"
 	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
+	"unsafe"
 
 	"github.com/coder/websocket"
 
@@ -29,6 +30,9 @@ const (
 	StatusAbuse = websocket.StatusCode(wire.CloseRateLimited)
 	// StatusTooSlow: a write to the client timed out.
 	StatusTooSlow = websocket.StatusCode(wire.CloseTooSlow)
+	// StatusInternal: handling the client's input panicked; the stack is
+	// logged at Error and the game goes on.
+	StatusInternal = websocket.StatusInternalError
 )
 
 // inbound is one decoded client message waiting for the tick.
@@ -40,19 +44,31 @@ type inbound struct {
 	control  wire.Control
 }
 
+// cost is what the message holds of server memory while it is queued, as
+// counted against Options.InboundQueueBytes.
+func (m *inbound) cost() int {
+	return int(unsafe.Sizeof(*m)) + len(m.subs)*int(unsafe.Sizeof(wire.Sub{})) + len(m.mutate.Value)
+}
+
 // conn is the network side of one client: its goroutines and the queues
 // between them and the tick. The tick-side state is in client.
 type conn struct {
-	s    *Server
-	ws   *websocket.Conn
-	id   uint64
-	name string
-	addr string
+	s        *Server
+	ws       *websocket.Conn
+	id       uint64
+	name     string
+	addr     string
+	identity Identity
+	ad       *admission
 
-	in          chan inbound // reader → tick
-	out         chan []byte  // tick → writer (batches); capacity 1
-	ctrl        chan []byte  // reader → writer (pongs); dropped when full
-	busy        atomic.Bool  // a batch is being written
+	// reader → tick: decoded messages, bounded in bytes.
+	inMu    sync.Mutex
+	inq     []inbound
+	inBytes int
+
+	out         chan []byte // tick → writer (batches); capacity 1
+	ctrl        chan []byte // reader → writer (pongs); dropped when full
+	busy        atomic.Bool // a batch is being written
 	joined      atomic.Bool
 	welcomeTick uint32
 	left        atomic.Bool
@@ -68,8 +84,11 @@ type conn struct {
 	bytesIn, bytesOut, msgsIn, msgsOut atomic.Uint64
 	batchRaw, batchWire                atomic.Uint64 // batch bytes before and after compression
 
-	tokens   float64
+	tokens   float64 // the mutation and control bucket
 	lastFill time.Time
+	// The subscription bucket, in entries: reader goroutine only.
+	subTokens float64
+	subFill   time.Time
 
 	// Requests refused by the token bucket wait here for their answer, not
 	// in the inbound queue: a flood must get its RateLimited statuses
@@ -90,27 +109,41 @@ type limitedReq struct {
 const maxLimited = 4096
 
 func (s *Server) serve(w http.ResponseWriter, r *http.Request) {
+	if !isUpgrade(r) {
+		// Accept answers 426 Upgrade Required; nothing is counted.
+		_, _ = websocket.Accept(w, r, nil)
+		return
+	}
+	ad, ok := s.admitHTTP(w, r)
+	if !ok {
+		return
+	}
+	defer s.leave(ad)
 	ws, err := websocket.Accept(w, r, &websocket.AcceptOptions{
-		CompressionMode:    websocket.CompressionDisabled,
-		InsecureSkipVerify: true,
+		CompressionMode: websocket.CompressionDisabled,
+		OriginPatterns:  s.opts.OriginPatterns,
 	})
 	if err != nil {
-		s.log.Debug("ebisync: websocket accept failed", "remote", r.RemoteAddr, "err", err)
+		s.log.Debug("ebisync: websocket accept failed", "remote", ad.remoteAddr, "err", err)
 		return
 	}
 	ws.SetReadLimit(s.opts.ReadLimit)
 	ctx, cancel := context.WithCancel(context.Background())
+	now := time.Now()
 	cn := &conn{
-		s:        s,
-		ws:       ws,
-		addr:     r.RemoteAddr,
-		in:       make(chan inbound, s.opts.InboundQueue),
-		out:      make(chan []byte, 1),
-		ctrl:     make(chan []byte, 4),
-		ctx:      ctx,
-		cancel:   cancel,
-		tokens:   float64(s.opts.MutationBurst),
-		lastFill: time.Now(),
+		s:         s,
+		ws:        ws,
+		addr:      ad.remoteAddr,
+		identity:  ad.identity,
+		ad:        ad,
+		out:       make(chan []byte, 1),
+		ctrl:      make(chan []byte, 4),
+		ctx:       ctx,
+		cancel:    cancel,
+		tokens:    float64(s.opts.MutationBurst),
+		lastFill:  now,
+		subTokens: float64(s.subBurst()),
+		subFill:   now,
 	}
 	defer cancel()
 
@@ -123,6 +156,7 @@ func (s *Server) serve(w http.ResponseWriter, r *http.Request) {
 		ws.Close(statusGoingAway, "server shutting down")
 		return
 	}
+	s.handshaken(ad)
 	s.conns[cn] = struct{}{}
 	s.joins = append(s.joins, cn)
 	s.mu.Unlock()
@@ -149,6 +183,15 @@ func (s *Server) serve(w http.ResponseWriter, r *http.Request) {
 	s.mu.Unlock()
 }
 
+// isUpgrade reports whether r asks for a WebSocket upgrade.
+func isUpgrade(r *http.Request) bool {
+	return r.Method == http.MethodGet && strings.EqualFold(r.Header.Get("Upgrade"), "websocket")
+}
+
+// subBurst is the subscription bucket's size: a full set of entity
+// subscriptions plus every component at once.
+func (s *Server) subBurst() int { return s.opts.MaxEntitySubscriptions + maxSynced }
+
 // handshake reads the Hello, checks it and answers Welcome, or Error and a
 // close.
 func (s *Server) handshake(cn *conn) error {
@@ -156,23 +199,35 @@ func (s *Server) handshake(cn *conn) error {
 	defer cancel()
 	typ, msg, err := cn.ws.Read(ctx)
 	if err != nil {
-		s.log.Debug("ebisync: client left during handshake", "remote", cn.addr, "err", err)
+		switch {
+		case isReadLimit(err):
+			s.refused.add(refReadLimit, "refused a Hello over the read limit", "remote", cn.addr, "limit", s.opts.ReadLimit)
+		case errors.Is(err, context.DeadlineExceeded) && s.hsCtx.Err() == nil:
+			s.refused.add(refHandshake, "refused a client that sent no Hello in time", "remote", cn.addr, "timeout", s.opts.HandshakeTimeout)
+		default:
+			s.log.Debug("ebisync: client left during handshake", "remote", cn.addr, "err", err)
+		}
 		cn.ws.CloseNow()
 		return err
 	}
 	if typ != websocket.MessageBinary {
-		return cn.refuse(ctx, StatusProtocolError, "expected a binary Hello message")
+		return cn.refuse(ctx, refHandshake, StatusProtocolError, "expected a binary Hello message")
 	}
-	kind, body, _, err := wire.Open(msg, nil)
+	var bp *[]byte
+	if len(msg) > 0 && msg[0]&wire.FlagCompressed != 0 {
+		bp = getBuf()
+		defer putBuf(bp)
+	}
+	kind, body, err := openPooled(msg, bp, int(s.opts.ReadLimit))
 	if err != nil || kind != wire.KindHello {
-		return cn.refuse(ctx, StatusProtocolError, fmt.Sprintf("expected Hello: %v", errOr(err, "got another message kind")))
+		return cn.refuse(ctx, refHandshake, StatusProtocolError, fmt.Sprintf("expected Hello: %v", errOr(err, "got "+kind.String())))
 	}
 	hello, err := wire.DecodeHello(body)
 	if err != nil {
-		return cn.refuse(ctx, StatusProtocolError, err.Error())
+		return cn.refuse(ctx, refHandshake, StatusProtocolError, err.Error())
 	}
 	if hello.Version != wire.ProtocolVersion {
-		return cn.refuse(ctx, StatusSchema, fmt.Sprintf("protocol version %d not supported (server speaks %d)", hello.Version, wire.ProtocolVersion))
+		return cn.refuse(ctx, refSchema, StatusSchema, fmt.Sprintf("protocol version %d not supported (server speaks %d)", hello.Version, wire.ProtocolVersion))
 	}
 	remote := make([]components.Schema, len(hello.Components))
 	for i, c := range hello.Components {
@@ -183,8 +238,7 @@ func (s *Server) handshake(cn *conn) error {
 		remote[i] = components.Schema{Name: c.Name, Hash: c.Hash, Fields: fs}
 	}
 	if err := s.reg.CheckSides(remote, "on the server", "on the client"); err != nil {
-		s.log.Info("ebisync: refused client with a different schema", "remote", cn.addr, "client", hello.ClientName, "err", err)
-		return cn.refuse(ctx, StatusSchema, err.Error())
+		return cn.refuse(ctx, refSchema, StatusSchema, err.Error())
 	}
 	cn.id = s.nextID.Add(1)
 	cn.welcomeTick = s.curTick.Load()
@@ -217,9 +271,10 @@ func errOr(err error, s string) string {
 	return s
 }
 
-// refuse sends an Error message and closes with code and a reason cut to
-// what a close frame holds.
-func (cn *conn) refuse(ctx context.Context, code websocket.StatusCode, msg string) error {
+// refuse counts a handshake refusal, sends an Error message and closes
+// with code and a reason cut to what a close frame holds.
+func (cn *conn) refuse(ctx context.Context, why refusal, code websocket.StatusCode, msg string) error {
+	cn.s.refused.add(why, "refused a client at the handshake", "remote", cn.addr, "code", int(code), "err", msg)
 	e := wire.AppendError(nil, &wire.Error{Code: uint64(code), Message: truncate(msg, wire.MaxErrorLen)})
 	_ = cn.ws.Write(ctx, websocket.MessageBinary, e)
 	cn.ws.Close(code, truncate(msg, 120))
@@ -234,86 +289,191 @@ func truncate(s string, n int) string {
 }
 
 // readLoop decodes client messages into the inbound queue until the
-// connection ends.
-func (cn *conn) readLoop() error {
-	var scratch []byte
+// connection ends. A panic while handling the peer's bytes closes this
+// connection with 1011; the server goes on.
+func (cn *conn) readLoop() (err error) {
+	defer func() {
+		if v := recover(); v != nil {
+			err = cn.panicked("reading its messages", v)
+		}
+	}()
+	bp := getBuf()
+	defer putBuf(bp)
 	for {
-		typ, msg, err := cn.ws.Read(cn.ctx)
+		typ, msg, err := cn.read(*bp)
 		if err != nil {
 			return err
 		}
-		cn.bytesIn.Add(uint64(len(msg)))
-		cn.msgsIn.Add(1)
+		*bp = msg[:0]
 		if typ != websocket.MessageBinary {
-			return cn.violation(StatusProtocolError, "text messages are not part of the protocol")
+			return cn.violation(refProtocol, StatusProtocolError, "text messages are not part of the protocol")
 		}
-		var kind wire.Kind
-		var body []byte
-		kind, body, scratch, err = wire.Open(msg, scratch)
-		if err != nil {
-			return cn.violation(StatusProtocolError, err.Error())
+		if err := cn.handle(msg); err != nil {
+			return err
 		}
-		var item inbound
-		item.kind = kind
-		switch kind {
-		case wire.KindSubscribe, wire.KindUnsubscribe:
-			m, err := wire.DecodeSubscribe(body)
-			if err != nil {
-				return cn.violation(StatusProtocolError, err.Error())
-			}
-			item.subs = m.Subs
-		case wire.KindInterest:
-			m, err := wire.DecodeInterest(body)
-			if err != nil {
-				return cn.violation(StatusProtocolError, err.Error())
-			}
-			item.interest = m
-		case wire.KindMutate:
-			m, err := wire.DecodeMutate(body)
-			if err != nil {
-				return cn.violation(StatusProtocolError, err.Error())
-			}
-			if !cn.take() {
-				if err := cn.refuseLimited(limitedReq{request: m.Request}); err != nil {
-					return err
-				}
-				continue
-			}
-			m.Value = append([]byte(nil), m.Value...) // body may alias scratch
-			item.mutate = m
-		case wire.KindControl:
-			m, err := wire.DecodeControl(body)
-			if err != nil {
-				return cn.violation(StatusProtocolError, err.Error())
-			}
-			if !cn.take() {
-				if err := cn.refuseLimited(limitedReq{request: m.Request, control: true, ctl: m}); err != nil {
-					return err
-				}
-				continue
-			}
-			item.control = m
-		case wire.KindPing:
-			m, err := wire.DecodePing(body)
-			if err != nil {
-				return cn.violation(StatusProtocolError, err.Error())
-			}
-			select {
-			case cn.ctrl <- wire.AppendPing(nil, wire.KindPong, &m):
-			default: // the writer is backed up; the client will ping again
-			}
-			continue
-		case wire.KindPong:
-			continue
-		default:
-			return cn.violation(StatusProtocolError, fmt.Sprintf("message kind %d is not sent by clients", kind))
-		}
-		select {
-		case cn.in <- item:
-		default:
-			return cn.violation(StatusAbuse, "too many messages queued: inbound queue overflow")
+		if cap(*bp) > bufKeep {
+			*bp = make([]byte, 0, bufKeep) // one large message does not pin its buffer
 		}
 	}
+}
+
+// read reads one message into buf's storage, growing it up to the read
+// limit (coder/websocket enforces the limit and closes with 1009).
+func (cn *conn) read(buf []byte) (websocket.MessageType, []byte, error) {
+	typ, r, err := cn.ws.Reader(cn.ctx)
+	if err != nil {
+		return 0, nil, err
+	}
+	buf = buf[:0]
+	for {
+		if len(buf) == cap(buf) {
+			buf = append(buf, 0)[:len(buf)]
+		}
+		n, err := r.Read(buf[len(buf):cap(buf)])
+		buf = buf[:len(buf)+n]
+		if err == io.EOF {
+			break
+		}
+		if err != nil {
+			return 0, nil, err
+		}
+	}
+	cn.bytesIn.Add(uint64(len(buf)))
+	cn.msgsIn.Add(1)
+	return typ, buf, nil
+}
+
+// handle decodes one message and queues it for the tick, answers it (pings,
+// rate-limited requests), or returns the violation that ends the
+// connection.
+func (cn *conn) handle(msg []byte) error {
+	s := cn.s
+	var bp *[]byte
+	if len(msg) > 0 && msg[0]&wire.FlagCompressed != 0 {
+		bp = getBuf()
+		defer putBuf(bp)
+	}
+	kind, body, err := openPooled(msg, bp, int(s.opts.ReadLimit))
+	if err != nil {
+		return cn.violation(refProtocol, StatusProtocolError, err.Error())
+	}
+	var item inbound
+	item.kind = kind
+	switch kind {
+	case wire.KindSubscribe, wire.KindUnsubscribe:
+		m, err := wire.DecodeSubscribeMax(body, s.subBurst())
+		if err != nil {
+			return cn.violation(refProtocol, StatusProtocolError, err.Error())
+		}
+		if !cn.takeSubs(len(m.Subs)) {
+			return cn.violation(refSubscriptions, StatusAbuse, fmt.Sprintf("subscription changes past the rate limit of %v per second", s.opts.SubscriptionRate))
+		}
+		item.subs = m.Subs
+	case wire.KindInterest:
+		m, err := wire.DecodeInterest(body)
+		if err != nil {
+			return cn.violation(refProtocol, StatusProtocolError, err.Error())
+		}
+		item.interest = m
+	case wire.KindMutate:
+		m, err := wire.DecodeMutate(body)
+		if err != nil {
+			return cn.violation(refProtocol, StatusProtocolError, err.Error())
+		}
+		if !cn.take() {
+			return cn.refuseLimited(limitedReq{request: m.Request})
+		}
+		m.Value = append([]byte(nil), m.Value...) // body aliases the read buffer
+		item.mutate = m
+	case wire.KindControl:
+		m, err := wire.DecodeControl(body)
+		if err != nil {
+			return cn.violation(refProtocol, StatusProtocolError, err.Error())
+		}
+		if !cn.take() {
+			return cn.refuseLimited(limitedReq{request: m.Request, control: true, ctl: m})
+		}
+		item.control = m
+	case wire.KindPing:
+		m, err := wire.DecodePing(body)
+		if err != nil {
+			return cn.violation(refProtocol, StatusProtocolError, err.Error())
+		}
+		select {
+		case cn.ctrl <- wire.AppendPing(nil, wire.KindPong, &m):
+		default: // the writer is backed up; the client will ping again
+		}
+		return nil
+	case wire.KindPong:
+		return nil
+	case wire.KindHello:
+		return cn.violation(refProtocol, StatusProtocolError, "a second Hello")
+	default:
+		return cn.violation(refProtocol, StatusProtocolError, fmt.Sprintf("message kind %s is not sent by clients", kind))
+	}
+	cost := item.cost()
+	cn.inMu.Lock()
+	over := cn.inBytes+cost > s.opts.InboundQueueBytes
+	if !over {
+		cn.inq = append(cn.inq, item)
+		cn.inBytes += cost
+	}
+	cn.inMu.Unlock()
+	if over {
+		return cn.violation(refFlood, StatusAbuse, fmt.Sprintf("inbound queue over %d bytes", s.opts.InboundQueueBytes))
+	}
+	return nil
+}
+
+// takeInbound hands the queued messages to the tick, reusing buf.
+func (cn *conn) takeInbound(buf []inbound) []inbound {
+	cn.inMu.Lock()
+	buf, cn.inq = cn.inq, buf[:0]
+	cn.inBytes = 0
+	cn.inMu.Unlock()
+	return buf
+}
+
+// panicked logs a panic raised by a client's input with its stack, counts
+// it and closes the connection with 1011.
+func (cn *conn) panicked(where string, v any) error {
+	cn.s.log.Error("ebisync: panic while "+where+"; closing that client", "client", cn.id, "remote", cn.addr, "panic", v, "stack", string(debug.Stack()))
+	return cn.violation(refPanic, StatusInternal, "internal error")
+}
+
+// Pooled read and decompression buffers: a connection holds one only while
+// it reads or decompresses a message, so idle connections cost none.
+const bufKeep = 16 << 10 // larger buffers are not pooled
+
+var bufPool = sync.Pool{New: func() any { b := make([]byte, 0, 4096); return &b }}
+
+// openPooled opens msg, decompressing into *bp (kept there for the pool)
+// when bp is not nil. The body may alias msg or *bp.
+func openPooled(msg []byte, bp *[]byte, limit int) (wire.Kind, []byte, error) {
+	var scratch []byte
+	if bp != nil {
+		scratch = *bp
+	}
+	kind, body, scratch, err := wire.OpenLimit(msg, scratch, limit)
+	if bp != nil {
+		*bp = scratch[:0]
+	}
+	return kind, body, err
+}
+
+func getBuf() *[]byte { return bufPool.Get().(*[]byte) }
+
+func putBuf(bp *[]byte) {
+	if cap(*bp) <= bufKeep {
+		*bp = (*bp)[:0]
+		bufPool.Put(bp)
+	}
+}
+
+// isReadLimit reports whether err is coder/websocket's read-limit error,
+// for which it has no sentinel (it has already closed with 1009).
+func isReadLimit(err error) bool {
+	return err != nil && strings.Contains(err.Error(), "read limited at")
 }
 
 // refuseLimited queues a RateLimited answer for the tick to send.
@@ -325,7 +485,7 @@ func (cn *conn) refuseLimited(l limitedReq) error {
 	}
 	cn.limitedMu.Unlock()
 	if n >= maxLimited {
-		return cn.violation(StatusAbuse, "flooding requests far past the rate limit")
+		return cn.violation(refFlood, StatusAbuse, "flooding requests far past the rate limit")
 	}
 	return nil
 }
@@ -337,6 +497,22 @@ func (cn *conn) takeLimited(buf []limitedReq) []limitedReq {
 	cn.limited = cn.limited[:0]
 	cn.limitedMu.Unlock()
 	return buf
+}
+
+// takeSubs spends n tokens of the subscription bucket.
+func (cn *conn) takeSubs(n int) bool {
+	now := time.Now()
+	o := &cn.s.opts
+	cn.subTokens += now.Sub(cn.subFill).Seconds() * o.SubscriptionRate
+	if max := float64(cn.s.subBurst()); cn.subTokens > max {
+		cn.subTokens = max
+	}
+	cn.subFill = now
+	if cn.subTokens < float64(n) {
+		return false
+	}
+	cn.subTokens -= float64(n)
+	return true
 }
 
 // take spends one token of the mutation bucket.
@@ -363,27 +539,25 @@ type protocolViolation struct {
 
 func (e *protocolViolation) Error() string { return e.reason }
 
-func (cn *conn) violation(code websocket.StatusCode, reason string) error {
+// violation counts a refusal and closes the connection with code and
+// reason.
+func (cn *conn) violation(why refusal, code websocket.StatusCode, reason string) error {
+	cn.s.refused.add(why, "dropped a client", "client", cn.id, "remote", cn.addr, "code", int(code), "err", reason)
 	cn.shutdown(code, reason)
 	return &protocolViolation{code: code, reason: reason}
 }
 
-// logEnd logs why a connection ended: a peer that went away is Debug, a
-// peer that broke the protocol is Warn.
+// logEnd logs why a connection ended. A violation was counted and logged
+// (rate-limited) when it happened; a message over the read limit is counted
+// here; a peer that went away is Debug.
 func (cn *conn) logEnd(err error) {
-	log := cn.s.log
 	var pv *protocolViolation
 	switch {
 	case errors.As(err, &pv):
-		log.Warn("ebisync: dropped client for a protocol violation", "client", cn.id, "remote", cn.addr, "code", int(pv.code), "reason", pv.reason)
-	case err != nil && strings.Contains(err.Error(), "read limited at"):
-		// coder/websocket has no sentinel for this; it already closed the
-		// connection with 1009.
-		log.Warn("ebisync: dropped client for a message over the read limit", "client", cn.id, "remote", cn.addr, "limit", cn.s.opts.ReadLimit)
-	case websocket.CloseStatus(err) != -1, errors.Is(err, io.EOF), errors.Is(err, net.ErrClosed), errors.Is(err, context.Canceled):
-		log.Debug("ebisync: client disconnected", "client", cn.id, "remote", cn.addr, "err", err)
+	case isReadLimit(err):
+		cn.s.refused.add(refReadLimit, "dropped a client for a message over the read limit", "client", cn.id, "remote", cn.addr, "limit", cn.s.opts.ReadLimit)
 	default:
-		log.Debug("ebisync: client connection ended", "client", cn.id, "remote", cn.addr, "err", err)
+		cn.s.log.Debug("ebisync: client disconnected", "client", cn.id, "remote", cn.addr, "err", err)
 	}
 }
 
@@ -404,8 +578,6 @@ func (cn *conn) shutdown(code websocket.StatusCode, reason string) {
 // writeLoop writes batches and pongs until the connection ends.
 func (cn *conn) writeLoop() {
 	wt := cn.s.opts.WriteTimeout
-	comp := compressors.Get().(*wire.Compressor)
-	defer compressors.Put(comp)
 	var framed []byte
 	var gate lzGate
 	// A write blocked past the timeout is ended by closing the connection.
@@ -431,7 +603,11 @@ func (cn *conn) writeLoop() {
 		start := time.Now()
 		out := msg // sent as it is unless lz4 shrinks it
 		if !isBatch || gate.try(len(msg)) {
+			// lz4's compressor holds a 136 KiB table: taken from the pool
+			// per message, so idle connections hold none.
+			comp := compressors.Get().(*wire.Compressor)
 			framed = comp.Compress(framed[:0], msg)
+			compressors.Put(comp)
 			out = framed
 			if isBatch {
 				gate.result(len(msg), len(framed))
@@ -450,7 +626,7 @@ func (cn *conn) writeLoop() {
 		}
 		if err != nil {
 			if timedOut.Load() && cn.ctx.Err() == nil {
-				cn.s.log.Info("ebisync: dropped a client too slow to take its batches", "client", cn.id, "remote", cn.addr, "timeout", wt)
+				cn.s.refused.add(refTooSlow, "dropped a client too slow to take its batches", "client", cn.id, "remote", cn.addr, "timeout", wt)
 				cn.shutdown(StatusTooSlow, fmt.Sprintf("write timeout: no batch taken within %s", wt))
 			} else {
 				cn.shutdown(websocket.StatusNormalClosure, "")

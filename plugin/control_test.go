@@ -131,9 +131,10 @@ func TestExclusiveControl(t *testing.T) {
 	if r := winner.results()[3]; r.Status != wire.StatusOk {
 		t.Fatalf("winner's mutation: %s %q, want Ok", plugin.StatusName(r.Status), r.Message)
 	}
-	// Release, by someone who does not hold it and by the holder.
+	// Release, by someone who does not hold it (nor own it, so Authorize
+	// refuses) and by the holder.
 	loser.send(wire.AppendControl(nil, &wire.Control{Request: 4, Op: wire.ControlRelease, ID: uint64(parent.NetID), Gen: uint64(parent.Gen)}))
-	if r := reply(loser, 4); r.Result != wire.ControlNotControlled {
+	if r := reply(loser, 4); r.Result != wire.ControlForbidden || r.Holder != winner.wel.ClientID {
 		t.Fatalf("release by non-holder: %+v", r)
 	}
 	winner.send(wire.AppendControl(nil, &wire.Control{Request: 5, Op: wire.ControlRelease, ID: uint64(parent.NetID), Gen: uint64(parent.Gen)}))

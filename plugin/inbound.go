@@ -1,6 +1,9 @@
 package plugin
 
 import (
+	"fmt"
+	"slices"
+
 	"github.com/yohamta/donburi"
 
 	"github.com/ebisync/ebisync/internal/wire"
@@ -18,19 +21,26 @@ func (s *Server) applyInbound() {
 				s.result(c, l.request, wire.StatusRateLimited, "mutation rate limit exceeded")
 			}
 		}
-		for {
-			select {
-			case m := <-c.cn.in:
-				s.applyOne(c, &m)
-				continue
-			default:
+		s.inboundBuf = c.cn.takeInbound(s.inboundBuf)
+		for i := range s.inboundBuf {
+			if !s.applyOne(c, &s.inboundBuf[i]) {
+				break // the client was closed; the rest is dropped with it
 			}
-			break
 		}
+		clear(s.inboundBuf) // drop the references to subscriptions and values
 	}
 }
 
-func (s *Server) applyOne(c *client, m *inbound) {
+// applyOne applies one message and reports whether the client stays. A
+// panic while applying it is logged with its stack, counted, and closes
+// that client with 1011; the tick goes on.
+func (s *Server) applyOne(c *client, m *inbound) (ok bool) {
+	defer func() {
+		if v := recover(); v != nil {
+			_ = c.cn.panicked("applying its "+m.kind.String()+" message", v)
+			ok = false
+		}
+	}()
 	switch m.kind {
 	case wire.KindSubscribe:
 		s.subscribe(c, m.subs, true)
@@ -43,10 +53,17 @@ func (s *Server) applyOne(c *client, m *inbound) {
 	case wire.KindControl:
 		s.control(c, &m.control)
 	}
+	return c.cn.ctx.Err() == nil
 }
 
+// subscribe adds or removes subscriptions. A component id past the
+// registry and an entity that does not exist (or not at that generation)
+// are ignored: entity ids are the server's, so a client can only name what
+// it was sent. A client past Options.MaxEntitySubscriptions is closed with
+// 4002. Only a subscription that changes something asks for a rescan.
 func (s *Server) subscribe(c *client, subs []wire.Sub, add bool) {
 	before := c.typeSubs
+	changed := false
 	for _, sub := range subs {
 		switch sub.Kind {
 		case wire.SubComponent:
@@ -59,28 +76,24 @@ func (s *Server) subscribe(c *client, subs []wire.Sub, add bool) {
 				c.typeSubs &^= 1 << sub.ID
 			}
 		case wire.SubEntity:
-			if sub.ID > uint64(^uint32(0)) {
+			r := s.record(sub.ID, sub.Gen)
+			if r == nil {
 				continue
 			}
-			id := uint32(sub.ID)
-			_, had := c.entSubs[id]
+			_, had := c.entSubs[r.id]
 			if add && !had {
-				c.entSubs[id] = uint32(sub.Gen)
+				if c.nsubs >= s.opts.MaxEntitySubscriptions {
+					_ = c.cn.violation(refSubscriptions, StatusAbuse, fmt.Sprintf("more than %d entity subscriptions", s.opts.MaxEntitySubscriptions))
+					return
+				}
+				c.entSubs[r.id] = r.gen
 				c.nsubs++
-				if int(id) < len(s.recs) && s.recs[id] != nil {
-					s.recs[id].subs = append(s.recs[id].subs, c)
-				}
+				r.subs = append(r.subs, c)
+				changed = true
 			} else if !add && had {
-				c.forgetEntitySub(id)
-				if int(id) < len(s.recs) && s.recs[id] != nil {
-					r := s.recs[id]
-					for i, v := range r.subs {
-						if v == c {
-							r.subs = append(r.subs[:i], r.subs[i+1:]...)
-							break
-						}
-					}
-				}
+				c.forgetEntitySub(r.id)
+				r.subs = slices.DeleteFunc(r.subs, func(v *client) bool { return v == c })
+				changed = true
 			}
 		}
 	}
@@ -94,8 +107,11 @@ func (s *Server) subscribe(c *client, subs []wire.Sub, add bool) {
 				}
 			}
 		})
+		changed = true
 	}
-	c.needScan = true
+	if changed {
+		c.needScan = true
+	}
 }
 
 // subscriptionCount is the number of component and entity subscriptions.

@@ -30,42 +30,63 @@ type Request struct {
 	// Value points to the decoded new value (a *T for the component's Go
 	// type T); nil for a control request.
 	Value any
-	// Control is true for a request to take or release control.
+	// Control is true for a request to take control, and for a request to
+	// end another client's hold (Release). Ending one's own hold needs no
+	// authorisation.
 	Control bool
+	// Release is true for a request to end the hold of another client,
+	// Controller, on the entity.
+	Release bool
 	// Controller is the client id holding control of the entity, 0 if none.
 	Controller uint64
+}
+
+// Owns reports whether the request's client owns the entity
+// (components.Owner).
+func (req *Request) Owns() bool {
+	return req.Entity.HasComponent(components.Owner) && components.Owner.Get(req.Entity).Client == req.Client.ID
 }
 
 // ErrForbidden is what the default authoriser answers; any error works.
 var ErrForbidden = errors.New("not the owner or controller of the entity")
 
 // DefaultAuthorize allows a mutation when the client owns the entity
-// (components.Owner) or holds control of it, and allows every control
-// request.
+// (components.Owner) or holds control of it. It allows a request to take
+// control only from the owner (control follows the rules of mutation), and
+// lets the owner end another client's hold on its entity.
 func DefaultAuthorize(req *Request) error {
 	if req.Control {
-		return nil
+		if req.Owns() {
+			return nil
+		}
+		return ErrForbidden
 	}
-	if req.Controller == req.Client.ID {
-		return nil
-	}
-	if req.Entity.HasComponent(components.Owner) && components.Owner.Get(req.Entity).Client == req.Client.ID {
+	if req.Controller == req.Client.ID || req.Owns() {
 		return nil
 	}
 	return ErrForbidden
 }
 
 // RequireControl allows a mutation only from the client holding control of
-// the entity, and allows every control request.
+// the entity. Any client may take control of an entity nobody owns (a ball,
+// a door), first come first served; an owned entity only its owner may take,
+// and the owner may end another client's hold on it.
 func RequireControl(req *Request) error {
-	if req.Control || req.Controller == req.Client.ID {
+	if req.Control {
+		if req.Owns() || !req.Release && !req.Entity.HasComponent(components.Owner) {
+			return nil
+		}
+		return ErrForbidden
+	}
+	if req.Controller == req.Client.ID {
 		return nil
 	}
 	return errors.New("take control of the entity first")
 }
 
 // AllowAll allows every mutation of a ClientWritable component and every
-// control request. Use it only for trusted clients.
+// control request, including taking another player's entity. Use it only
+// for trusted clients.
 func AllowAll(*Request) error { return nil }
 
 func (s *Server) result(c *client, req uint64, st wire.Status, msg string) {
@@ -139,6 +160,9 @@ func (s *Server) mutate(c *client, m *wire.Mutate) {
 		}
 	}
 	comp.Copy(entry.Component(comp.ComponentType()), val)
+	if h, ok := s.controls[r.id]; ok && h.holder == c {
+		h.active = time.Now() // a hold in use does not idle out
+	}
 	if comp.Options().Explicit {
 		// Detection does not compare Explicit components: the server
 		// wrote this one, so it touches it as the game would.
@@ -186,6 +210,7 @@ func (s *Server) callFilter(f func(ClientInfo, *donburi.Entry) bool, c *client, 
 type controlHold struct {
 	holder   *client
 	until    time.Time // zero: no timeout
+	active   time.Time // last take or Ok mutation by the holder: Options.ControlIdleTimeout runs from it
 	children []uint32  // net ids taken with it
 	root     uint32    // the entity the take named (self for roots)
 }
@@ -212,9 +237,18 @@ func (s *Server) control(c *client, m *wire.Control) {
 	switch m.Op {
 	case wire.ControlRelease:
 		h, ok := s.controls[r.id]
-		if !ok || h.holder != c || h.root != r.id {
+		if !ok || h.root != r.id {
 			s.controlReply(c, m, wire.ControlNotControlled, s.controllerOf(r.id))
 			return
+		}
+		if h.holder != c {
+			// Another client's hold: the owner may end it (Authorize
+			// decides; DefaultAuthorize allows the owner).
+			req := &Request{Client: c.info(), Entity: s.world.Entry(r.entity), NetID: r.id, Control: true, Release: true, Controller: h.holder.cn.id}
+			if err := s.callHook(func() error { return s.opts.Authorize(req) }); err != nil {
+				s.controlReply(c, m, wire.ControlForbidden, h.holder.cn.id)
+				return
+			}
 		}
 		s.release(r.id)
 		s.controlReply(c, m, wire.ControlReleased, 0)
@@ -235,14 +269,15 @@ func (s *Server) control(c *client, m *wire.Control) {
 				return
 			}
 		}
+		now := time.Now()
 		var until time.Time
 		if m.TimeoutMs > 0 {
-			until = time.Now().Add(time.Duration(m.TimeoutMs) * time.Millisecond)
+			until = now.Add(time.Duration(min(m.TimeoutMs, maxControlTimeoutMs)) * time.Millisecond)
 		}
 		if h, ok := s.controls[r.id]; ok && h.holder == c && h.root == r.id {
 			s.release(r.id) // re-take: refresh timeout and children
 		}
-		hold := &controlHold{holder: c, until: until, root: r.id, children: ids[1:]}
+		hold := &controlHold{holder: c, until: until, active: now, root: r.id, children: ids[1:]}
 		for _, id := range ids {
 			if old, ok := s.controls[id]; ok && old.root != r.id {
 				s.release(old.root)
@@ -255,6 +290,11 @@ func (s *Server) control(c *client, m *wire.Control) {
 		s.controlReply(c, m, wire.ControlForbidden, 0)
 	}
 }
+
+// maxControlTimeoutMs caps a requested control timeout (a day), so the
+// deadline never overflows; Options.ControlIdleTimeout ends idle holds
+// sooner.
+const maxControlTimeoutMs = 24 * 60 * 60 * 1000
 
 // descendants appends the replicated transform descendants of r.
 func (s *Server) descendants(r *entityRec, ids []uint32) []uint32 {
@@ -335,8 +375,9 @@ func (s *Server) expireControls() {
 		return
 	}
 	now := time.Now()
+	idle := s.opts.ControlIdleTimeout
 	for id, h := range s.controls {
-		if id == h.root && !h.until.IsZero() && now.After(h.until) {
+		if id == h.root && (!h.until.IsZero() && now.After(h.until) || now.Sub(h.active) > idle) {
 			s.release(id)
 		}
 	}

@@ -2,6 +2,7 @@ package plugin
 
 import (
 	"log/slog"
+	"net/http"
 	"time"
 
 	"github.com/yohamta/donburi"
@@ -18,7 +19,11 @@ type Options struct {
 	// Default 60.
 	TickRate int
 
-	// ReadLimit bounds one message from a client, in bytes. Default 64 KiB.
+	// ReadLimit bounds one message from a client, in bytes, as received
+	// and again after decompression: a larger one closes the connection
+	// with 1009 (as received) or 4000 (decompressed). Clients send small
+	// things; raise it only for a registry whose Hello is larger. Default
+	// 32 KiB.
 	ReadLimit int64
 
 	// WriteTimeout bounds one write to a client. A client that cannot take
@@ -67,10 +72,69 @@ type Options struct {
 	MutationRate  float64
 	MutationBurst int
 
-	// InboundQueue bounds the decoded messages waiting for the next tick,
-	// per connection. A client that overflows it is dropped with close code
-	// 4002. Default 256.
-	InboundQueue int
+	// InboundQueueBytes bounds the decoded messages of one connection
+	// waiting for the next tick, in bytes of server memory. A client that
+	// overflows it is dropped with close code 4002. Default 64 KiB.
+	InboundQueueBytes int
+
+	// MaxEntitySubscriptions caps one client's entity subscriptions; a
+	// client that asks for more is dropped with close code 4002.
+	// Subscriptions to entities that do not exist are ignored. Default
+	// 1024.
+	MaxEntitySubscriptions int
+
+	// SubscriptionRate is how many subscription entries (added or removed)
+	// one connection may send per second, with a burst of
+	// MaxEntitySubscriptions plus 64; a client past it is dropped with close
+	// code 4002. Default 256.
+	SubscriptionRate float64
+
+	// RescanRate is how many times per second one client's whole scope is
+	// evaluated at most. Subscriptions, interest changes and a moving
+	// centre ask for such a rescan; past this rate they are merged into the
+	// next one allowed. Default 10.
+	RescanRate float64
+
+	// ControlIdleTimeout ends a hold of exclusive control when its holder
+	// neither mutated the entity nor took control again for this long,
+	// whatever timeout it asked for (also none). Default 30s.
+	ControlIdleTimeout time.Duration
+
+	// Authenticate, if set, runs before the WebSocket upgrade, on the
+	// connection's goroutine, and returns who the client is; the Identity
+	// is in ClientInfo for every hook and in Stats. An error refuses the
+	// connection before the upgrade with 401 Unauthorized, or 403 Forbidden
+	// when it wraps ErrAccessDenied; its text is sent in the response body,
+	// so it must not reveal secrets. A panic in it is a 401. See
+	// BearerToken; netclient sends Options.Token as a bearer token.
+	Authenticate func(r *http.Request) (Identity, error)
+
+	// OriginPatterns lists the other origins whose pages may connect, as
+	// host patterns in path.Match syntax ("*.example.com", or with a scheme,
+	// "https://game.example.com"). A browser's request from any other site
+	// is refused with 403; same-origin pages and clients that send no
+	// Origin (netclient, native games) are always allowed. Default none.
+	OriginPatterns []string
+
+	// MaxConnections bounds open connections, handshakes included;
+	// MaxHandshakes bounds those still in their handshake (upgrade, Hello,
+	// Welcome); MaxConnectionsPerAddress bounds the connections from one IP
+	// address. Over a server-wide limit the upgrade is answered 503, over
+	// the per-address limit 429, both with Retry-After. Defaults 10000, 256
+	// and 32.
+	MaxConnections           int
+	MaxHandshakes            int
+	MaxConnectionsPerAddress int
+
+	// RemoteAddr, if set, returns the client address used for the
+	// per-address limit, ClientInfo.Addr and logs: behind a trusted reverse
+	// proxy, the address it forwards. Default r.RemoteAddr.
+	RemoteAddr func(r *http.Request) string
+
+	// RefusalLogInterval is the least time between two log lines for the
+	// same refusal reason; each line carries the count since the last.
+	// Default 10s.
+	RefusalLogInterval time.Duration
 
 	// Position tells where an entity is, for interest management. It runs on
 	// the game goroutine, during change detection, and must only read: it
@@ -115,7 +179,10 @@ func (o *Options) withDefaults() Options {
 		v.TickRate = 60
 	}
 	if v.ReadLimit <= 0 {
-		v.ReadLimit = 64 << 10
+		v.ReadLimit = 32 << 10
+	}
+	if v.ReadLimit > wire.MaxMessageSize {
+		v.ReadLimit = wire.MaxMessageSize
 	}
 	if v.WriteTimeout <= 0 {
 		v.WriteTimeout = 5 * time.Second
@@ -144,8 +211,32 @@ func (o *Options) withDefaults() Options {
 	if v.MutationBurst <= 0 {
 		v.MutationBurst = 60
 	}
-	if v.InboundQueue <= 0 {
-		v.InboundQueue = 256
+	if v.InboundQueueBytes <= 0 {
+		v.InboundQueueBytes = 64 << 10
+	}
+	if v.MaxEntitySubscriptions <= 0 {
+		v.MaxEntitySubscriptions = 1024
+	}
+	if v.SubscriptionRate <= 0 {
+		v.SubscriptionRate = 256
+	}
+	if v.RescanRate <= 0 {
+		v.RescanRate = 10
+	}
+	if v.ControlIdleTimeout <= 0 {
+		v.ControlIdleTimeout = 30 * time.Second
+	}
+	if v.MaxConnections <= 0 {
+		v.MaxConnections = 10000
+	}
+	if v.MaxHandshakes <= 0 {
+		v.MaxHandshakes = 256
+	}
+	if v.MaxConnectionsPerAddress <= 0 {
+		v.MaxConnectionsPerAddress = 32
+	}
+	if v.RefusalLogInterval <= 0 {
+		v.RefusalLogInterval = 10 * time.Second
 	}
 	if v.Position == nil {
 		v.Position = defaultPosition

@@ -28,8 +28,11 @@ func (s *Server) updateScopes() {
 
 	// Rescans first: a change written into a batch below must not be
 	// followed by the entity's exit in the same batch.
+	// A client's rescans are spaced by scanGap ticks (Options.RescanRate),
+	// so no stream of subscriptions or interest changes makes a client cost
+	// a whole scope evaluation every tick; a pending one waits.
 	for _, c := range s.clients {
-		if c.needScan || s.scanDue(c) {
+		if (c.needScan || s.scanDue(c)) && s.tick >= c.nextScan {
 			s.rescan(c)
 		}
 	}
@@ -152,6 +155,7 @@ func (s *Server) scanDue(c *client) bool {
 func (s *Server) rescan(c *client) {
 	c.needScan = false
 	c.lastScan = s.tick
+	c.nextScan = s.tick + s.scanGap
 	c.scanX, c.scanY = c.cx, c.cy
 	c.eachMember(func(id uint32) {
 		r := s.recs[id]
@@ -160,10 +164,8 @@ func (s *Server) rescan(c *client) {
 		}
 	})
 	for id := range c.entSubs {
-		if int(id) < len(s.recs) {
-			if r := s.recs[id]; r != nil {
-				s.maybeEnter(c, r)
-			}
+		if r := s.recs[id]; r != nil {
+			s.maybeEnter(c, r)
 		}
 	}
 	if c.typeSubs == 0 {

@@ -57,7 +57,9 @@ type Server struct {
 	cgrid         clientGrid
 	controls      map[uint32]*controlHold
 	limitedBuf    []limitedReq
+	inboundBuf    []inbound
 	tickDur       time.Duration
+	scanGap       uint32    // least ticks between two rescans of one client
 	handoff       []*client // clients whose batch is ready this tick
 	disp          dispatcher
 	plans         []fastPath // by changed entity this tick, see entityRec.plan
@@ -72,15 +74,20 @@ type Server struct {
 	tickEntities             int64
 
 	// Cross-goroutine state.
-	mu      sync.Mutex
-	joins   []*conn
-	leaves  []*conn
-	conns   map[*conn]struct{}
-	closed  bool
-	wg      sync.WaitGroup
-	nextID  atomic.Uint64
-	curTick atomic.Uint32
-	stats   serverStats
+	mu     sync.Mutex
+	joins  []*conn
+	leaves []*conn
+	conns  map[*conn]struct{}
+	closed bool
+	// Connections counted against the limits: in their handshake, and
+	// open, by remote IP (see admitHTTP).
+	handshaking int
+	perAddr     map[string]int
+	refused     refusals
+	wg          sync.WaitGroup
+	nextID      atomic.Uint64
+	curTick     atomic.Uint32
+	stats       serverStats
 	// hsCtx bounds handshakes in progress: Close cancels it so a client
 	// that never sends its Hello cannot hold Close for HandshakeTimeout.
 	hsCtx    context.Context
@@ -129,12 +136,15 @@ func New(world donburi.World, reg *components.Registry, opts *Options) *Server {
 		comps:    reg.All(),
 		byID:     make(map[uint64]*client),
 		conns:    make(map[*conn]struct{}),
+		perAddr:  make(map[string]int),
 		controls: make(map[uint32]*controlHold),
 		recs:     make([]*entityRec, 1), // net id 0 is never used
 		ids:      make([]idRec, 1),
 		tickDur:  time.Second / time.Duration(o.TickRate),
 	}
 	s.hsCtx, s.hsCancel = context.WithCancel(context.Background())
+	s.scanGap = uint32(max(1, math.Ceil(float64(o.TickRate)/o.RescanRate)))
+	s.refused = refusals{log: o.Logger, interval: o.RefusalLogInterval, epoch: time.Now()}
 	s.disp.run = func() {
 		defer s.wg.Done()
 		s.dispatch()

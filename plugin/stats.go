@@ -39,7 +39,10 @@ type Stats struct {
 	BytesOut      uint64        // batch bytes on the wire (after compression)
 	RawBytesOut   uint64        // batch bytes before compression
 	Mutations     map[string]uint64
-	PerClient     []ClientStats
+	// Refusals counts refused connections and dropped clients by reason
+	// (the Refused* constants), since the server started.
+	Refusals  map[string]uint64
+	PerClient []ClientStats
 }
 
 // TickPhases splits a tick's time (wall clock) by what it did, to see
@@ -76,11 +79,16 @@ func (s *Server) Stats() Stats {
 // and connections, it does not allocate. It is safe for concurrent use
 // with the server (not with other uses of st).
 func (s *Server) ReadStats(st *Stats) {
-	mut, per := st.Mutations, st.PerClient[:0]
+	mut, ref, per := st.Mutations, st.Refusals, st.PerClient[:0]
 	if mut == nil {
 		mut = make(map[string]uint64)
 	}
+	if ref == nil {
+		ref = make(map[string]uint64)
+	}
 	clear(mut)
+	clear(ref)
+	s.refused.read(ref)
 	*st = Stats{
 		Ticks:    s.stats.ticks.Load(),
 		TickTime: time.Duration(s.stats.tickNanos.Load()),
@@ -98,6 +106,7 @@ func (s *Server) ReadStats(st *Stats) {
 		SkippedBusy:   s.stats.skipped.Load(),
 		Connects:      s.stats.connects.Load(),
 		Mutations:     mut,
+		Refusals:      ref,
 	}
 	for i := range s.stats.mutations {
 		if n := s.stats.mutations[i].Load(); n > 0 {
@@ -111,7 +120,7 @@ func (s *Server) ReadStats(st *Stats) {
 		st.BytesOut += cn.batchWire.Load()
 		st.RawBytesOut += cn.batchRaw.Load()
 		per = append(per, ClientStats{
-			ClientInfo:  ClientInfo{ID: cn.id, Name: cn.name, Addr: cn.addr},
+			ClientInfo:  cn.info(),
 			BytesIn:     cn.bytesIn.Load(),
 			BytesOut:    cn.bytesOut.Load(),
 			MessagesIn:  cn.msgsIn.Load(),

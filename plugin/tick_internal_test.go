@@ -23,7 +23,7 @@ import (
 // at once and is idle again as soon as take returns.
 func attachWriter(s *Server, take func(b []byte)) (*client, func()) {
 	ctx, cancel := context.WithCancel(context.Background())
-	cn := &conn{s: s, id: s.nextID.Add(1), in: make(chan inbound, 1), out: make(chan []byte, 1), ctrl: make(chan []byte, 1), ctx: ctx, cancel: cancel}
+	cn := &conn{s: s, id: s.nextID.Add(1), out: make(chan []byte, 1), ctrl: make(chan []byte, 1), ctx: ctx, cancel: cancel}
 	done := make(chan struct{})
 	go func() {
 		defer close(done)
