@@ -197,13 +197,21 @@ func (s *Server) subBurst() int { return s.opts.MaxEntitySubscriptions + maxSync
 func (s *Server) handshake(cn *conn) error {
 	ctx, cancel := context.WithTimeout(s.hsCtx, s.opts.HandshakeTimeout)
 	defer cancel()
-	typ, msg, err := cn.ws.Read(ctx)
+	// The wait for the Hello is bounded by a timer, not by the read's
+	// context: coder/websocket drops the connection when a read's context
+	// ends, which would leave no way to tell the client why.
+	late := make(chan error, 1)
+	timer := time.AfterFunc(s.opts.HandshakeTimeout, func() {
+		late <- cn.refuse(refHandshake, StatusProtocolError, fmt.Sprintf("no Hello within %s", s.opts.HandshakeTimeout))
+	})
+	typ, msg, err := cn.ws.Read(s.hsCtx)
+	if !timer.Stop() {
+		return <-late // the refusal closed the connection
+	}
 	if err != nil {
 		switch {
 		case isReadLimit(err):
 			s.refused.add(refReadLimit, "refused a Hello over the read limit", "remote", cn.addr, "limit", s.opts.ReadLimit)
-		case errors.Is(err, context.DeadlineExceeded) && s.hsCtx.Err() == nil:
-			s.refused.add(refHandshake, "refused a client that sent no Hello in time", "remote", cn.addr, "timeout", s.opts.HandshakeTimeout)
 		default:
 			s.log.Debug("ebisync: client left during handshake", "remote", cn.addr, "err", err)
 		}
@@ -211,7 +219,7 @@ func (s *Server) handshake(cn *conn) error {
 		return err
 	}
 	if typ != websocket.MessageBinary {
-		return cn.refuse(ctx, refHandshake, StatusProtocolError, "expected a binary Hello message")
+		return cn.refuse(refHandshake, StatusProtocolError, "expected a binary Hello message")
 	}
 	var bp *[]byte
 	if len(msg) > 0 && msg[0]&wire.FlagCompressed != 0 {
@@ -220,14 +228,14 @@ func (s *Server) handshake(cn *conn) error {
 	}
 	kind, body, err := openPooled(msg, bp, int(s.opts.ReadLimit))
 	if err != nil || kind != wire.KindHello {
-		return cn.refuse(ctx, refHandshake, StatusProtocolError, fmt.Sprintf("expected Hello: %v", errOr(err, "got "+kind.String())))
+		return cn.refuse(refHandshake, StatusProtocolError, fmt.Sprintf("expected Hello: %v", errOr(err, "got "+kind.String())))
 	}
 	hello, err := wire.DecodeHello(body)
 	if err != nil {
-		return cn.refuse(ctx, refHandshake, StatusProtocolError, err.Error())
+		return cn.refuse(refHandshake, StatusProtocolError, err.Error())
 	}
 	if hello.Version != wire.ProtocolVersion {
-		return cn.refuse(ctx, refSchema, StatusSchema, fmt.Sprintf("protocol version %d not supported (server speaks %d)", hello.Version, wire.ProtocolVersion))
+		return cn.refuse(refSchema, StatusSchema, fmt.Sprintf("protocol version %d not supported (server speaks %d)", hello.Version, wire.ProtocolVersion))
 	}
 	remote := make([]components.Schema, len(hello.Components))
 	for i, c := range hello.Components {
@@ -238,7 +246,7 @@ func (s *Server) handshake(cn *conn) error {
 		remote[i] = components.Schema{Name: c.Name, Hash: c.Hash, Fields: fs}
 	}
 	if err := s.reg.CheckSides(remote, "on the server", "on the client"); err != nil {
-		return cn.refuse(ctx, refSchema, StatusSchema, err.Error())
+		return cn.refuse(refSchema, StatusSchema, err.Error())
 	}
 	cn.id = s.nextID.Add(1)
 	cn.welcomeTick = s.curTick.Load()
@@ -273,13 +281,18 @@ func errOr(err error, s string) string {
 
 // refuse counts a handshake refusal, sends an Error message and closes
 // with code and a reason cut to what a close frame holds.
-func (cn *conn) refuse(ctx context.Context, why refusal, code websocket.StatusCode, msg string) error {
+func (cn *conn) refuse(why refusal, code websocket.StatusCode, msg string) error {
 	cn.s.refused.add(why, "refused a client at the handshake", "remote", cn.addr, "code", int(code), "err", msg)
 	e := wire.AppendError(nil, &wire.Error{Code: uint64(code), Message: truncate(msg, wire.MaxErrorLen)})
+	ctx, cancel := context.WithTimeout(context.Background(), refuseTimeout)
+	defer cancel()
 	_ = cn.ws.Write(ctx, websocket.MessageBinary, e)
 	cn.ws.Close(code, truncate(msg, 120))
 	return errors.New(msg)
 }
+
+// refuseTimeout bounds the write of a handshake refusal's Error.
+const refuseTimeout = 2 * time.Second
 
 func truncate(s string, n int) string {
 	if len(s) <= n {
@@ -357,6 +370,9 @@ func (cn *conn) handle(msg []byte) error {
 	if err != nil {
 		return cn.violation(refProtocol, StatusProtocolError, err.Error())
 	}
+	if inputHook != nil {
+		inputHook("read", kind)
+	}
 	var item inbound
 	item.kind = kind
 	switch kind {
@@ -424,6 +440,10 @@ func (cn *conn) handle(msg []byte) error {
 	}
 	return nil
 }
+
+// inputHook, when set (by tests), runs as each client message is read
+// ("read") and applied ("apply"), to stand for a bug that panics there.
+var inputHook func(stage string, kind wire.Kind)
 
 // takeInbound hands the queued messages to the tick, reusing buf.
 func (cn *conn) takeInbound(buf []inbound) []inbound {

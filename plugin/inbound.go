@@ -41,6 +41,9 @@ func (s *Server) applyOne(c *client, m *inbound) (ok bool) {
 			ok = false
 		}
 	}()
+	if inputHook != nil {
+		inputHook("apply", m.kind)
+	}
 	switch m.kind {
 	case wire.KindSubscribe:
 		s.subscribe(c, m.subs, true)

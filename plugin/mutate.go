@@ -3,6 +3,7 @@ package plugin
 import (
 	"errors"
 	"fmt"
+	"math"
 	"reflect"
 	"time"
 
@@ -141,12 +142,17 @@ func (s *Server) mutate(c *client, m *wire.Mutate) {
 		s.result(c, m.Request, wire.StatusValidationError, "malformed value: "+err.Error())
 		return
 	}
+	rv := reflect.NewAt(comp.Type(), val)
+	if field := nonFinite(rv.Elem(), comp.Type().Name()); field != "" {
+		s.result(c, m.Request, wire.StatusValidationError, "not a finite number: "+field)
+		return
+	}
 	req := &Request{
 		Client:     c.info(),
 		Entity:     entry,
 		NetID:      r.id,
 		Component:  comp,
-		Value:      reflect.NewAt(comp.Type(), val).Interface(),
+		Value:      rv.Interface(),
 		Controller: s.controllerOf(r.id),
 	}
 	if err := s.callHook(func() error { return s.opts.Authorize(req) }); err != nil {
@@ -169,6 +175,37 @@ func (s *Server) mutate(c *client, m *wire.Mutate) {
 		s.reg.Touch(entry, comp.ComponentType())
 	}
 	s.result(c, m.Request, wire.StatusOk, "")
+}
+
+// nonFinite returns the path of the first NaN or infinite float in v, or
+// "". No game wants one in its World from a client (a NaN position breaks
+// every distance test), so mutations carrying one are refused before any
+// hook sees them.
+func nonFinite(v reflect.Value, path string) string {
+	switch v.Kind() {
+	case reflect.Float32, reflect.Float64:
+		if f := v.Float(); math.IsNaN(f) || math.IsInf(f, 0) {
+			return path
+		}
+	case reflect.Struct:
+		t := v.Type()
+		for i := range v.NumField() {
+			if p := nonFinite(v.Field(i), path+"."+t.Field(i).Name); p != "" {
+				return p
+			}
+		}
+	case reflect.Array, reflect.Slice:
+		for i := range v.Len() {
+			if p := nonFinite(v.Index(i), fmt.Sprintf("%s[%d]", path, i)); p != "" {
+				return p
+			}
+		}
+	case reflect.Pointer:
+		if !v.IsNil() {
+			return nonFinite(v.Elem(), path)
+		}
+	}
+	return ""
 }
 
 // hookPanic marks an error recovered from a panicking game hook.

@@ -3,6 +3,7 @@ package plugin_test
 import (
 	"context"
 	"fmt"
+	"net/http"
 	"net/http/httptest"
 	"strings"
 	"sync"
@@ -32,9 +33,16 @@ type rawClient struct {
 
 func dialRaw(t testing.TB, url string, reg *components.Registry, read bool) *rawClient {
 	t.Helper()
+	return dialRawHeader(t, url, reg, nil, read)
+}
+
+// dialRawHeader is dialRaw with request headers (credentials, the test
+// address of hostileOptions).
+func dialRawHeader(t testing.TB, url string, reg *components.Registry, hdr http.Header, read bool) *rawClient {
+	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()
-	ws, _, err := websocket.Dial(ctx, url, &websocket.DialOptions{CompressionMode: websocket.CompressionDisabled})
+	ws, _, err := websocket.Dial(ctx, url, &websocket.DialOptions{CompressionMode: websocket.CompressionDisabled, HTTPHeader: hdr})
 	if err != nil {
 		t.Fatalf("dial: %v", err)
 	}

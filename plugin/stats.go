@@ -114,7 +114,7 @@ func (s *Server) ReadStats(st *Stats) {
 		}
 	}
 	s.mu.Lock()
-	st.Connections = len(s.conns)
+	st.Connections = len(s.conns) + s.handshaking
 	st.BytesOut, st.RawBytesOut = s.stats.wireBytes, s.stats.rawBytes
 	for cn := range s.conns {
 		st.BytesOut += cn.batchWire.Load()
