@@ -310,7 +310,7 @@ func (s *Server) dropClient(c *client) {
 				last := len(r.views) - 1
 				r.views[i] = r.views[last]
 				r.views[last] = view{}
-				r.views = r.views[:last]
+				r.views = shrunk(r.views[:last])
 			}
 		}
 	})
@@ -319,7 +319,7 @@ func (s *Server) dropClient(c *client) {
 			continue // entSubs holds only live ids; checked all the same
 		}
 		if r := s.recs[id]; r != nil {
-			r.subs = slices.DeleteFunc(r.subs, func(v *client) bool { return v == c })
+			r.subs = shrunk(slices.DeleteFunc(r.subs, func(v *client) bool { return v == c }))
 		}
 	}
 	s.releaseClient(c)
@@ -334,4 +334,14 @@ func (s *Server) dropClient(c *client) {
 	if s.opts.OnDisconnect != nil {
 		s.opts.OnDisconnect(c.info())
 	}
+}
+
+// shrunk returns s, moved to a smaller array when it uses a quarter of a
+// large one, so that an entity once seen by many clients does not keep
+// their room after they left.
+func shrunk[T any](s []T) []T {
+	if c := cap(s); c > 16 && len(s) <= c/4 {
+		return append(make([]T, 0, 2*len(s)), s...)
+	}
+	return s
 }

@@ -653,6 +653,9 @@ func (cn *conn) writeLoop() {
 			}
 			return
 		}
+		if cap(framed) > batchKeep {
+			framed = nil
+		}
 		cn.bytesOut.Add(uint64(len(out)))
 		cn.msgsOut.Add(1)
 		if isBatch {

@@ -95,7 +95,7 @@ func (s *Server) subscribe(c *client, subs []wire.Sub, add bool) {
 				changed = true
 			} else if !add && had {
 				c.forgetEntitySub(r.id)
-				r.subs = slices.DeleteFunc(r.subs, func(v *client) bool { return v == c })
+				r.subs = shrunk(slices.DeleteFunc(r.subs, func(v *client) bool { return v == c }))
 				changed = true
 			}
 		}

@@ -19,6 +19,7 @@ func (s *Server) updateScopes() {
 		s.updateCentre(c)
 	}
 	s.cgrid.rebuild(s.clients)
+	clear(s.globalClients) // no pointer to a client that left outlives the tick
 	s.globalClients = s.globalClients[:0]
 	for _, c := range s.clients {
 		if !c.radiusMode() {

@@ -124,6 +124,9 @@ func (s *Server) send() {
 		// more for the client until its writer has taken and written it.
 		c.cn.busy.Store(true)
 		s.disp.queue = append(s.disp.queue, outgoing{cn: c.cn, buf: c.outBuf})
+		if cap(c.outBuf) > batchKeep {
+			c.outBuf = nil // the writer's alone: garbage once written
+		}
 		s.handoff[i] = nil
 	}
 	start := !s.disp.running
@@ -238,6 +241,12 @@ func (s *Server) slowDown(c *client) {
 	}
 }
 
+// batchKeep is the largest batch whose buffers a client keeps for the
+// next one. Steady ticks reuse their buffers without allocating; a larger
+// batch (a snapshot, a spawn burst) allocates its own, so an idle client
+// does not hold the room of the largest batch it was ever sent.
+const batchKeep = 64 << 10
+
 func (s *Server) sendTo(c *client) {
 	if !c.sendNow {
 		return
@@ -290,6 +299,9 @@ func (s *Server) sendTo(c *client) {
 	// The writer is idle (pace checked), so it is done with the buffer it
 	// was handed last time: busy went false after its last use.
 	c.outBuf = wire.AppendBatchBuilt(c.outBuf[:0], b, &c.build)
+	if len(c.outBuf) > batchKeep {
+		c.build = wire.Builder{} // a snapshot's room is not kept for the deltas after it
+	}
 	s.handoff = append(s.handoff, c)
 	c.lastSent = s.tick
 	if c.interval > c.minIntv {
