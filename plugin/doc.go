@@ -53,13 +53,35 @@
 //
 // # Hostile input
 //
-// Everything read from a connection is bounded before it is allocated. A
-// peer that breaks the protocol is closed with code 4000 and a reason, one
-// that floods is closed with 4002, and a schema mismatch at the handshake
-// is refused with 4001 and a message naming the component and field; the
-// server and every other client go on. A peer that simply went away is
-// logged at Debug. A panic in a game hook answers InternalError and is
-// logged; the tick goes on.
+// Every byte from the network is treated as hostile; docs/SECURITY.md has
+// the threat model, every limit with its default, and every answer.
+//
+// Before the upgrade, a request from another site's page is refused with
+// 403 (Options.OriginPatterns lists the sites allowed; clients that send no
+// Origin, like netclient, pass), Options.Authenticate may refuse it with 401
+// or 403 and otherwise names the client's Identity for every hook, and
+// MaxConnections, MaxHandshakes and MaxConnectionsPerAddress answer 503 or
+// 429. After it, every message is bounded in bytes before anything is
+// allocated (ReadLimit, as received and decompressed), decoded in full and
+// validated before the World sees it (entity ids must be live, floats in
+// interests and mutations finite), and what a client may hold or cost is
+// bounded: its queue in bytes (InboundQueueBytes), its entity subscriptions
+// (MaxEntitySubscriptions) and their rate (SubscriptionRate), its rescans
+// (RescanRate), its requests (MutationRate). An idle client holds no
+// compression or read buffers. A peer that breaks the protocol is closed
+// with 4000 and a reason, one that floods with 4002, one past the read limit
+// with 1009, and a schema mismatch at the handshake with 4001 and a message
+// naming the component and field; the server and every other client go on.
+// Should handling one client's input panic all the same, that client is
+// closed with 1011 and the stack logged at Error. A panic in a game hook
+// answers InternalError. Refusals are counted by reason in Stats.Refusals
+// and logged at most once per reason per RefusalLogInterval; a peer that
+// simply went away is logged at Debug.
+//
+// Control follows the rules of mutation: DefaultAuthorize lets a client take
+// control only of what it owns, and the owner may always end another
+// client's hold on its entity (unless the game's Authorize says otherwise).
+// A hold nobody uses ends after ControlIdleTimeout.
 //
 // # Cost
 //
