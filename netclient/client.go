@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"log/slog"
 	"net/http"
+	"net/url"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -44,6 +45,10 @@ var (
 	// ErrForbidden means the server knows the credentials but refused the
 	// account, or the page's origin (HTTP 403). It is permanent.
 	ErrForbidden = errors.New("netclient: access denied")
+	// ErrUnreachable means no server answered at the URL's address: the
+	// connection was refused or the host does not exist. A reconnecting
+	// client keeps trying.
+	ErrUnreachable = errors.New("netclient: server unreachable")
 	// ErrServerBusy means the server is at a connection limit (HTTP 503,
 	// or 429 for too many connections from this address). A reconnecting
 	// client keeps trying.
@@ -54,12 +59,21 @@ var (
 // upgrade, with an HTTP status. errors.Is matches ErrUnauthorized (401),
 // ErrForbidden (403) and ErrServerBusy (429, 503).
 type HTTPError struct {
+	URL        string
 	StatusCode int
-	Message    string // the start of the response body
+	Message    string // the first line of the response body
 }
 
 func (e *HTTPError) Error() string {
-	msg := fmt.Sprintf("server refused the connection with HTTP %d %s", e.StatusCode, http.StatusText(e.StatusCode))
+	status := fmt.Sprintf("HTTP %d %s", e.StatusCode, http.StatusText(e.StatusCode))
+	if e.StatusCode == http.StatusNotFound {
+		path := "/"
+		if u, err := url.Parse(e.URL); err == nil && u.Path != "" {
+			path = u.Path
+		}
+		return fmt.Sprintf("netclient: %s answered %s: nothing is served at %s; check the URL's path (the demo serves /sync)", e.URL, status, path)
+	}
+	msg := fmt.Sprintf("netclient: %s refused the connection with %s", e.URL, status)
 	if e.Message != "" {
 		msg += ": " + e.Message
 	}

@@ -10,10 +10,12 @@ import (
 	"net"
 	"net/http"
 	"net/http/httptrace"
+	"net/url"
 	"slices"
 	"strings"
 	"sync"
 	"sync/atomic"
+	"syscall"
 	"time"
 
 	"github.com/coder/websocket"
@@ -64,6 +66,9 @@ var newWorldMu sync.Mutex
 func Dial(ctx context.Context, url string, reg *components.Registry, opts *Options) (*Client, error) {
 	if reg == nil {
 		return nil, errors.New("netclient: Dial: nil registry")
+	}
+	if err := checkURL(url); err != nil {
+		return nil, err
 	}
 	reg.Freeze()
 	o := opts.withDefaults()
@@ -224,9 +229,9 @@ func (c *Client) connect(ctx context.Context) (*session, error) {
 	})
 	if err != nil {
 		if resp != nil && resp.StatusCode != http.StatusSwitchingProtocols {
-			return nil, fmt.Errorf("failed to connect to %s: %w", c.url, httpError(resp))
+			return nil, httpError(c.url, resp)
 		}
-		return nil, fmt.Errorf("failed to dial %s: %w", c.url, err)
+		return nil, dialError(c.url, err)
 	}
 	ws.SetReadLimit(c.opts.ReadLimit)
 	s, err := c.handshake(ctx, ws)
@@ -311,9 +316,81 @@ func (c *Client) handshake(ctx context.Context, ws *websocket.Conn) (*session, e
 	return s, nil
 }
 
+// checkURL refuses a URL Dial cannot use, saying how to write it.
+func checkURL(raw string) error {
+	u, err := url.Parse(raw)
+	if err != nil {
+		if !strings.Contains(raw, "://") {
+			return fmt.Errorf("netclient: the server URL needs a scheme: write ws://%s", raw)
+		}
+		return fmt.Errorf("netclient: %q is not a URL: %w", raw, err)
+	}
+	switch u.Scheme {
+	case "ws", "wss":
+		if u.Host == "" {
+			return fmt.Errorf("netclient: %q has no host; write it as ws://HOST:PORT/PATH", raw)
+		}
+		return nil
+	case "http", "https":
+		orig, ws := u.Scheme, "ws"
+		if orig == "https" {
+			ws = "wss"
+		}
+		u.Scheme = ws
+		return fmt.Errorf("netclient: %q is an %s URL; a WebSocket server's URL starts with %s://, as in %s", raw, strings.ToUpper(orig), ws, u)
+	case "":
+		return fmt.Errorf("netclient: the server URL needs a scheme: write ws://%s", strings.TrimPrefix(raw, "//"))
+	}
+	if u.Opaque != "" && u.Host == "" {
+		// "localhost:8080/sync" parses as scheme "localhost".
+		return fmt.Errorf("netclient: the server URL needs a scheme: write ws://%s", raw)
+	}
+	return fmt.Errorf("netclient: %q has the scheme %s; write it as ws://HOST:PORT/PATH (or wss:// for TLS)", raw, u.Scheme)
+}
+
+// dialError says in one sentence why a dial failed and what to check.
+func dialError(raw string, err error) error {
+	host := raw
+	if u, perr := url.Parse(raw); perr == nil {
+		host = u.Host
+	}
+	var dnsErr *net.DNSError
+	switch {
+	case errors.Is(err, syscall.ECONNREFUSED):
+		return &sentence{fmt.Sprintf("netclient: cannot connect to %s: connection refused; is the server running and listening on %s?", raw, host), ErrUnreachable}
+	case errors.As(err, &dnsErr):
+		return &sentence{fmt.Sprintf("netclient: cannot connect to %s: no such host %q; check the host name", raw, dnsErr.Name), ErrUnreachable}
+	case errors.Is(err, context.DeadlineExceeded):
+		return &sentence{fmt.Sprintf("netclient: cannot connect to %s: no answer in time; check the address and any firewall in between", raw), context.DeadlineExceeded}
+	case errors.Is(err, context.Canceled):
+		return fmt.Errorf("netclient: connecting to %s: %w", raw, context.Canceled)
+	}
+	return fmt.Errorf("netclient: cannot connect to %s: %w", raw, unwrapDial(err))
+}
+
+// sentence is an error whose text explains it whole and whose kind is err
+// (for errors.Is).
+type sentence struct {
+	msg string
+	err error
+}
+
+func (e *sentence) Error() string { return e.msg }
+func (e *sentence) Unwrap() error { return e.err }
+
+// unwrapDial drops coder/websocket's and net/http's wrappers, which repeat
+// the URL and "failed to" for every layer.
+func unwrapDial(err error) error {
+	var op *net.OpError
+	if errors.As(err, &op) {
+		return op
+	}
+	return err
+}
+
 // httpError describes a response that refused the upgrade.
-func httpError(resp *http.Response) *HTTPError {
-	e := &HTTPError{StatusCode: resp.StatusCode}
+func httpError(raw string, resp *http.Response) *HTTPError {
+	e := &HTTPError{URL: raw, StatusCode: resp.StatusCode}
 	if resp.Body != nil {
 		// coder/websocket keeps the first 1024 bytes of the body.
 		b, _ := io.ReadAll(io.LimitReader(resp.Body, 1024))
