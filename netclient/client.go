@@ -308,6 +308,7 @@ type Client struct {
 	byNet    map[uint32]*mirrored
 	byEnt    map[donburi.Entity]*mirrored
 	clock    clock
+	subsWarn noSubsWarning
 
 	stats counters
 }
@@ -335,6 +336,7 @@ func (c *Client) Update() error {
 		c.handle(<-c.events)
 	}
 	c.stats.entities.Store(int64(len(c.byNet)))
+	c.warnNoSubs()
 	if c.closed.Load() {
 		return c.Err()
 	}
@@ -342,6 +344,40 @@ func (c *Client) Update() error {
 		return c.Err()
 	}
 	return nil
+}
+
+// noSubsGrace is how long a client may be connected with no subscriptions
+// before it warns that its mirror stays empty.
+var noSubsGrace = 5 * time.Second
+
+// noSubsWarning is the state of the one warning about a forgotten
+// SubscribeAll.
+type noSubsWarning struct {
+	since time.Time // first Update seen connected with no subscriptions; zero otherwise
+	done  bool
+}
+
+// warnNoSubs logs once, at Warn, that the client has been connected for
+// noSubsGrace with no subscription: the server sends such a client
+// nothing, and a silently empty mirror is the usual symptom of a forgotten
+// SubscribeAll.
+func (c *Client) warnNoSubs() {
+	w := &c.subsWarn
+	if w.done || !c.connected.Load() {
+		return
+	}
+	c.mu.Lock()
+	none := len(c.compSubs) == 0 && len(c.entSubs) == 0
+	c.mu.Unlock()
+	switch {
+	case !none:
+		w.done = true // it subscribed: nothing was forgotten
+	case w.since.IsZero():
+		w.since = time.Now()
+	case time.Since(w.since) >= noSubsGrace:
+		w.done = true
+		c.log.Warn("ebisync: connected with no subscriptions, so the server sends nothing and the mirror stays empty; call SubscribeAll or Subscribe", "url", c.url, "for", noSubsGrace)
+	}
 }
 
 // System is Update as a donburi ecs system: ecs.AddSystem(client.System).

@@ -9,3 +9,11 @@ func RenderTime(c *Client, tick float64) time.Time {
 	sec := c.clock.off + c.clock.delay + rel*c.clock.dt
 	return c.epoch.Add(time.Duration(sec * float64(time.Second)))
 }
+
+// SetNoSubsGrace sets how long a client waits before it warns that it has
+// no subscriptions, and returns a function that restores it.
+func SetNoSubsGrace(d time.Duration) (restore func()) {
+	old := noSubsGrace
+	noSubsGrace = d
+	return func() { noSubsGrace = old }
+}

@@ -12,8 +12,8 @@ import (
 )
 
 // subsPerMessage bounds the entries of one Subscribe message, so that it
-// stays well within the server's read limit (64 KiB by default).
-const subsPerMessage = 2048
+// stays within the server's limits: 1 088 entries and 32 KiB by default.
+const subsPerMessage = 512
 
 var errSendOverflow = errors.New("netclient: send queue overflow")
 

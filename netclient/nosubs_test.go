@@ -1,0 +1,68 @@
+package netclient_test
+
+import (
+	"context"
+	"log/slog"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/ebisync/ebisync/netclient"
+)
+
+// syncBuffer is a log destination tests read while clients write it.
+type syncBuffer struct {
+	mu sync.Mutex
+	b  strings.Builder
+}
+
+func (s *syncBuffer) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.Write(p)
+}
+
+func (s *syncBuffer) String() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.String()
+}
+
+// TestNoSubscriptionsWarning: a client connected for the grace period with
+// no subscription warns once that its mirror stays empty; one that
+// subscribed does not.
+func TestNoSubscriptionsWarning(t *testing.T) {
+	defer netclient.SetNoSubsGrace(50 * time.Millisecond)()
+	reg := newRegistry()
+	fs := newFakeServer(t, reg)
+	run := func(subscribe bool) string {
+		var logs syncBuffer
+		c, err := netclient.Dial(context.Background(), fs.url, reg, &netclient.Options{Logger: slog.New(slog.NewTextHandler(&logs, nil))})
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer c.Close()
+		fs.accept(t)
+		if subscribe {
+			if err := c.SubscribeAll(); err != nil {
+				t.Fatal(err)
+			}
+		}
+		start := time.Now()
+		for time.Since(start) < 200*time.Millisecond {
+			if err := c.Update(); err != nil {
+				t.Fatal(err)
+			}
+			time.Sleep(5 * time.Millisecond) // a game's frame
+		}
+		return logs.String()
+	}
+	if got := strings.Count(run(false), "no subscriptions"); got != 1 {
+		t.Fatalf("%d warnings without subscriptions, want 1", got)
+	}
+	if got := strings.Count(run(true), "no subscriptions"); got != 0 {
+		t.Fatalf("%d warnings with subscriptions, want 0", got)
+	}
+}
+
