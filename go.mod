@@ -1,6 +1,6 @@
 module github.com/ebisync/ebisync
 
-go 1.26.8
+go 1.24
 
 require (
 	github.com/coder/websocket v1.8.15

@@ -3,7 +3,6 @@ package netclient_test
 import (
 	"context"
 	"errors"
-	"log/slog"
 	"net"
 	"net/http"
 	"net/http/httptest"
@@ -45,7 +44,7 @@ func TestDialErrors(t *testing.T) {
 		t.Run(tc.name, func(t *testing.T) {
 			ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 			defer cancel()
-			c, err := netclient.Dial(ctx, tc.url, reg, &netclient.Options{Logger: slog.New(slog.NewTextHandler(t.Output(), nil))})
+			c, err := netclient.Dial(ctx, tc.url, reg, &netclient.Options{Logger: testLogger(t)})
 			if err == nil {
 				c.Close()
 				t.Fatal("Dial succeeded")

@@ -244,7 +244,7 @@ func dial(t *testing.T, fs *fakeServer, opts *netclient.Options) (*netclient.Cli
 		opts = new(netclient.Options)
 	}
 	if opts.Logger == nil {
-		opts.Logger = slog.New(slog.NewTextHandler(t.Output(), &slog.HandlerOptions{Level: slog.LevelDebug}))
+		opts.Logger = testLogger(t)
 	}
 	c, err := netclient.Dial(ctx, fs.url, fs.reg, opts)
 	if err != nil {
@@ -329,4 +329,17 @@ func assertEqual[T comparable](t *testing.T, what string, got, want T) {
 	if got != want {
 		t.Fatalf("%s: got %v, want %v", what, got, want)
 	}
+}
+
+// testLogger logs to t at Debug, so a failing test shows what the client
+// did.
+func testLogger(t testing.TB) *slog.Logger {
+	return slog.New(slog.NewTextHandler(tWriter{t}, &slog.HandlerOptions{Level: slog.LevelDebug}))
+}
+
+type tWriter struct{ t testing.TB }
+
+func (w tWriter) Write(p []byte) (int, error) {
+	w.t.Log(strings.TrimSuffix(string(p), "\n"))
+	return len(p), nil
 }
