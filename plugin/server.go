@@ -26,7 +26,9 @@ const maxSynced = 64
 // It is an http.Handler: mount it on the game's own mux (commonly at
 // "/sync"). Tick (or System, inside a donburi ecs) must be called once per
 // game tick on the goroutine that owns the World; every World access
-// happens there. ServeHTTP, Stats and Close are safe for concurrent use.
+// happens there. ServeHTTP, Stats, ReadStats, CurrentTick and Close are
+// safe for concurrent use; every other method must be called on the game
+// goroutine.
 type Server struct {
 	world donburi.World
 	reg   *components.Registry
