@@ -97,6 +97,7 @@ func Dial(ctx context.Context, url string, reg *components.Registry, opts *Optio
 		c.hello.Components = append(c.hello.Components, d)
 	}
 	c.ctx, c.cancel = context.WithCancel(context.Background())
+	c.http = eofClient(o.HTTPClient)
 
 	s, err := c.connect(ctx)
 	if err != nil {
@@ -122,6 +123,7 @@ type session struct {
 	c          *Client
 	ws         *websocket.Conn
 	raw        net.Conn // the connection under ws, when the transport told
+	net        *eofConn // raw, when Dial could wrap the transport (see eofConn)
 	welcome    wire.Welcome
 	fromServer []*components.Component // by server component id
 	toServer   []uint64                // by local component index
@@ -223,7 +225,7 @@ func (c *Client) connect(ctx context.Context) (*session, error) {
 		rawMu.Unlock()
 	}}
 	ws, resp, err := websocket.Dial(httptrace.WithClientTrace(ctx, trace), c.url, &websocket.DialOptions{
-		HTTPClient:      c.opts.HTTPClient,
+		HTTPClient:      c.http,
 		HTTPHeader:      c.opts.HTTPHeader,
 		CompressionMode: websocket.CompressionDisabled,
 	})
@@ -241,6 +243,7 @@ func (c *Client) connect(ctx context.Context) (*session, error) {
 	}
 	rawMu.Lock()
 	s.raw = raw
+	s.net, _ = raw.(*eofConn)
 	rawMu.Unlock()
 	return s, nil
 }
@@ -590,4 +593,58 @@ func truncate(s string, n int) string {
 		n--
 	}
 	return s[:n]
+}
+
+// errVanished ends a session whose server went away while a message was
+// arriving.
+var errVanished = errors.New("netclient: connection ended mid-message")
+
+// eofConn is the network connection under a WebSocket; it notes when a
+// read from it fails. coder/websocket ends a message at a bare EOF as if it
+// were complete, so a connection cut mid-message delivers a truncated
+// message, which would look like bad input from the server. A message read
+// once the connection has ended is dropped instead.
+type eofConn struct {
+	net.Conn
+	ended atomic.Bool
+}
+
+func (c *eofConn) Read(p []byte) (int, error) {
+	n, err := c.Conn.Read(p)
+	if err != nil {
+		c.ended.Store(true)
+	}
+	return n, err
+}
+
+// eofClient returns hc (or the default client) with a transport whose
+// connections are eofConns. A client whose transport is not an
+// *http.Transport is returned as it is, without the check.
+func eofClient(hc *http.Client) *http.Client {
+	base := http.DefaultTransport
+	if hc != nil && hc.Transport != nil {
+		base = hc.Transport
+	}
+	t, ok := base.(*http.Transport)
+	if !ok {
+		return hc
+	}
+	t = t.Clone()
+	dial := t.DialContext
+	if dial == nil {
+		dial = (&net.Dialer{}).DialContext
+	}
+	t.DialContext = func(ctx context.Context, network, addr string) (net.Conn, error) {
+		c, err := dial(ctx, network, addr)
+		if err != nil {
+			return nil, err
+		}
+		return &eofConn{Conn: c}, nil
+	}
+	out := &http.Client{}
+	if hc != nil {
+		*out = *hc
+	}
+	out.Transport = t
+	return out
 }

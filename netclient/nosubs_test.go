@@ -65,4 +65,3 @@ func TestNoSubscriptionsWarning(t *testing.T) {
 		t.Fatalf("%d warnings with subscriptions, want 0", got)
 	}
 }
-

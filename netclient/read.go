@@ -88,6 +88,9 @@ func (s *session) readLoop() error {
 			}
 			return err
 		}
+		if s.net != nil && s.net.ended.Load() {
+			return errVanished // possibly cut short: the connection is gone
+		}
 		now := time.Since(c.epoch)
 		s.lastRecv.Store(int64(now))
 		c.stats.countIn(len(in.msg), now)

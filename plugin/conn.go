@@ -1,10 +1,12 @@
 package plugin
 
 import (
+	"bufio"
 	"context"
 	"errors"
 	"fmt"
 	"io"
+	"net"
 	"net/http"
 	"runtime/debug"
 	"strings"
@@ -55,6 +57,7 @@ func (m *inbound) cost() int {
 type conn struct {
 	s        *Server
 	ws       *websocket.Conn
+	net      *eofConn // the connection under ws
 	id       uint64
 	name     string
 	addr     string
@@ -119,7 +122,8 @@ func (s *Server) serve(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	defer s.leave(ad)
-	ws, err := websocket.Accept(w, r, &websocket.AcceptOptions{
+	hw := &hijackWriter{ResponseWriter: w}
+	ws, err := websocket.Accept(hw, r, &websocket.AcceptOptions{
 		CompressionMode: websocket.CompressionDisabled,
 		OriginPatterns:  s.opts.OriginPatterns,
 	})
@@ -133,6 +137,7 @@ func (s *Server) serve(w http.ResponseWriter, r *http.Request) {
 	cn := &conn{
 		s:         s,
 		ws:        ws,
+		net:       hw.conn,
 		addr:      ad.remoteAddr,
 		identity:  ad.identity,
 		ad:        ad,
@@ -207,6 +212,9 @@ func (s *Server) handshake(cn *conn) error {
 	typ, msg, err := cn.ws.Read(s.hsCtx)
 	if !timer.Stop() {
 		return <-late // the refusal closed the connection
+	}
+	if err == nil && cn.net.ended.Load() {
+		err = errVanished
 	}
 	if err != nil {
 		switch {
@@ -316,6 +324,9 @@ func (cn *conn) readLoop() (err error) {
 		typ, msg, err := cn.read(*bp)
 		if err != nil {
 			return err
+		}
+		if cn.net.ended.Load() {
+			return errVanished
 		}
 		*bp = msg[:0]
 		if typ != websocket.MessageBinary {
@@ -488,6 +499,44 @@ func putBuf(bp *[]byte) {
 		*bp = (*bp)[:0]
 		bufPool.Put(bp)
 	}
+}
+
+// errVanished ends a connection whose peer went away while its last
+// message was arriving.
+var errVanished = errors.New("connection ended mid-message")
+
+// eofConn is the network connection under a WebSocket; it notes when a
+// read from it fails. coder/websocket ends a message at a bare EOF as if it
+// were complete, so a peer that vanishes mid-message delivers a truncated
+// one, which would look like a protocol violation. A message read once the
+// connection has ended is dropped instead: the peer is gone either way.
+type eofConn struct {
+	net.Conn
+	ended atomic.Bool
+}
+
+func (c *eofConn) Read(p []byte) (int, error) {
+	n, err := c.Conn.Read(p)
+	if err != nil {
+		c.ended.Store(true)
+	}
+	return n, err
+}
+
+// hijackWriter hands coder/websocket an eofConn when it hijacks the
+// connection.
+type hijackWriter struct {
+	http.ResponseWriter
+	conn *eofConn
+}
+
+func (w *hijackWriter) Hijack() (net.Conn, *bufio.ReadWriter, error) {
+	c, brw, err := http.NewResponseController(w.ResponseWriter).Hijack()
+	if err != nil {
+		return nil, nil, err
+	}
+	w.conn = &eofConn{Conn: c}
+	return w.conn, brw, nil
 }
 
 // isReadLimit reports whether err is coder/websocket's read-limit error,

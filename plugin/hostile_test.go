@@ -8,6 +8,7 @@ import (
 	"encoding/binary"
 	"fmt"
 	"io"
+	"maps"
 	"math"
 	mrand "math/rand/v2"
 	"net"
@@ -617,6 +618,32 @@ func hostileAttacks() []attack {
 				if v != before[k] {
 					t.Fatalf("a peer that vanished counted as refusal %q", k)
 				}
+			}
+		}},
+		{"frame header after the handshake, then gone", func(t *testing.T, e *hostileEnv) {
+			// A peer that vanishes right after a frame header: the
+			// WebSocket library ends such a message at the EOF as if it
+			// were complete (and empty); the server must see a peer that
+			// left, not one that broke the protocol.
+			e.waitQuiet(t)
+			before := e.h.srv.Stats().Refusals
+			c := rawUpgrade(t, e.h.ts.Listener.Addr().String(), "/", attacker())
+			hello := wire.AppendHello(nil, helloOf(e.reg))
+			if _, err := c.Write(append(maskedFrame(len(hello)), hello...)); err != nil {
+				t.Fatal(err)
+			}
+			eventually(t, 5*time.Second, "the handshake", func() bool { return e.h.srv.Stats().Clients == 21 })
+			if _, err := c.Write(maskedFrame(10)); err != nil {
+				t.Fatal(err)
+			}
+			// A FIN, not a reset: the unread Welcome would make Close
+			// send a reset, which no library mistakes for the end of a
+			// message.
+			c.(*net.TCPConn).CloseWrite()
+			e.waitQuiet(t)
+			c.Close()
+			if after := e.h.srv.Stats().Refusals; !maps.Equal(before, after) {
+				t.Fatalf("a peer that vanished was counted as a refusal: %v, then %v", before, after)
 			}
 		}},
 		// Names that do not exist.
