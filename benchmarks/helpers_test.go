@@ -32,6 +32,10 @@ var discardLogger = slog.New(slog.DiscardHandler)
 
 // frameHeaderLen is the size of the header of an unmasked (server to client)
 // WebSocket frame carrying n payload bytes, RFC 6455 section 5.2.
+// loopbackClients is the connection limit per address and in handshake of
+// the benchmarks' servers: every client dials from 127.0.0.1, many at once.
+const loopbackClients = 1 << 16
+
 func frameHeaderLen(n int) int {
 	switch {
 	case n < 126:

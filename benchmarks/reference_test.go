@@ -99,7 +99,7 @@ func startReference(tb testing.TB, headings []float64) *referenceRun {
 	sim := newReferenceSim(headings)
 	reg := components.NewRegistry()
 	components.RegisterStandard(reg)
-	srv := plugin.New(sim.world, reg, &plugin.Options{TickRate: referenceTickRate, Logger: discardLogger})
+	srv := plugin.New(sim.world, reg, &plugin.Options{TickRate: referenceTickRate, Logger: discardLogger, MaxConnectionsPerAddress: loopbackClients, MaxHandshakes: loopbackClients})
 	es := startEbisync(srv)
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()

@@ -79,6 +79,9 @@ func benchServerTick(b *testing.B, entities, clients int) {
 	srv := plugin.New(w.world, reg, &plugin.Options{
 		CellSize: s.radius / 4, // the documented rule of thumb
 		Logger:   discardLogger,
+		// Every client comes from 127.0.0.1, and they dial at once.
+		MaxConnectionsPerAddress: loopbackClients,
+		MaxHandshakes:            loopbackClients,
 	})
 	es := startEbisync(srv)
 	hello := helloFor(reg, "bench")
