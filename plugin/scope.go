@@ -157,6 +157,7 @@ func (s *Server) rescan(c *client) {
 	c.needScan = false
 	c.lastScan = s.tick
 	c.nextScan = s.tick + s.scanGap
+	s.tickRescans++
 	c.scanX, c.scanY = c.cx, c.cy
 	c.eachMember(func(id uint32) {
 		r := s.recs[id]

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"log/slog"
 	"net/http"
 	"strings"
 	"sync"
@@ -370,4 +371,133 @@ func TestControlRules(t *testing.T) {
 	if d := time.Since(lastUse); d < 250*time.Millisecond {
 		t.Fatalf("the hold ended %v after its last use, before the idle timeout", d)
 	}
+}
+
+// TestRescanRate: however fast a client sends subscriptions and interest
+// changes, its scope is evaluated whole at most RescanRate times a second;
+// a Subscribe that changes nothing asks for no evaluation at all.
+func TestRescanRate(t *testing.T) {
+	reg := standardRegistry()
+	const tickRate, rescanRate = 100, 10
+	h := newHarness(t, reg, &plugin.Options{TickRate: tickRate, RescanRate: rescanRate, RescanInterval: 1 << 20}, 2*time.Millisecond)
+	defer h.close()
+	h.do(func(w donburi.World) {
+		for i := range 500 {
+			e := w.Create(components.Replicated, components.Position)
+			components.Position.SetValue(w.Entry(e), components.PositionData{X: float64(i), Y: float64(i)})
+		}
+	})
+	ws := dialWS(t, h.url, reg, nil, true)
+	defer ws.CloseNow()
+	go func() { // read what the server sends, or its writes would block
+		for {
+			if _, _, err := ws.Read(context.Background()); err != nil {
+				return
+			}
+		}
+	}()
+	send(t, ws, websocket.MessageBinary, wire.AppendSubscribe(nil, wire.KindSubscribe, &wire.Subscribe{Subs: []wire.Sub{{Kind: wire.SubComponent, ID: 0}}}))
+	h.ticks(3)
+
+	// Empty Subscribes change nothing: no rescan.
+	before := h.srv.Stats().Rescans
+	for range 200 {
+		send(t, ws, websocket.MessageBinary, wire.AppendSubscribe(nil, wire.KindSubscribe, &wire.Subscribe{}))
+	}
+	eventually(t, 5*time.Second, "the Subscribes to arrive", func() bool {
+		st := h.srv.Stats()
+		return len(st.PerClient) == 1 && st.PerClient[0].MessagesIn >= 201
+	})
+	h.ticks(3) // and to be applied
+	if n := h.srv.Stats().Rescans - before; n != 0 {
+		t.Fatalf("%d rescans for Subscribes that changed nothing", n)
+	}
+
+	// Interest changes every tick for 50 ticks (half a second at 100 Hz):
+	// at most 10 a second are evaluated, plus the first.
+	before = h.srv.Stats().Rescans
+	start := h.srv.CurrentTick()
+	for i := 0; h.srv.CurrentTick() < start+50; i++ {
+		in := wire.Interest{Mode: wire.InterestPoint, X: float64(i % 2 * 400), Y: 0, Radius: 300}
+		send(t, ws, websocket.MessageBinary, wire.AppendInterest(nil, &in))
+		time.Sleep(time.Millisecond) // paces the client, not a wait for a result
+	}
+	ticks := h.srv.CurrentTick() - start
+	n := h.srv.Stats().Rescans - before
+	limit := ticks*rescanRate/tickRate + 1
+	t.Logf("%d rescans in %d ticks of interest changes (limit %d)", n, ticks, limit)
+	if n > limit {
+		t.Fatalf("%d rescans in %d ticks, over the rate's %d", n, ticks, limit)
+	}
+	if n < limit/2 {
+		t.Fatalf("only %d rescans in %d ticks of interest changes: moves are not evaluated", n, ticks)
+	}
+}
+
+// TestRefusalLogs: a burst of bad peers is counted in full but logged once
+// per reason and interval; the next line carries the count since.
+func TestRefusalLogs(t *testing.T) {
+	reg := standardRegistry()
+	var logs syncBuffer
+	const interval = time.Second
+	h := newHarness(t, reg, &plugin.Options{Logger: slog.New(slog.NewTextHandler(&logs, nil)), RefusalLogInterval: interval}, 2*time.Millisecond)
+	defer h.close()
+	hdr := http.Header{}
+	hdr.Set("Origin", "http://evil.example")
+	burst := func(n int) {
+		for range n {
+			ws := dialWS(t, h.url, reg, nil, true)
+			send(t, ws, websocket.MessageBinary, []byte{0x3f})
+			expectClose(t, ws, plugin.StatusProtocolError)
+			expectHTTP(t, h.url, hdr, http.StatusForbidden)
+		}
+	}
+	start := time.Now()
+	burst(20)
+	if time.Since(start) > interval {
+		t.Skip("the burst took longer than the log interval on this machine")
+	}
+	st := h.srv.Stats()
+	if st.Refusals[plugin.RefusedProtocol] != 20 || st.Refusals[plugin.RefusedOrigin] != 20 {
+		t.Fatalf("refusals %v, want 20 of each", st.Refusals)
+	}
+	lines := func(reason string) []string {
+		var out []string
+		for _, l := range strings.Split(logs.String(), "\n") {
+			if strings.Contains(l, "reason="+reason) {
+				out = append(out, l)
+			}
+		}
+		return out
+	}
+	for _, reason := range []string{plugin.RefusedProtocol, plugin.RefusedOrigin} {
+		if l := lines(reason); len(l) != 1 || !strings.Contains(l[0], "count=1 ") {
+			t.Fatalf("%s: %d log lines, want 1 with count=1:\n%s", reason, len(l), strings.Join(l, "\n"))
+		}
+	}
+	time.Sleep(interval - time.Since(start) + 10*time.Millisecond) // the interval passes
+	burst(1)
+	for _, reason := range []string{plugin.RefusedProtocol, plugin.RefusedOrigin} {
+		if l := lines(reason); len(l) != 2 || !strings.Contains(l[1], "count=20 ") {
+			t.Fatalf("%s: want a second line with the 20 refusals since the first:\n%s", reason, strings.Join(l, "\n"))
+		}
+	}
+}
+
+// syncBuffer is a log destination tests read while the server writes it.
+type syncBuffer struct {
+	mu sync.Mutex
+	b  strings.Builder
+}
+
+func (s *syncBuffer) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.Write(p)
+}
+
+func (s *syncBuffer) String() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.String()
 }

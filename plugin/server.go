@@ -72,8 +72,8 @@ type Server struct {
 	fastViews     int        // views emitFast wrote (tests)
 	// Counted during the tick and published once at its end: an atomic
 	// add per batch would share a cache line with the writers' counters.
-	tickBatches, tickSkipped uint64
-	tickEntities             int64
+	tickBatches, tickSkipped, tickRescans uint64
+	tickEntities                          int64
 
 	// Cross-goroutine state.
 	mu     sync.Mutex

@@ -9,6 +9,7 @@ import (
 
 type serverStats struct {
 	ticks, batches, skipped atomic.Uint64
+	rescans                 atomic.Uint64
 	connects                atomic.Uint64
 	// Batch bytes of connections that are gone; those of open ones are
 	// counted per connection (so writers never share a counter) and
@@ -35,6 +36,7 @@ type Stats struct {
 	ScopeEntries  int           // per-client in-scope entity records over all clients
 	Batches       uint64        // batches handed to writers
 	SkippedBusy   uint64        // client-ticks skipped because the writer was busy
+	Rescans       uint64        // whole-scope evaluations of a client (see Options.RescanRate)
 	Connects      uint64        // handshakes completed
 	BytesOut      uint64        // batch bytes on the wire (after compression)
 	RawBytesOut   uint64        // batch bytes before compression
@@ -104,6 +106,7 @@ func (s *Server) ReadStats(st *Stats) {
 		ScopeEntries:  int(s.stats.clientState.Load()),
 		Batches:       s.stats.batches.Load(),
 		SkippedBusy:   s.stats.skipped.Load(),
+		Rescans:       s.stats.rescans.Load(),
 		Connects:      s.stats.connects.Load(),
 		Mutations:     mut,
 		Refusals:      ref,
@@ -137,6 +140,10 @@ func (s *Server) publishStats() {
 	if s.tickBatches != 0 {
 		s.stats.batches.Add(s.tickBatches)
 		s.tickBatches = 0
+	}
+	if s.tickRescans != 0 {
+		s.stats.rescans.Add(s.tickRescans)
+		s.tickRescans = 0
 	}
 	if s.tickSkipped != 0 {
 		s.stats.skipped.Add(s.tickSkipped)
