@@ -37,6 +37,8 @@ import (
 
 	"github.com/hajimehoshi/ebiten/v2"
 
+	"github.com/ebisync/ebisync/demo/internal/cli"
+	_ "github.com/ebisync/ebisync/demo/internal/early" // -h and no display, before Ebitengine's init
 	"github.com/ebisync/ebisync/demo/sim"
 	"github.com/ebisync/ebisync/demo/swarm"
 	"github.com/ebisync/ebisync/netclient"
@@ -45,7 +47,7 @@ import (
 func main() {
 	if err := run(os.Args[1:]); err != nil {
 		if errors.Is(err, flag.ErrHelp) {
-			os.Exit(2)
+			os.Exit(0)
 		}
 		fmt.Fprintln(os.Stderr, "demo:", err)
 		os.Exit(1)
@@ -53,24 +55,12 @@ func main() {
 }
 
 func run(args []string) error {
-	fs := flag.NewFlagSet("demo", flag.ContinueOnError)
-	listen := fs.String("listen", "", "host: run the server on `ADDR` (e.g. :8080) and play; default a private loopback port")
-	connect := fs.String("connect", "", "join the server at `URL` (ws://host:port/sync) instead of running one")
-	bots := fs.Int("bots", 4, "bot clients to run alongside (with -connect: none unless given)")
-	entities := fs.Int("entities", 3000, "asteroids and drones in the world (server)")
-	radius := fs.Float64("radius", 600, "interest radius in world units")
-	tick := fs.Int("tick", 30, "server tick rate in `Hz`")
-	name := fs.String("name", "player", "your name, shown above your ship")
-	screenshot := fs.String("screenshot", "", "render -frames frames, write the screen to `FILE` (PNG) and exit")
-	frames := fs.Int("frames", 120, "frames to render before -screenshot")
-	autopilot := fs.Bool("autopilot", false, "fly by yourself when no key is pressed (on with -screenshot)")
-	verbose := fs.Bool("v", false, "debug logs")
-	cpuProfile := fs.String("cpuprofile", "", "write a CPU profile to `FILE`")
-	if err := fs.Parse(args); err != nil {
+	cfg, err := cli.Parse(args, os.Stderr)
+	if err != nil {
 		return err
 	}
-	if *cpuProfile != "" {
-		f, err := os.Create(*cpuProfile)
+	if cfg.CPUProfile != "" {
+		f, err := os.Create(cfg.CPUProfile)
 		if err != nil {
 			return err
 		}
@@ -80,19 +70,11 @@ func run(args []string) error {
 		}
 		defer pprof.StopCPUProfile()
 	}
-	botsSet := false
-	fs.Visit(func(f *flag.Flag) { botsSet = botsSet || f.Name == "bots" })
-	if *connect != "" && !botsSet {
-		*bots = 0 // do not bring bots to somebody else's server unasked
-	}
-	if *connect != "" && *listen != "" {
-		return errors.New("-listen and -connect exclude each other")
-	}
-	if *entities < 0 || *radius <= 0 || *tick <= 0 || *bots < 0 || *frames <= 0 {
-		return errors.New("-entities and -bots must be >= 0, -radius, -tick and -frames > 0")
+	if cfg.Connect != "" && !cfg.BotsSet {
+		cfg.Bots = 0 // do not bring bots to somebody else's server unasked
 	}
 	level := slog.LevelWarn
-	if *verbose {
+	if cfg.Verbose {
 		level = slog.LevelDebug
 	}
 	logger := slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: level}))
@@ -100,15 +82,15 @@ func run(args []string) error {
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
 
-	url := *connect
-	info := *connect
+	url := cfg.Connect
+	info := cfg.Connect
 	if url == "" {
-		ents := *entities
+		ents := cfg.Entities
 		if ents == 0 {
 			ents = -1 // sim.Config: negative means none
 		}
-		host := sim.NewHost(&sim.HostConfig{Sim: sim.Config{Entities: ents}, TickRate: *tick, Radius: *radius, Logger: logger})
-		addr := *listen
+		host := sim.NewHost(&sim.HostConfig{Sim: sim.Config{Entities: ents}, TickRate: cfg.Tick, Radius: cfg.Radius, Logger: logger})
+		addr := cfg.Listen
 		if addr == "" {
 			addr = "127.0.0.1:0"
 		}
@@ -127,16 +109,20 @@ func run(args []string) error {
 			<-done
 			_ = host.Close()
 		}()
-		url = "ws://" + ln.Addr().String() + "/sync"
-		info = fmt.Sprintf("%s (hosting %d entities at %d Hz)", url, *entities, *tick)
-		if *listen != "" {
-			fmt.Printf("hosting on %s\n", url)
+		// Dial loopback, and tell others an address they can dial: a
+		// wildcard listener (":8080") prints as [::]:8080, which nobody
+		// can.
+		var shared string
+		url, shared = sim.URLs(ln.Addr())
+		info = fmt.Sprintf("%s (hosting %d entities at %d Hz)", url, cfg.Entities, cfg.Tick)
+		if cfg.Listen != "" {
+			fmt.Printf("hosting on %s; others join with: go run ./demo -connect %s\n", url, shared)
 		}
 	}
 
-	if *bots > 0 {
+	if cfg.Bots > 0 {
 		dialCtx, stop := context.WithTimeout(ctx, 15*time.Second)
-		s, err := swarm.Dial(dialCtx, swarm.Config{URL: url, N: *bots, Radius: *radius, Rate: 30, Workers: 1, Calm: true, Logger: logger})
+		s, err := swarm.Dial(dialCtx, swarm.Config{URL: url, N: cfg.Bots, Radius: cfg.Radius, Rate: 30, Workers: 1, Calm: true, Logger: logger})
 		stop()
 		if err != nil {
 			return err
@@ -154,10 +140,10 @@ func run(args []string) error {
 	}
 
 	dialCtx, stop := context.WithTimeout(ctx, 15*time.Second)
-	client, err := netclient.Dial(dialCtx, url, sim.NewRegistry(), &netclient.Options{Name: *name, Logger: logger})
+	client, err := netclient.Dial(dialCtx, url, sim.NewRegistry(), &netclient.Options{Name: cfg.Name, Logger: logger})
 	stop()
 	if err != nil {
-		return fmt.Errorf("failed to connect to %s: %w", url, err)
+		return err // netclient's errors name the URL and what to check
 	}
 	defer client.Close()
 	if err := client.SubscribeAll(); err != nil {
@@ -165,17 +151,17 @@ func run(args []string) error {
 	}
 
 	g := newGame(client, gameConfig{
-		radius:     *radius,
+		radius:     cfg.Radius,
 		world:      (*sim.Config)(nil).Defaults(),
 		serverInfo: info,
-		screenshot: *screenshot,
-		frames:     *frames,
-		autopilot:  *autopilot || *screenshot != "",
+		screenshot: cfg.Screenshot,
+		frames:     cfg.Frames,
+		autopilot:  cfg.Autopilot || cfg.Screenshot != "",
 	})
 	ebiten.SetWindowTitle("ebisync demo")
-	ebiten.SetWindowSize(1280, 720)
+	ebiten.SetWindowSize(cfg.Width, cfg.Height)
 	ebiten.SetWindowResizingMode(ebiten.WindowResizingModeEnabled)
-	if *screenshot != "" {
+	if cfg.Screenshot != "" {
 		// Render every frame even when the window is hidden or unfocused
 		// (as under Xvfb).
 		ebiten.SetRunnableOnUnfocused(true)
