@@ -205,13 +205,23 @@ func (s *Server) handshake(cn *conn) error {
 	// The wait for the Hello is bounded by a timer, not by the read's
 	// context: coder/websocket drops the connection when a read's context
 	// ends, which would leave no way to tell the client why.
+	// Server.Close ends the wait the same way, with 1001. Whichever of the
+	// two stops the timer first ends the handshake.
 	late := make(chan error, 1)
 	timer := time.AfterFunc(s.opts.HandshakeTimeout, func() {
 		late <- cn.refuse(refHandshake, StatusProtocolError, fmt.Sprintf("no Hello within %s", s.opts.HandshakeTimeout))
 	})
-	typ, msg, err := cn.ws.Read(s.hsCtx)
-	if !timer.Stop() {
-		return <-late // the refusal closed the connection
+	stopClose := context.AfterFunc(s.hsCtx, func() {
+		if timer.Stop() {
+			closeWithin(cn.ws, cn.net, statusGoingAway, "server shutting down", shutdownGrace)
+			late <- net.ErrClosed
+		}
+	})
+	typ, msg, err := cn.ws.Read(context.Background())
+	ended := !timer.Stop()
+	stopClose()
+	if ended {
+		return <-late // the refusal or the shutdown closed the connection
 	}
 	if err == nil && cn.net.ended.Load() {
 		err = errVanished
@@ -297,6 +307,30 @@ func (cn *conn) refuse(why refusal, code websocket.StatusCode, msg string) error
 	_ = cn.ws.Write(ctx, websocket.MessageBinary, e)
 	cn.ws.Close(code, truncate(msg, 120))
 	return errors.New(msg)
+}
+
+// shutdownGrace bounds the close handshake with a client that Server.Close
+// finds in its handshake.
+const shutdownGrace = 250 * time.Millisecond
+
+// closeWithin closes ws with code and reason, and drops its network
+// connection nc if the peer has not answered the close within grace
+// (coder/websocket waits up to 5 s for the answer, and CloseNow does not
+// cut that wait short).
+func closeWithin(ws *websocket.Conn, nc net.Conn, code websocket.StatusCode, reason string, grace time.Duration) {
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		_ = ws.Close(code, reason)
+	}()
+	t := time.NewTimer(grace)
+	defer t.Stop()
+	select {
+	case <-done:
+	case <-t.C:
+		_ = nc.Close()
+		<-done
+	}
 }
 
 // refuseTimeout bounds the write of a handshake refusal's Error.

@@ -126,7 +126,14 @@ func (c *client) subscriptionCount() int {
 	return n
 }
 
+// setInterest applies a client's Interest. With Options.MaxRadius set, a
+// client may not ask for global interest (it would see the whole world
+// whatever the cap): such a request is ignored, and the client keeps the
+// interest it had.
 func (s *Server) setInterest(c *client, in *wire.Interest) {
+	if in.Mode == wire.InterestGlobal && s.opts.MaxRadius > 0 {
+		return
+	}
 	c.mode = in.Mode
 	switch in.Mode {
 	case wire.InterestPoint:

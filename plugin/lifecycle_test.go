@@ -270,20 +270,35 @@ func (rc *rawClient) blobValues(bc *components.Component) map[uint64]string {
 }
 
 // TestCloseDuringHandshake: a client that connects and never says Hello
-// does not hold Close for the handshake timeout.
+// does not hold Close for the handshake timeout, and is told 1001 (going
+// away) like every other client; one that does not even read is dropped
+// after a short grace.
 func TestCloseDuringHandshake(t *testing.T) {
 	h := newHarness(t, standardRegistry(), &plugin.Options{HandshakeTimeout: time.Minute}, 5*time.Millisecond)
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()
-	ws, _, err := websocket.Dial(ctx, h.url, nil)
+	reader, _, err := websocket.Dial(ctx, h.url, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer ws.CloseNow()
-	time.Sleep(20 * time.Millisecond) // the server is now waiting for a Hello
+	defer reader.CloseNow()
+	deaf, _, err := websocket.Dial(ctx, h.url, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer deaf.CloseNow()
+	eventually(t, 5*time.Second, "two handshakes", func() bool { return h.srv.Stats().Connections == 2 })
+	closed := make(chan error, 1)
+	go func() {
+		_, _, err := reader.Read(ctx)
+		closed <- err
+	}()
 	start := time.Now()
 	h.close()
-	if d := time.Since(start); d > 5*time.Second {
-		t.Fatalf("Close took %s with a handshake pending", d)
+	if d := time.Since(start); d > time.Second {
+		t.Fatalf("Close took %s with handshakes pending", d)
+	}
+	if err := <-closed; websocket.CloseStatus(err) != websocket.StatusGoingAway {
+		t.Fatalf("the client in its handshake saw %v, want close 1001", err)
 	}
 }

@@ -46,6 +46,9 @@ type Options struct {
 	DefaultRadius float64
 
 	// MaxRadius caps the radius a client may ask for; 0 means no cap.
+	// With a cap, a client's request for global interest is ignored (the
+	// game may still give a client global interest with
+	// Server.SetGlobalInterest).
 	MaxRadius float64
 
 	// Hysteresis is the leave radius divided by the enter radius: an entity

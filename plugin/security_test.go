@@ -501,3 +501,28 @@ func (s *syncBuffer) String() string {
 	defer s.mu.Unlock()
 	return s.b.String()
 }
+
+// TestMaxRadiusHoldsForGlobal: with MaxRadius set, a client cannot escape
+// the cap by asking for global interest.
+func TestMaxRadiusHoldsForGlobal(t *testing.T) {
+	reg := standardRegistry()
+	h := newHarness(t, reg, &plugin.Options{DefaultRadius: 100, MaxRadius: 100}, 2*time.Millisecond)
+	defer h.close()
+	h.do(func(w donburi.World) {
+		for i := range 100 {
+			e := w.Create(components.Replicated, components.Position)
+			components.Position.SetValue(w.Entry(e), components.PositionData{X: float64(i * 50), Y: 0}) // 2 within 100 of (0, 0)
+		}
+	})
+	rc := dialRaw(t, h.url, reg, true)
+	defer rc.close()
+	rc.subscribeAll()
+	eventually(t, 5*time.Second, "the scope", func() bool { return h.srv.Stats().ScopeEntries == 3 })
+	rc.send(wire.AppendInterest(nil, &wire.Interest{Mode: wire.InterestGlobal}))
+	rc.send(wire.AppendInterest(nil, &wire.Interest{Mode: wire.InterestPoint, X: 0, Y: 0, Radius: 1e9}))
+	rc.send(wire.AppendInterest(nil, &wire.Interest{Mode: wire.InterestGlobal}))
+	h.ticks(20)
+	if n := h.srv.Stats().ScopeEntries; n > 3 {
+		t.Fatalf("%d entities in scope after a request for global interest, want at most the 3 within MaxRadius", n)
+	}
+}
