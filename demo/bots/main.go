@@ -6,9 +6,14 @@
 // follows its own ship with an interest radius and steers it at random
 // through mutations, calling Update at -rate Hz. At the end it prints the
 // per-bot bytes/s and updates/s (average, minimum and maximum over the
-// bots) and exits 0, or 1 if a bot failed: it could not connect, its
-// client stopped, or it never found its ship. It does not import
-// Ebitengine.
+// bots) and the longest silence of any bot, and exits 0, or 1 with a
+// one-line reason on stderr if the run failed: a bot could not connect,
+// its client stopped, it was not connected at the end (the server died,
+// or the bot lost its connection and did not get it back), it heard
+// nothing or got no batch from the server for more than -max-silence, or
+// it never found its ship. Interrupted (SIGINT, SIGTERM), it prints the
+// partial figures and exits 0 unless a client had stopped for good. It
+// does not import Ebitengine.
 package main
 
 import (
@@ -46,12 +51,13 @@ func run(ctx context.Context, args []string, stdout io.Writer) error {
 	radius := fs.Float64("radius", 600, "interest radius around each ship")
 	rate := fs.Int("rate", 60, "Update calls per second per bot")
 	workers := fs.Int("workers", 0, "goroutines sharing the bots (0: GOMAXPROCS)")
+	maxSilence := fs.Duration("max-silence", 2*time.Second, "fail if a bot goes longer without a message or a batch from the server (0: no limit)")
 	verbose := fs.Bool("v", false, "log the clients' connection events")
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
-	if *n <= 0 || *duration <= 0 || *radius <= 0 || *rate <= 0 {
-		return errors.New("-n, -duration, -radius and -rate must be positive")
+	if *n <= 0 || *duration <= 0 || *radius <= 0 || *rate <= 0 || *maxSilence < 0 {
+		return errors.New("-n, -duration, -radius and -rate must be positive, -max-silence not negative")
 	}
 	level := slog.LevelWarn
 	if *verbose {
@@ -64,6 +70,10 @@ func run(ctx context.Context, args []string, stdout io.Writer) error {
 	s, err := swarm.Dial(dialCtx, swarm.Config{URL: *url, N: *n, Radius: *radius, Rate: *rate, Workers: *workers, Logger: logger})
 	cancel()
 	if err != nil {
+		if ctx.Err() != nil {
+			fmt.Fprintln(stdout, "interrupted while connecting")
+			return nil
+		}
 		return err
 	}
 	defer s.Close()
@@ -78,7 +88,13 @@ func run(ctx context.Context, args []string, stdout io.Writer) error {
 		return runErr
 	}
 	if ctx.Err() != nil {
-		return nil // interrupted: the figures are partial, not a failure
+		// Interrupted: the figures are partial, not a failure (and an
+		// interrupt may have stopped the server too).
+		fmt.Fprintln(stdout, "interrupted: the figures are partial")
+		return nil
+	}
+	if err := rep.Check(*maxSilence); err != nil {
+		return err
 	}
 	if rep.WithShip < rep.Bots {
 		return fmt.Errorf("%d of %d bots never found their ship", rep.Bots-rep.WithShip, rep.Bots)

@@ -4,7 +4,8 @@
 //
 //	go run ./demo/server -listen 127.0.0.1:8080 -entities 3000 -tick 30
 //
-// Every -stats interval it prints the tick time and the clients' traffic.
+// Every -stats interval it prints the tick time, the clients' traffic and
+// the refusals so far (connections refused and clients dropped, by reason).
 // It exits on SIGINT or SIGTERM, or after -duration, closing every
 // connection with "going away" first. It does not import Ebitengine, so it
 // runs on machines without a display.
@@ -52,11 +53,13 @@ func run(ctx context.Context, args []string, stdout io.Writer) error {
 	every := fs.Duration("stats", 5*time.Second, "print statistics this often (0: only at exit)")
 	perClient := fs.Int("per-client", 8, "list clients individually when at most this many are connected")
 	verbose := fs.Bool("v", false, "log connections at debug level")
+	maxPerAddr := fs.Int("max-per-addr", 0, "most connections from one IP `address` (0: the library's default, 32); "+
+		"a load test whose bots all dial from one address, such as loopback, needs more than its bot count")
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
-	if *entities < 0 || *tick <= 0 || *radius <= 0 {
-		return errors.New("-entities must be >= 0, -tick and -radius > 0")
+	if *entities < 0 || *tick <= 0 || *radius <= 0 || *maxPerAddr < 0 {
+		return errors.New("-entities and -max-per-addr must be >= 0, -tick and -radius > 0")
 	}
 	level := slog.LevelInfo
 	if *verbose {
@@ -73,6 +76,8 @@ func run(ctx context.Context, args []string, stdout io.Writer) error {
 		TickRate: *tick,
 		Radius:   *radius,
 		Logger:   logger,
+		// Zero keeps the plugin's default.
+		MaxConnectionsPerAddress: *maxPerAddr,
 	})
 	ln, err := net.Listen("tcp", *listen)
 	if err != nil {
@@ -173,6 +178,13 @@ func (r *reporter) report(label string) {
 		fmt.Fprint(r.out, " | mutations")
 		for _, k := range names {
 			fmt.Fprintf(r.out, " %s:%d", k, st.Mutations[k])
+		}
+	}
+	if len(st.Refusals) > 0 {
+		// Totals since the start, by plugin.Refused* reason.
+		fmt.Fprint(r.out, " | refusals")
+		for _, k := range slices.Sorted(maps.Keys(st.Refusals)) {
+			fmt.Fprintf(r.out, " %s:%d", k, st.Refusals[k])
 		}
 	}
 	fmt.Fprintln(r.out)

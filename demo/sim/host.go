@@ -23,6 +23,10 @@ type HostConfig struct {
 	Radius float64
 	// Logger receives the plugin's logs. Default slog.Default().
 	Logger *slog.Logger
+	// MaxConnectionsPerAddress is the plugin's limit of connections from
+	// one IP address (plugin.Options.MaxConnectionsPerAddress). Default
+	// the plugin's (32).
+	MaxConnectionsPerAddress int
 }
 
 // Host is an authoritative demo server: a Sim and the ebisync plugin
@@ -79,6 +83,8 @@ func NewHost(cfg *HostConfig) *Host {
 		MaxRadius: 4 * c.Radius,
 		Logger:    c.Logger,
 		Validate:  ValidateSteer,
+		// Zero: the plugin's default.
+		MaxConnectionsPerAddress: c.MaxConnectionsPerAddress,
 		OnConnect: func(ci plugin.ClientInfo) {
 			ship := h.sim.SpawnPlayer(ci.ID, ci.Name)
 			// The client's view starts on its ship and moves with it.

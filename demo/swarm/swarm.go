@@ -14,6 +14,7 @@ import (
 	"log/slog"
 	"math/rand/v2"
 	"runtime"
+	"strings"
 	"sync"
 	"time"
 
@@ -67,6 +68,33 @@ type bot struct {
 	frames, changes, spawns    uint64
 	in0, out0, msgs0           uint64
 	frames0, changes0, spawns0 uint64
+	reconnects0                uint64
+	// Silences during Run, sampled every pollInterval: the last count of
+	// messages from the server (batches and pongs) and the last server
+	// tick applied (it advances with each batch), when each last changed,
+	// and the longest time either stood still.
+	msgs, tick        uint64
+	msgsAt, tickAt    time.Time
+	msgsGap, batchGap time.Duration
+}
+
+// pollInterval is how often Run samples each bot's counters for
+// silences: about ten Stats calls per bot per second, a few thousand
+// cheap atomic reads a second at 200 bots, for a resolution well under
+// the seconds of silence that matter.
+const pollInterval = 100 * time.Millisecond
+
+// observe samples b's counters at now and extends its silences.
+func (b *bot) observe(now time.Time) {
+	st := b.c.Stats()
+	if st.MessagesIn != b.msgs {
+		b.msgs, b.msgsAt = st.MessagesIn, now
+	}
+	if st.ServerTick != b.tick {
+		b.tick, b.tickAt = st.ServerTick, now
+	}
+	b.msgsGap = max(b.msgsGap, now.Sub(b.msgsAt))
+	b.batchGap = max(b.batchGap, now.Sub(b.tickAt))
 }
 
 // Dial connects cfg.N bots, one after another (donburi.NewWorld, which
@@ -126,8 +154,10 @@ func Dial(ctx context.Context, cfg Config) (*Swarm, error) {
 func (s *Swarm) Len() int { return len(s.bots) }
 
 // Run drives the bots until ctx is done: Update, find and follow the
-// ship, steer. It measures traffic from its start to its end (see Report).
-// It returns an error if a bot's client stopped for good.
+// ship, steer. It measures traffic from its start to its end, and each
+// bot's longest silence (see Report). It returns an error, in one line, if
+// a bot's client stopped for good; Report.Check tells whether the run as a
+// whole went well.
 func (s *Swarm) Run(ctx context.Context) error {
 	s.mu.Lock()
 	s.start = time.Now()
@@ -136,6 +166,12 @@ func (s *Swarm) Run(ctx context.Context) error {
 		st := b.c.Stats()
 		b.in0, b.out0, b.msgs0 = st.BytesIn, st.BytesOut, st.MessagesIn
 		b.frames0, b.changes0, b.spawns0 = b.frames, b.changes, b.spawns
+		b.reconnects0 = st.Reconnects
+		// Every bot is connected and subscribed: from now on it should
+		// hear from the server.
+		b.msgs, b.tick = st.MessagesIn, st.ServerTick
+		b.msgsAt, b.tickAt = s.start, s.start
+		b.msgsGap, b.batchGap = 0, 0
 	}
 	s.mu.Unlock()
 
@@ -152,23 +188,34 @@ func (s *Swarm) Run(ctx context.Context) error {
 		}()
 	}
 	wg.Wait()
+	end := time.Now()
 	s.mu.Lock()
-	s.end = time.Now()
+	s.end = end
 	s.mu.Unlock()
-	var errs []error
+	var first error
+	failed := 0
 	for _, b := range s.bots {
+		b.observe(end) // a silence that lasts to the end counts too
 		if b.err != nil {
-			errs = append(errs, fmt.Errorf("%s: %w", b.name, b.err))
+			if first == nil {
+				first = fmt.Errorf("%s: %w", b.name, b.err)
+			}
+			failed++
 		}
 	}
-	return errors.Join(errs...)
+	if first != nil {
+		return fmt.Errorf("%d of %d bots' clients stopped for good (first %w)", failed, len(s.bots), first)
+	}
+	return nil
 }
 
 // drive runs one worker's bots, each Update once per period. The bots'
 // Update calls are spread over the period rather than bunched.
+// Every pollInterval it also samples the bots' counters for silences.
 func (s *Swarm) drive(ctx context.Context, bots []*bot) {
 	t := time.NewTicker(time.Second / time.Duration(s.cfg.Rate))
 	defer t.Stop()
+	nextPoll := time.Now().Add(pollInterval)
 	for {
 		select {
 		case <-ctx.Done():
@@ -179,6 +226,12 @@ func (s *Swarm) drive(ctx context.Context, bots []*bot) {
 		for _, b := range bots {
 			if b.err == nil {
 				b.step(now, s.cfg.Calm)
+			}
+		}
+		if !now.Before(nextPoll) {
+			nextPoll = now.Add(pollInterval)
+			for _, b := range bots {
+				b.observe(now)
 			}
 		}
 	}
@@ -232,11 +285,21 @@ type Report struct {
 	Frames   Spread // Update calls per second
 	Entities Spread // mirror entities at the end
 	// WithShip counts the bots that found and follow their ship.
-	WithShip  int
-	Connected int
-	Mutations int // Steer mutations sent
-	Refused   int // … not answered Ok
-	Failed    []string
+	WithShip int
+	// Connected counts the bots connected at the end, Reconnects their
+	// reconnections during Run.
+	Connected  int
+	Reconnects int
+	Mutations  int // Steer mutations sent
+	Refused    int // … not answered Ok
+	// Silence is the longest any bot went without a message from the
+	// server (a batch or a pong, which answers its ping every second)
+	// during Run, SilenceBot that bot; BatchSilence and BatchSilenceBot the
+	// same for batches (the server's tick advancing for it). A silence
+	// still going on at the end counts; the resolution is pollInterval.
+	Silence, BatchSilence       time.Duration
+	SilenceBot, BatchSilenceBot string
+	Failed                      []string
 }
 
 // Spread is the average, minimum and maximum of a figure over the bots.
@@ -284,6 +347,13 @@ func (s *Swarm) Report() Report {
 		if st.Connected {
 			r.Connected++
 		}
+		r.Reconnects += int(st.Reconnects - b.reconnects0)
+		if b.msgsGap > r.Silence {
+			r.Silence, r.SilenceBot = b.msgsGap, b.name
+		}
+		if b.batchGap > r.BatchSilence {
+			r.BatchSilence, r.BatchSilenceBot = b.batchGap, b.name
+		}
 		r.Mutations += b.pilot.Sent
 		r.Refused += b.pilot.Refused
 		if b.err != nil {
@@ -315,8 +385,43 @@ func (r Report) String() string {
 	out += "  frames/s            " + n(r.Frames) + "  (Update calls)\n"
 	out += "  mirror entities     " + n(r.Entities) + "\n"
 	out += fmt.Sprintf("steer mutations: %d sent, %d not ok\n", r.Mutations, r.Refused)
+	out += fmt.Sprintf("longest silence: %v without a message (%s), %v without a batch (%s); %d reconnects\n",
+		r.Silence.Round(time.Millisecond), orNone(r.SilenceBot), r.BatchSilence.Round(time.Millisecond), orNone(r.BatchSilenceBot), r.Reconnects)
 	for _, f := range r.Failed {
 		out += "FAILED " + f + "\n"
 	}
 	return out
+}
+
+func orNone(s string) string {
+	if s == "" {
+		return "none"
+	}
+	return s
+}
+
+// Check returns, in one line, why the run the report describes failed, or
+// nil: a bot's client stopped for good, fewer bots were connected at the
+// end than ran (the server died, or a bot lost its connection and did not
+// get it back), or a bot went more than maxSilence without a message or
+// without a batch from the server (maxSilence <= 0 skips that check).
+func (r Report) Check(maxSilence time.Duration) error {
+	var why []string
+	if len(r.Failed) > 0 {
+		why = append(why, fmt.Sprintf("%d of %d bots' clients stopped for good (first %s)", len(r.Failed), r.Bots, r.Failed[0]))
+	}
+	if r.Connected < r.Bots {
+		why = append(why, fmt.Sprintf("%d of %d bots not connected at the end", r.Bots-r.Connected, r.Bots))
+	}
+	if maxSilence > 0 {
+		if r.Silence > maxSilence {
+			why = append(why, fmt.Sprintf("%s heard nothing from the server for %v (over %v)", r.SilenceBot, r.Silence.Round(time.Millisecond), maxSilence))
+		} else if r.BatchSilence > maxSilence {
+			why = append(why, fmt.Sprintf("%s got no batch for %v (over %v)", r.BatchSilenceBot, r.BatchSilence.Round(time.Millisecond), maxSilence))
+		}
+	}
+	if len(why) == 0 {
+		return nil
+	}
+	return errors.New(strings.Join(why, "; "))
 }
