@@ -106,6 +106,7 @@ func (s *session) readLoop() error {
 		if in.msg[0]&wire.FlagCompressed != 0 {
 			c.stats.compressedIn.Add(uint64(len(in.msg)))
 			c.stats.uncompressedIn.Add(uint64(1 + len(body)))
+			c.stats.compressedMsgsIn.Add(1)
 		}
 		switch kind {
 		case wire.KindBatch:

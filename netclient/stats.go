@@ -26,6 +26,10 @@ type Stats struct {
 	// BytesIn − CompressedIn + UncompressedIn.
 	CompressedIn   uint64
 	UncompressedIn uint64
+	// CompressedMessagesIn counts the messages that arrived lz4-compressed.
+	// A server compresses only what lz4 shrinks: spawn bursts and snapshots
+	// (about 3×); batches of quantised deltas barely compress and go raw.
+	CompressedMessagesIn uint64
 
 	// DecodeErrors counts messages from the server that could not be
 	// decoded or applied; each one ends the connection (and the client
@@ -56,20 +60,21 @@ type Stats struct {
 func (c *Client) Stats() Stats {
 	now := time.Since(c.epoch)
 	st := Stats{
-		Connected:      c.connected.Load(),
-		BytesIn:        c.stats.bytesIn.Load(),
-		BytesOut:       c.stats.bytesOut.Load(),
-		MessagesIn:     c.stats.msgsIn.Load(),
-		MessagesOut:    c.stats.msgsOut.Load(),
-		CompressedIn:   c.stats.compressedIn.Load(),
-		UncompressedIn: c.stats.uncompressedIn.Load(),
-		DecodeErrors:   c.stats.decodeErrors.Load(),
-		Reconnects:     c.stats.reconnects.Load(),
-		RTT:            time.Duration(c.stats.rtt.Load()),
-		RTTLast:        time.Duration(c.stats.rttLast.Load()),
-		Entities:       int(c.stats.entities.Load()),
-		ServerTick:     c.stats.serverTick.Load(),
-		PendingBatches: len(c.events),
+		Connected:            c.connected.Load(),
+		BytesIn:              c.stats.bytesIn.Load(),
+		BytesOut:             c.stats.bytesOut.Load(),
+		MessagesIn:           c.stats.msgsIn.Load(),
+		MessagesOut:          c.stats.msgsOut.Load(),
+		CompressedIn:         c.stats.compressedIn.Load(),
+		UncompressedIn:       c.stats.uncompressedIn.Load(),
+		CompressedMessagesIn: c.stats.compressedMsgsIn.Load(),
+		DecodeErrors:         c.stats.decodeErrors.Load(),
+		Reconnects:           c.stats.reconnects.Load(),
+		RTT:                  time.Duration(c.stats.rtt.Load()),
+		RTTLast:              time.Duration(c.stats.rttLast.Load()),
+		Entities:             int(c.stats.entities.Load()),
+		ServerTick:           c.stats.serverTick.Load(),
+		PendingBatches:       len(c.events),
 	}
 	st.BytesInPerSec, st.BytesOutPerSec, st.MessagesInPerSec = c.stats.window.rates(now)
 	return st
@@ -80,6 +85,7 @@ func (c *Client) Stats() Stats {
 type counters struct {
 	bytesIn, bytesOut, msgsIn, msgsOut atomic.Uint64
 	compressedIn, uncompressedIn       atomic.Uint64
+	compressedMsgsIn                   atomic.Uint64
 	decodeErrors, reconnects           atomic.Uint64
 	rtt, rttLast                       atomic.Int64
 	entities                           atomic.Int64

@@ -3,6 +3,7 @@ package ebitensync
 import (
 	"fmt"
 	"image/color"
+	"runtime/metrics"
 	"time"
 
 	"github.com/hajimehoshi/ebiten/v2"
@@ -28,10 +29,12 @@ type OverlayOptions struct {
 	SampleEvery time.Duration
 }
 
-// Overlay is a debug panel showing a client's connection: entities in the
-// mirror, bytes per second in and out, the compression ratio, the
-// round-trip time, the server tick, and a graph of the last GraphSamples
-// bandwidth samples.
+// Overlay is a debug panel showing a client's connection: its state,
+// entities in the mirror, bytes per second in and out, the round-trip time
+// ("—" while reconnecting), where lz4 paid (the batches it compressed, and
+// what they saved), the server tick, the render rate and the process's
+// memory, and a graph of the last GraphSamples bandwidth samples with its
+// legend.
 //
 // Call Update from the game's Update and Draw from its Draw, both on the
 // game goroutine; an Overlay is not safe for concurrent use. Samples are
@@ -49,6 +52,9 @@ type Overlay struct {
 	in, out [GraphSamples]float64 // bytes/s, ring buffers
 	head    int                   // next slot to write
 	n       int                   // samples held
+
+	mem       [2]metrics.Sample // the process's heap objects and total memory from the OS
+	heap, sys uint64
 }
 
 // NewOverlay returns an overlay for c.
@@ -63,7 +69,10 @@ func NewOverlay(c *netclient.Client, opts *OverlayOptions) *Overlay {
 	if o.SampleEvery <= 0 {
 		o.SampleEvery = 250 * time.Millisecond
 	}
-	return &Overlay{c: c, keys: append([]ebiten.Key(nil), o.Keys...), visible: o.Visible, every: o.SampleEvery}
+	ov := &Overlay{c: c, keys: append([]ebiten.Key(nil), o.Keys...), visible: o.Visible, every: o.SampleEvery}
+	ov.mem[0].Name = "/memory/classes/heap/objects:bytes"
+	ov.mem[1].Name = "/memory/classes/total:bytes"
+	return ov
 }
 
 // Visible reports whether the overlay is shown.
@@ -101,13 +110,15 @@ func (o *Overlay) sample(now time.Time) {
 	o.head = (o.head + 1) % GraphSamples
 	o.n = min(o.n+1, GraphSamples)
 	o.last, o.prevIn, o.prevOut = now, st.BytesIn, st.BytesOut
+	metrics.Read(o.mem[:])
+	o.heap, o.sys = o.mem[0].Value.Uint64(), o.mem[1].Value.Uint64()
 }
 
 // Overlay geometry, in screen pixels. ebitenutil's debug font is 6×16.
 const (
-	panelW    = 2*GraphSamples + 24
+	panelW    = 336 // 53 characters; the graph (2*GraphSamples) fits with room
 	lineH     = 16
-	textLines = 8
+	textLines = 10
 	graphH    = 64
 	panelH    = 8 + textLines*lineH + 8 + graphH + lineH + 4
 	margin    = 8
@@ -121,41 +132,59 @@ var (
 	outColor  = color.RGBA{0xff, 0xa7, 0x26, 0xff}
 )
 
+// Size returns the overlay's panel size in screen pixels, for a game that
+// lays out its own HUD around it (see DrawAt).
+func (o *Overlay) Size() (w, h int) { return panelW, panelH }
+
 // Draw draws the overlay in the top-right corner of dst when it is
 // visible.
 func (o *Overlay) Draw(dst *ebiten.Image) {
-	if !o.visible {
-		return
-	}
 	b := dst.Bounds()
-	x0 := float32(b.Max.X - panelW - margin)
-	y0 := float32(b.Min.Y + margin)
-	vector.DrawFilledRect(dst, x0, y0, panelW, panelH, panelBG, false)
-	vector.StrokeRect(dst, x0, y0, panelW, panelH, 1, panelEdge, false)
+	o.DrawAt(dst, b.Max.X-panelW-margin, b.Min.Y+margin)
+}
 
-	st := o.c.Stats()
-	state := "connected"
+// lines returns the overlay's text.
+func (o *Overlay) lines(st netclient.Stats) [textLines]string {
+	state, rtt := "connected", fmt.Sprintf("%s (last %s)", ms(st.RTT), ms(st.RTTLast))
 	if !st.Connected {
-		state = "reconnecting"
+		state, rtt = "reconnecting...", "-- (reconnecting)" // the debug font has Latin-1 only: no dash or ellipsis
 	}
 	if err := o.c.Err(); err != nil {
-		state = "stopped"
+		state, rtt = "stopped", "--"
 	}
-	ratio := "n/a (no batch compressed)"
-	if raw := st.BytesIn - st.CompressedIn + st.UncompressedIn; raw > 0 && st.UncompressedIn > 0 {
-		ratio = fmt.Sprintf("%.0f%% of raw (%.2fx)", 100*float64(st.BytesIn)/float64(raw), float64(raw)/float64(st.BytesIn))
+	// lz4 pays on spawn bursts and snapshots; batches of quantised deltas
+	// barely shrink, and the server sends them raw on purpose.
+	lz1, lz2 := "lz4      no batch compressed yet", "         (deltas go raw: they barely shrink)"
+	if n := st.CompressedMessagesIn; n > 0 && st.CompressedIn > 0 {
+		lz1 = fmt.Sprintf("lz4      %d of %d batches: %s -> %s (%.2fx)", n, st.MessagesIn, exact(st.UncompressedIn), exact(st.CompressedIn), float64(st.UncompressedIn)/float64(st.CompressedIn))
+		lz2 = "         spawns, snapshots; deltas go raw"
 	}
-	lines := [textLines]string{
+	return [textLines]string{
 		"ebisync  " + state,
 		fmt.Sprintf("client #%d  server tick %d", o.c.ClientID(), st.ServerTick),
 		fmt.Sprintf("mirror   %d entities", st.Entities),
 		fmt.Sprintf("in       %s  %.0f msg/s", kbps(st.BytesInPerSec), st.MessagesInPerSec),
 		fmt.Sprintf("out      %s", kbps(st.BytesOutPerSec)),
-		fmt.Sprintf("lz4      %s", ratio),
-		fmt.Sprintf("rtt      %s (last %s)", ms(st.RTT), ms(st.RTTLast)),
+		"rtt      " + rtt,
+		lz1,
+		lz2,
 		fmt.Sprintf("total    in %s out %s", size(st.BytesIn), size(st.BytesOut)),
+		fmt.Sprintf("render   %.0f fps  heap %s  sys %s", ebiten.ActualFPS(), size(o.heap), size(o.sys)),
 	}
-	tx, ty := int(x0)+8, int(y0)+6
+}
+
+// DrawAt draws the overlay with its top-left corner at (x, y) when it is
+// visible.
+func (o *Overlay) DrawAt(dst *ebiten.Image, x, y int) {
+	if !o.visible {
+		return
+	}
+	x0, y0 := float32(x), float32(y)
+	vector.DrawFilledRect(dst, x0, y0, panelW, panelH, panelBG, false)
+	vector.StrokeRect(dst, x0, y0, panelW, panelH, 1, panelEdge, false)
+
+	lines := o.lines(o.c.Stats())
+	tx, ty := x+8, y+6
 	for i, l := range lines {
 		ebitenutil.DebugPrintAt(dst, l, tx, ty+i*lineH)
 	}
@@ -172,16 +201,22 @@ func (o *Overlay) Draw(dst *ebiten.Image) {
 	var px, py float32
 	for i := 0; i < o.n; i++ {
 		k := (o.head - o.n + i + GraphSamples) % GraphSamples
-		x := gx + gw - float32(2*(o.n-i))
+		gxi := gx + gw - float32(2*(o.n-i))
 		h := float32(o.in[k] / peak * graphH)
-		vector.DrawFilledRect(dst, x, gy+graphH-h, 2, h, inColor, false)
-		y := gy + graphH - float32(o.out[k]/peak*graphH)
+		vector.DrawFilledRect(dst, gxi, gy+graphH-h, 2, h, inColor, false)
+		gyi := gy + graphH - float32(o.out[k]/peak*graphH)
 		if i > 0 {
-			vector.StrokeLine(dst, px, py, x+1, y, 1, outColor, false)
+			vector.StrokeLine(dst, px, py, gxi+1, gyi, 1, outColor, false)
 		}
-		px, py = x+1, y
+		px, py = gxi+1, gyi
 	}
-	ebitenutil.DebugPrintAt(dst, fmt.Sprintf("last %ds, top %s", int(o.every.Seconds()*GraphSamples), kbps(peak)), int(gx)+2, int(gy+graphH))
+	// Legend: a swatch of each series, then the scale.
+	ly := gy + graphH + 4
+	vector.DrawFilledRect(dst, gx, ly+4, 8, 8, inColor, false)
+	ebitenutil.DebugPrintAt(dst, "in", int(gx)+11, int(ly)-2)
+	vector.StrokeLine(dst, gx+30, ly+8, gx+40, ly+8, 2, outColor, false)
+	ebitenutil.DebugPrintAt(dst, "out", int(gx)+43, int(ly)-2)
+	ebitenutil.DebugPrintAt(dst, fmt.Sprintf("last %ds, top %s", int(o.every.Seconds()*GraphSamples), kbps(peak)), int(gx)+70, int(ly)-2)
 }
 
 func kbps(v float64) string {
@@ -199,6 +234,14 @@ func size(v uint64) string {
 		return fmt.Sprintf("%.1f MB", float64(v)/(1<<20))
 	}
 	return fmt.Sprintf("%.1f KB", float64(v)/1024)
+}
+
+// exact is size with byte precision below 10 KB.
+func exact(v uint64) string {
+	if v < 10<<10 {
+		return fmt.Sprintf("%d B", v)
+	}
+	return size(v)
 }
 
 func ms(d time.Duration) string { return fmt.Sprintf("%.1fms", d.Seconds()*1000) }
