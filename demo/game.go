@@ -208,14 +208,9 @@ func (g *game) Draw(screen *ebiten.Image) {
 	c.circle(ix, iy, ir, interestFill)
 	c.flush()
 	c.ring(ix, iy, ir, 2, interestRing)
-	ebitenutil.DebugPrintAt(screen, fmt.Sprintf("interest radius %.0f", g.cfg.radius), int(ix)-57, int(iy+ir)+4)
 
 	g.visible, g.mirrored = 0, 0
-	type label struct {
-		text string
-		x, y int
-	}
-	var labels []label
+	var own, labels []label // the player's own label is placed first
 	world := g.client.World()
 	for entry := range g.drawn.Iter(world) {
 		g.mirrored++
@@ -263,20 +258,33 @@ func (g *game) Draw(screen *ebiten.Image) {
 			}
 			if entry.HasComponent(components.Name) {
 				name := components.Name.Get(entry).Value
+				lb := label{name, int(px) - charW/2*len(name), int(py - r*1.9 - 22)}
 				if self {
-					name += " (you)"
+					lb.text += " (you)"
+					lb.x -= charW / 2 * len(" (you)")
+					own = append(own, lb)
+				} else {
+					labels = append(labels, lb)
 				}
-				labels = append(labels, label{name, int(px) - 3*len(name), int(py - r*1.9 - 22)})
 			}
 		}
 	}
 	c.flushSmooth()
-	for _, l := range labels {
+
+	// Panels are laid out for the window; labels go over the world, last,
+	// clear of each other and of the panels.
+	ow, oh := g.overlay.Size()
+	lay := layoutScreen(b.Dx(), b.Dy(), g.hudText(haveShip, ship), g.overlay.Visible(), ow, oh)
+	radiusLabel := fmt.Sprintf("interest radius %.0f", g.cfg.radius)
+	labels = append(append(own, label{radiusLabel, int(ix) - charW/2*len(radiusLabel), int(iy+ir) + 4}), labels...)
+	for _, l := range placeLabels(labels, lay.hud, lay.overlay, lay.minimap) {
 		ebitenutil.DebugPrintAt(screen, l.text, l.x, l.y)
 	}
-	g.drawMinimap(screen, c, w, h, haveShip)
-	g.drawHUD(screen, haveShip, ship)
-	g.overlay.Draw(screen)
+	if !lay.minimap.Empty() {
+		g.drawMinimap(screen, c, lay.minimap, haveShip)
+	}
+	g.drawHUD(screen, lay)
+	g.overlay.DrawAt(screen, lay.overlay.Min.X, lay.overlay.Min.Y)
 
 	g.frames++
 	if g.cfg.screenshot != "" && !g.shotDone && g.frames >= g.cfg.frames {
@@ -284,6 +292,7 @@ func (g *game) Draw(screen *ebiten.Image) {
 		if g.mirrored > 0 || g.frames >= g.cfg.frames+600 {
 			g.shotErr = writePNG(screen, g.cfg.screenshot)
 			g.shotDone = true
+			fmt.Println(lay)
 			fmt.Printf("mirror entities: %d\n", g.mirrored)
 			fmt.Printf("drawn entities: %d\n", g.visible)
 			fmt.Printf("frames: %d (%.1f fps, %.1f tps)\n", g.frames, ebiten.ActualFPS(), ebiten.ActualTPS())
@@ -379,12 +388,12 @@ func (g *game) drawGrid(c *canvas, v view, w, h float64) {
 	}
 }
 
-// drawMinimap shows the whole world, the player and the interest circle,
-// bottom right: the mirror holds only what is inside the circle.
-func (g *game) drawMinimap(screen *ebiten.Image, c *canvas, w, h float64, haveShip bool) {
-	const size = 150
-	mx, my := float32(w-size-12), float32(h-size-12)
-	s := float32(size / math.Max(g.cfg.world.Width, g.cfg.world.Height))
+// drawMinimap shows the whole world, the player and the interest circle
+// in r: the mirror holds only what is inside the circle.
+func (g *game) drawMinimap(screen *ebiten.Image, c *canvas, r image.Rectangle, haveShip bool) {
+	size := float32(r.Dx())
+	mx, my := float32(r.Min.X), float32(r.Min.Y)
+	s := size / float32(math.Max(g.cfg.world.Width, g.cfg.world.Height))
 	c.begin(screen)
 	c.polygon(minimapBG, mx, my, mx+size, my, mx+size, my+size, mx, my+size)
 	c.path.MoveTo(mx, my)
@@ -400,13 +409,15 @@ func (g *game) drawMinimap(screen *ebiten.Image, c *canvas, w, h float64, haveSh
 		c.circle(px, py, 2.5, selfRing)
 	}
 	c.flush()
-	ebitenutil.DebugPrintAt(screen, fmt.Sprintf("world %.0fx%.0f", g.cfg.world.Width, g.cfg.world.Height), int(mx)+4, int(my)+2)
+	if r.Dx() >= 100 {
+		ebitenutil.DebugPrintAt(screen, fmt.Sprintf("world %.0fx%.0f", g.cfg.world.Width, g.cfg.world.Height), int(mx)+4, int(my)+2)
+	}
 }
 
-func (g *game) drawHUD(screen *ebiten.Image, haveShip bool, ship donburi.Entity) {
-	const x, y = 10, 8
+// hudText is the HUD's lines before they are wrapped to the window.
+func (g *game) hudText(haveShip bool, ship donburi.Entity) []string {
 	st := g.client.Stats()
-	you := "looking for your ship…"
+	you := "looking for your ship..."
 	if haveShip {
 		entry := g.client.World().Entry(ship)
 		p := components.Position.Get(entry)
@@ -417,26 +428,27 @@ func (g *game) drawHUD(screen *ebiten.Image, haveShip bool, ship donburi.Entity)
 		}
 		you = fmt.Sprintf("ship at (%4.0f, %4.0f)  speed %3.0f", p.X, p.Y, speed)
 	}
-	state := "connected"
+	state, rtt := "connected", fmt.Sprintf("rtt %.1fms", st.RTT.Seconds()*1000)
 	if !st.Connected {
-		state = "reconnecting…"
+		state, rtt = "reconnecting...", "rtt --"
 	}
-	lines := []string{
+	return []string{
 		"ebisync demo   WASD/arrows: steer   Q/E or wheel: zoom   F3: network   Esc: quit",
 		fmt.Sprintf("%s   mirror %d entities (%d on screen) within radius %.0f", you, g.mirrored, g.visible, g.cfg.radius),
-		fmt.Sprintf("%s to %s   in %.1f KB/s   rtt %.1fms   server tick %d", state, g.cfg.serverInfo, st.BytesInPerSec/1024, st.RTT.Seconds()*1000, st.ServerTick),
+		fmt.Sprintf("%s to %s   in %.1f KB/s   %s   server tick %d", state, g.cfg.serverInfo, st.BytesInPerSec/1024, rtt, st.ServerTick),
 	}
-	wmax := 0
-	for _, l := range lines {
-		wmax = max(wmax, len([]rune(l)))
-	}
+}
+
+// drawHUD draws the HUD's panel and lines where the layout put them.
+func (g *game) drawHUD(screen *ebiten.Image, lay screenLayout) {
+	r := lay.hud
 	c := g.canvas
 	c.begin(screen)
-	pw, ph := float32(wmax*6+16), float32(len(lines)*16+10)
-	c.polygon(hudPanel, x-4, y-4, x-4+pw, y-4, x-4+pw, y-4+ph, x-4, y-4+ph)
+	x0, y0, x1, y1 := float32(r.Min.X), float32(r.Min.Y), float32(r.Max.X), float32(r.Max.Y)
+	c.polygon(hudPanel, x0, y0, x1, y0, x1, y1, x0, y1)
 	c.flush()
-	for i, l := range lines {
-		ebitenutil.DebugPrintAt(screen, l, x+4, y+i*16)
+	for i, l := range lay.hudLines {
+		ebitenutil.DebugPrintAt(screen, l, r.Min.X+padding, r.Min.Y+padding/2+i*lineH)
 	}
 }
 

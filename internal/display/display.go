@@ -25,5 +25,5 @@ func Wrapper(t testing.TB) []string {
 		}
 		t.Skip(msg)
 	}
-	return []string{xvfb, "-a", "-s", "-screen 0 1280x800x24"}
+	return []string{xvfb, "-a", "-s", "-screen 0 1920x1200x24"}
 }
