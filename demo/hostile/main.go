@@ -47,7 +47,7 @@ func main() {
 	defer stop()
 	if err := run(ctx, os.Args[1:], os.Stdout); err != nil {
 		if errors.Is(err, flag.ErrHelp) {
-			os.Exit(2)
+			os.Exit(0) // -h asked for the usage, and got it
 		}
 		fmt.Fprintln(os.Stderr, "hostile:", err)
 		os.Exit(1)
