@@ -62,7 +62,6 @@ type conn struct {
 	name     string
 	addr     string
 	identity Identity
-	ad       *admission
 
 	// reader → tick: decoded messages, bounded in bytes.
 	inMu    sync.Mutex
@@ -140,7 +139,6 @@ func (s *Server) serve(w http.ResponseWriter, r *http.Request) {
 		net:       hw.conn,
 		addr:      ad.remoteAddr,
 		identity:  ad.identity,
-		ad:        ad,
 		out:       make(chan []byte, 1),
 		ctrl:      make(chan []byte, 4),
 		ctx:       ctx,

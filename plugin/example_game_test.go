@@ -34,8 +34,7 @@ func Example_game() {
 	// Server: a ship for each player who joins, owned by that player, so
 	// that the default authoriser accepts the player's mutations of it.
 	world := donburi.NewWorld()
-	var server *plugin.Server
-	server = plugin.New(world, reg, &plugin.Options{
+	server := plugin.New(world, reg, &plugin.Options{
 		TickRate: 30,
 		Logger:   quietLogger(),
 		OnConnect: func(c plugin.ClientInfo) { // on the game goroutine, inside Tick

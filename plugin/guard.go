@@ -146,7 +146,7 @@ func checkOrigin(r *http.Request, patterns []string) error {
 	}
 	u, err := url.Parse(origin)
 	if err != nil {
-		return fmt.Errorf("Origin %q is not a URL", origin)
+		return fmt.Errorf("the Origin %q is not a URL", origin)
 	}
 	if strings.EqualFold(r.Host, u.Host) {
 		return nil
@@ -160,7 +160,7 @@ func checkOrigin(r *http.Request, patterns []string) error {
 			return nil
 		}
 	}
-	return fmt.Errorf("Origin %q is not allowed for host %q", origin, r.Host)
+	return fmt.Errorf("the Origin %q is not allowed for host %q", origin, r.Host)
 }
 
 // addrKey is the per-address limit's key of a remote address: the IP
