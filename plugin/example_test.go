@@ -41,14 +41,23 @@ func Example() {
 
 	// The game loop: the server ticks, the client applies what arrived.
 	// (Here both run on one goroutine; in a game they are two programs.)
+	frame := time.NewTicker(5 * time.Millisecond)
+	defer frame.Stop()
 	for x := 1.0; x <= 30; x++ {
+		<-frame.C
 		components.Position.SetValue(world.Entry(ship), components.PositionData{X: x, Y: 2 * x})
 		srv.Tick()
-		time.Sleep(5 * time.Millisecond)
 		client.Update()
 	}
-	time.Sleep(50 * time.Millisecond)
-	client.Update()
+	// Frames go on until the last change has arrived.
+	for ctx.Err() == nil {
+		if e, ok := client.Entity(1); ok && components.Position.Get(client.World().Entry(e)).X == 30 {
+			break
+		}
+		<-frame.C
+		srv.Tick()
+		client.Update()
+	}
 
 	id, _, _ := client.NetID(mustEntity(client))
 	mirror := client.World().Entry(mustEntity(client))
