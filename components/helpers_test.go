@@ -93,7 +93,8 @@ type allKinds struct {
 		}
 	}
 	Skipped int `ebisync:"-"`
-	hidden  int
+	//lint:ignore U1000 an unexported field the codec must skip
+	hidden int
 }
 
 // registerAllKinds registers allKinds in a fresh registry.

@@ -53,6 +53,7 @@ type (
 	stepOnStruct struct {
 		P struct{ X float64 } `ebisync:"q=0.5"`
 	}
+	//lint:ignore U1000 a struct of unexported fields, which registration refuses
 	onlyUnexported struct{ x, y int }
 	onlySkipped    struct {
 		X int `ebisync:"-"`
@@ -157,7 +158,8 @@ func TestRegisterSupportedShapes(t *testing.T) {
 		Rune   rune
 		Nested [2][3]float32 `ebisync:"q=0.5"`
 		Skip   map[int]int   `ebisync:"-"`
-		skip   func()
+		//lint:ignore U1000 an unexported field the layout must leave out
+		skip func()
 	}
 	r := components.NewRegistry()
 	c := components.Register(r, "shapes", donburi.NewComponentType[shapes](), &components.Options{ClientWritable: true, MaxRate: 10})
