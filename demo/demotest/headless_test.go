@@ -10,6 +10,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/ebisync/ebisync/internal/display"
 )
 
 // TestHeadless runs the demo where there is no display, as on a server or
@@ -24,6 +26,7 @@ func TestHeadless(t *testing.T) {
 	if err != nil {
 		t.Skip("the go command is not in PATH")
 	}
+	display.TrackSources(t, "github.com/ebisync/ebisync/demo")
 	bin := filepath.Join(t.TempDir(), "demo")
 	if out, err := exec.Command(goTool, "build", "-o", bin, "github.com/ebisync/ebisync/demo").CombinedOutput(); err != nil {
 		t.Fatalf("go build: %v\n%s", err, out)

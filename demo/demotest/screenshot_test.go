@@ -37,6 +37,7 @@ func TestDemoScreenshot(t *testing.T) {
 	if err != nil {
 		t.Skip("the go command is not in PATH")
 	}
+	display.TrackSources(t, "github.com/ebisync/ebisync/demo")
 
 	dir := t.TempDir()
 	bin := filepath.Join(dir, "demo")

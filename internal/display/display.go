@@ -5,6 +5,8 @@ package display
 import (
 	"os"
 	"os/exec"
+	"path/filepath"
+	"strings"
 	"testing"
 )
 
@@ -26,4 +28,37 @@ func Wrapper(t testing.TB) []string {
 		t.Skip(msg)
 	}
 	return []string{xvfb, "-a", "-s", "-screen 0 1920x1200x24"}
+}
+
+// TrackSources reads every Go source file of the packages in this module
+// that pkgs import (pkgs included), test files too. A test that builds or
+// runs those packages in a child process calls it, so that the go command
+// sees the files: its test cache then reruns the test when one of them
+// changes, instead of reporting a stale "(cached)" pass.
+func TrackSources(t testing.TB, pkgs ...string) {
+	t.Helper()
+	args := append([]string{"list", "-deps", "-test", "-f", "{{if .Module}}{{if .Module.Main}}{{.Dir}}{{end}}{{end}}"}, pkgs...)
+	out, err := exec.Command("go", args...).Output()
+	if err != nil {
+		t.Fatalf("go list: %v", err)
+	}
+	seen := map[string]bool{}
+	for _, dir := range strings.Fields(string(out)) {
+		if seen[dir] {
+			continue
+		}
+		seen[dir] = true
+		files, err := filepath.Glob(filepath.Join(dir, "*.go"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, f := range files {
+			if _, err := os.ReadFile(f); err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
+	if len(seen) == 0 {
+		t.Fatalf("go list found no package of this module in %v", pkgs)
+	}
 }

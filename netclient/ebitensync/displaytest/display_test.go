@@ -12,11 +12,12 @@ import (
 // TestEbitensync runs ebitensync's tests (and compiles its examples) in a
 // child `go test` with a display.
 func TestEbitensync(t *testing.T) {
-	argv := display.Wrapper(t)
 	goTool, err := exec.LookPath("go")
 	if err != nil {
 		t.Skip("the go command is not in PATH")
 	}
+	display.TrackSources(t, "github.com/ebisync/ebisync/netclient/ebitensync")
+	argv := display.Wrapper(t)
 	argv = append(argv, goTool, "test", "-tags", "ebisync_display", "-count=1", "-v")
 	if raceEnabled {
 		argv = append(argv, "-race")
