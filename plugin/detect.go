@@ -3,7 +3,6 @@ package plugin
 import (
 	"encoding/binary"
 	"math/bits"
-	"reflect"
 	"slices"
 	"unsafe"
 
@@ -134,7 +133,7 @@ func (s *Server) unchanged(a *archRef, row int, e donburi.Entity, tag *component
 		// Bit for bit: any difference, even one Diff would call no
 		// change (below a quantum), gets the full check, which also
 		// moves the entity in the spatial index.
-		cur := q.rows[row]
+		cur := q.at(row)
 		words := int(q.words)
 		if (id+1)*words > len(q.mem) {
 			return false // an id spawned during this sweep: the slab has grown since planQuick
@@ -162,12 +161,12 @@ func (s *Server) unchanged(a *archRef, row int, e donburi.Entity, tag *component
 // quickComp is what the quick check needs of one compared component of
 // an archetype, gathered once per tick instead of looked up per entity.
 type quickComp struct {
-	i     int32            // registry index
-	words int32            // slab words per entity
-	size  int32            // the value's size in bytes
-	whole bool             // size == words*8: compared word by word
-	rows  []unsafe.Pointer // the archetype's value pointers, by row
-	mem   []uint64         // the component's slab (64 bytes in all: one line)
+	i     int32                        // registry index
+	words int32                        // slab words per entity
+	size  int32                        // the value's size in bytes
+	whole bool                         // size == words*8: compared word by word
+	at    func(row int) unsafe.Pointer // the archetype's value at row (a storageReader)
+	mem   []uint64                     // the component's slab
 }
 
 // bytesEqual reports whether the n bytes at a and b are equal, with loads
@@ -197,7 +196,7 @@ func bytesEqual(a, b unsafe.Pointer, n int) bool {
 
 // planQuick gathers the archetype's quick check for this tick and reports
 // whether the quick check applies to it at all: every compared component
-// must have a slab, no MaxRate, and row slices.
+// must have a slab and no MaxRate.
 func (s *Server) planQuick(a *archRef) bool {
 	a.quick = a.quick[:0]
 	a.explicit = 0
@@ -209,10 +208,10 @@ func (s *Server) planQuick(a *archRef) bool {
 			continue
 		}
 		sl := &s.slabs[i]
-		if sl.words == 0 || o.minTicks > 0 || a.valRows[i] == nil {
+		if sl.words == 0 || o.minTicks > 0 {
 			return false
 		}
-		a.quick = append(a.quick, quickComp{i: int32(i), words: int32(sl.words), size: int32(sl.size), whole: sl.size == sl.words*8, rows: a.valRows[i], mem: sl.mem})
+		a.quick = append(a.quick, quickComp{i: int32(i), words: int32(sl.words), size: int32(sl.size), whole: sl.size == sl.words*8, at: a.vals[i], mem: sl.mem})
 	}
 	return true
 }
@@ -229,87 +228,11 @@ func storageReader[A, C ~int](f func(A, C) unsafe.Pointer, arch int) func(i int)
 	return func(i int) unsafe.Pointer { return f(a, C(i)) }
 }
 
-// storageMirror is the layout of donburi's internal storage.Storage (as of
-// v1.15.8): for each archetype, the pointers to one component type's
-// values, in row order. Reading that slice directly, instead of calling
-// Storage.Component per value, makes the per-entity read of detection a
-// load from a sequential array. Before any read through the mirror,
-// mirrorsStorage checks donburi's type by reflection, and archRef.rows
-// checks the slices against Storage.Component every tick; either falls
-// back to the calls when they disagree, so a donburi upgrade that changes
-// the layout costs speed, not correctness. TestStorageReadsMatchEntry
-// would report it.
-type storageMirror struct {
-	storages [][]unsafe.Pointer
-}
-
-// mirrorsStorage reports whether st, a donburi component storage, begins
-// as storageMirror does: with a field storages of type [][]unsafe.Pointer.
-func mirrorsStorage(st any) bool {
-	t := reflect.TypeOf(st)
-	if t == nil || t.Kind() != reflect.Pointer || t.Elem().Kind() != reflect.Struct || t.Elem().NumField() == 0 {
-		return false
-	}
-	f := t.Elem().Field(0)
-	return f.Name == "storages" && f.Offset == 0 && f.Type == reflect.TypeFor[[][]unsafe.Pointer]()
-}
-
-// rowsOf returns the value pointers of storage st (a *storage.Storage) for
-// archetype arch, or nil unless they are n long and agree with at, the
-// same storage's Component method, at both ends.
-func rowsOf(st unsafe.Pointer, arch, n int, at func(int) unsafe.Pointer) []unsafe.Pointer {
-	m := (*storageMirror)(st)
-	if arch >= len(m.storages) {
-		return nil
-	}
-	rows := m.storages[arch]
-	if len(rows) != n || (n > 0 && (rows[0] != at(0) || rows[n-1] != at(n-1))) {
-		return nil
-	}
-	return rows
-}
-
-// rows refreshes the archetype's row slices for this tick (entities may
-// have been added or removed since the last one, moving the slices).
-func (a *archRef) rows(n int, off bool) {
-	a.tagRows = nil
-	clear(a.valRows)
-	if off || a.tagSt == nil {
-		return
-	}
-	a.tagRows = rowsOf(a.tagSt, a.index, n, a.tag)
-	for i, st := range a.valSt {
-		if st != nil {
-			a.valRows[i] = rowsOf(st, a.index, n, a.vals[i])
-		}
-	}
-}
-
 // tagAt returns the Replicated value of the archetype's entity at row.
-func (a *archRef) tagAt(row int) unsafe.Pointer {
-	if a.tagRows != nil {
-		return a.tagRows[row]
-	}
-	return a.tag(row)
-}
+func (a *archRef) tagAt(row int) unsafe.Pointer { return a.tag(row) }
 
 // val returns the value of registered component i of the entity at row.
-func (a *archRef) val(i, row int) unsafe.Pointer {
-	if rows := a.valRows[i]; rows != nil {
-		return rows[row]
-	}
-	return a.vals[i](row)
-}
-
-// fullBytes returns the full encoding of the component as of its version,
-// encoding it at most once per version.
-func (cr *compRec) fullBytes(c *components.Component) []byte {
-	if cr.fullVersion != cr.version || cr.full == nil {
-		cr.full = c.AppendFull(cr.full[:0], cr.shadow)
-		cr.fullVersion = cr.version
-	}
-	return cr.full
-}
+func (a *archRef) val(i, row int) unsafe.Pointer { return a.vals[i](row) }
 
 // detect finds spawns, despawns, component adds/removes and value changes.
 func (s *Server) detect() {
@@ -332,28 +255,15 @@ func (s *Server) detect() {
 			}
 		}
 		store := s.world.StorageAccessor().Components
-		tagSt := store.Storage(components.Replicated)
-		// Row slices only when donburi's storage type is the one
-		// mirrored (nil storages: the closures only).
-		mirror := mirrorsStorage(tagSt)
 		a := archRef{
-			index:   s.archSeen,
-			mask:    mask,
-			tag:     storageReader(tagSt.Component, s.archSeen),
-			vals:    make([]func(int) unsafe.Pointer, len(s.comps)),
-			valSt:   make([]unsafe.Pointer, len(s.comps)),
-			valRows: make([][]unsafe.Pointer, len(s.comps)),
-		}
-		if mirror {
-			a.tagSt = unsafe.Pointer(tagSt)
+			index: s.archSeen,
+			mask:  mask,
+			tag:   storageReader(store.Storage(components.Replicated).Component, s.archSeen),
+			vals:  make([]func(int) unsafe.Pointer, len(s.comps)),
 		}
 		for i, c := range s.comps {
 			if mask&(1<<uint(i)) != 0 {
-				st := store.Storage(c.ComponentType())
-				a.vals[i] = storageReader(st.Component, s.archSeen)
-				if mirror {
-					a.valSt[i] = unsafe.Pointer(st)
-				}
+				a.vals[i] = storageReader(store.Storage(c.ComponentType()).Component, s.archSeen)
 			}
 		}
 		s.archs = append(s.archs, a)
@@ -363,7 +273,6 @@ func (s *Server) detect() {
 	for k := range s.archs {
 		a := &s.archs[k]
 		ents := archs[a.index].Entities()
-		a.rows(len(ents), s.noRows)
 		quick := quick && s.planQuick(a)
 		// Entities that need the full check wait in a short queue, their
 		// records prefetched, so the misses on several records overlap

@@ -68,7 +68,6 @@ type Server struct {
 	planDeltas    [][]byte   // the plans' encoded deltas
 	noFastPath    bool       // tests: every view through emitNow
 	noQuick       bool       // tests: every entity through detectEntity
-	noRows        bool       // tests: read donburi values through Storage.Component only
 	fastViews     int        // views emitFast wrote (tests)
 	// Counted during the tick and published once at its end: an atomic
 	// add per batch would share a cache line with the writers' counters.
@@ -97,19 +96,13 @@ type Server struct {
 }
 
 // archRef is an archetype with the Replicated tag, and how to read its
-// values without an Entry per entity.
+// values without an Entry per entity: through donburi's public
+// Storage.Component, by the entity's row in Archetype.Entities().
 type archRef struct {
 	index int
 	mask  uint64                     // registered components the archetype holds
 	tag   func(i int) unsafe.Pointer // Replicated of the archetype's entity i
 	vals  []func(i int) unsafe.Pointer
-	// The same values as slices of pointers in row order, refreshed every
-	// tick, or nil when donburi's storage layout is not the one mirrored:
-	// see storageMirror.
-	tagSt   unsafe.Pointer   // the Replicated storage
-	valSt   []unsafe.Pointer // by registry index; nil when not in the archetype
-	tagRows []unsafe.Pointer
-	valRows [][]unsafe.Pointer
 	// The quick check of this tick: see Server.planQuick.
 	quick    []quickComp
 	explicit uint64 // Explicit components: compared only when touched
