@@ -750,13 +750,11 @@ var compressors = sync.Pool{New: func() any { return new(wire.Compressor) }}
 
 // lzGate decides, for one connection, which batches get an lz4 attempt.
 // Batches of quantised deltas rarely shrink, and an attempt that does not
-// pay costs about 0.5 µs for a 270-byte batch against 6 ns for a copy
-// (BenchmarkCompressAttempt in internal/wire): with 500 clients, a quarter
-// of a millisecond of writer CPU per tick. After lzGiveUp attempts in a row saved
-// less than a sixteenth, batches under lzAlwaysTry bytes are sent without
-// one, except every lzRetry-th, which notices when what the game sends
-// starts to compress again. Larger batches (spawns, snapshots, which
-// compress about 3×) are always tried.
+// pay costs far more than the copy it replaces (BenchmarkCompressAttempt in
+// internal/wire measures both). After lzGiveUp attempts in a row saved less
+// than a sixteenth, batches under lzAlwaysTry bytes are sent without one,
+// except every lzRetry-th, which notices when what the game sends starts to
+// compress again. Larger batches (spawns, snapshots) are always tried.
 type lzGate struct {
 	misses  int // attempts in a row that saved less than a sixteenth
 	skipped int // batches sent without an attempt since the last one

@@ -302,3 +302,18 @@ func TestCloseDuringHandshake(t *testing.T) {
 		t.Fatalf("the client in its handshake saw %v, want close 1001", err)
 	}
 }
+
+// TestCloseBound: Close returns within about a second even when a client
+// never answers the close (it does not read at all).
+func TestCloseBound(t *testing.T) {
+	reg := standardRegistry()
+	h := newHarness(t, reg, nil, 5*time.Millisecond)
+	deaf := dialWS(t, h.url, reg, nil, true) // handshaken, then never reads
+	defer deaf.CloseNow()
+	eventually(t, 5*time.Second, "the client to be admitted", func() bool { return h.srv.Stats().Clients == 1 })
+	start := time.Now()
+	h.close()
+	if d := time.Since(start); d > 2500*time.Millisecond {
+		t.Fatalf("Close took %v with a client that does not answer", d)
+	}
+}

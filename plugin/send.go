@@ -139,11 +139,10 @@ func (s *Server) send() {
 }
 
 // dispatcher hands the tick's batches to the connections' writer
-// goroutines, off the game thread. Waking a writer costs the waker about a
-// microsecond (the channel, the writer's select and its goroutine were last
-// touched by another core); with hundreds of clients that was a large part
-// of the tick. The tick now queues its batches and wakes at most one
-// goroutine.
+// goroutines, off the game thread: the tick queues its batches and wakes
+// at most one goroutine, which wakes the writers. Waking a writer costs the
+// waker a cache miss on another core's channel and goroutine, which with
+// hundreds of clients would be a large part of the tick.
 type dispatcher struct {
 	mu      sync.Mutex
 	queue   []outgoing // batches waiting for the dispatcher

@@ -181,7 +181,10 @@ func (s *Server) System(_ *ecs.ECS) { s.Tick() }
 // Tick runs one replication step: it applies what clients sent, detects
 // what changed in the World, updates every client's scope and sends each
 // client its batch. Call it once per game tick, after the simulation, on
-// the goroutine that owns the World. It does not block on the network.
+// the goroutine that owns the World. It does not block on the network. It
+// panics on its 2³²−1st call (over two years at 60 Hz), since every
+// client's baseline counts ticks in 32 bits; no input from the network
+// makes it panic.
 func (s *Server) Tick() {
 	start := time.Now()
 	s.tick++
@@ -212,8 +215,10 @@ func (s *Server) Tick() {
 }
 
 // Close disconnects every client with close code 1001 (going away), waits
-// for their goroutines and refuses new connections. It is safe for
-// concurrent use and idempotent. The World is left as it is.
+// for their goroutines and refuses new connections. It returns within about
+// a second: the network connection of a peer that has not answered the
+// close by then is cut. It is safe for concurrent use and idempotent. The
+// World is left as it is.
 func (s *Server) Close() error {
 	s.mu.Lock()
 	if s.closed {
@@ -231,9 +236,30 @@ func (s *Server) Close() error {
 	for _, c := range conns {
 		c.shutdown(statusGoingAway, "server shutting down")
 	}
-	s.wg.Wait()
+	done := make(chan struct{})
+	go func() {
+		s.wg.Wait()
+		close(done)
+	}()
+	t := time.NewTimer(closeGrace)
+	defer t.Stop()
+	select {
+	case <-done:
+	case <-t.C:
+		// coder/websocket waits up to 5 s for a peer's answer to the
+		// close, and a writer may wait WriteTimeout for a peer that does
+		// not read: cutting the connection ends both.
+		for _, c := range conns {
+			_ = c.net.Close()
+		}
+		<-done
+	}
 	return nil
 }
+
+// closeGrace is how long Close waits for peers to answer its close before
+// it cuts their connections.
+const closeGrace = time.Second
 
 // ServeHTTP accepts a WebSocket connection and serves it until it ends.
 func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
