@@ -73,11 +73,13 @@ func FuzzDecodeFull(f *testing.F) {
 		}
 		assert(t, n == m && m <= len(data), "FullLen %d, DecodeFull consumed %d of %d", n, m, len(data))
 		assert(t, v.Skipped == canary.Skipped, "DecodeFull wrote a skipped field")
+		k, err := c.FullLen(data[:n])
+		assert(t, err == nil && k == n, "FullLen of its own prefix = %d, %v; want %d", k, err, n)
 
 		// Re-encoding the decoded value and decoding again gives an equal
 		// value, and from there on the encoding is stable.
 		enc := c.AppendFull(nil, ptr(&v))
-		k, err := c.FullLen(enc)
+		k, err = c.FullLen(enc)
 		assert(t, err == nil && k == len(enc), "FullLen of the re-encoding = %d, %v; want %d", k, err, len(enc))
 		var w allKinds
 		k, err = c.DecodeFull(enc, ptr(&w))
@@ -106,12 +108,14 @@ func FuzzDecodeDelta(f *testing.F) {
 			return
 		}
 		assert(t, n == m && m <= len(data), "DeltaLen %d, DecodeDelta consumed %d of %d", n, m, len(data))
+		k, err := c.DeltaLen(data[:n])
+		assert(t, err == nil && k == n, "DeltaLen of its own prefix = %d, %v; want %d", k, err, n)
 
 		// The server's own delta from the baseline to the decoded value
 		// reproduces it.
 		mask := c.Diff(ptr(&base), ptr(&v))
 		delta := c.AppendDelta(nil, ptr(&base), ptr(&v), mask)
-		k, err := c.DeltaLen(delta)
+		k, err = c.DeltaLen(delta)
 		assert(t, err == nil && k == len(delta), "DeltaLen of the re-encoding = %d, %v; want %d", k, err, len(delta))
 		var w allKinds
 		c.Copy(ptr(&w), ptr(&base))

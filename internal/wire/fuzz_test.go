@@ -94,6 +94,8 @@ func FuzzDecodeHello(f *testing.F) {
 		m2, err := wire.DecodeHello(enc[1:])
 		assert(t, err == nil, "re-encoding does not decode: %v", err)
 		assert(t, reflect.DeepEqual(m, m2), "hello changed after re-encoding:\n%+v\n%+v", m, m2)
+		enc2 := wire.AppendHello(nil, &m2)
+		assert(t, bytes.Equal(enc, enc2), "re-encoding not canonical:\n% x\n% x", enc, enc2)
 	})
 }
 
@@ -115,6 +117,8 @@ func FuzzDecodeBatch(f *testing.F) {
 		assert(t, err == nil, "re-encoding does not decode: %v", err)
 		d := batchDiff(&b, &b2)
 		assert(t, d == "", "batch changed after re-encoding: %s", d)
+		enc2 := wire.AppendBatch(nil, &b2)
+		assert(t, bytes.Equal(enc, enc2), "re-encoding not canonical:\n% x\n% x", enc, enc2)
 	})
 }
 
