@@ -280,7 +280,7 @@ type Client struct {
 	events chan event       // network → game goroutine, in order
 	free   chan *inbound    // game goroutine → reader: buffers to reuse
 	comp   *wire.Compressor // used by one writer at a time, made on first use
-	http   *http.Client     // Options.HTTPClient with eofConn connections
+	http   *http.Client     // Options.HTTPClient with eofconn.Conn connections
 
 	// Network-side state, guarded by mu.
 	mu          sync.Mutex

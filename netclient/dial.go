@@ -22,6 +22,7 @@ import (
 	"github.com/yohamta/donburi"
 
 	"github.com/ebisync/ebisync/components"
+	"github.com/ebisync/ebisync/internal/eofconn"
 	"github.com/ebisync/ebisync/internal/wire"
 )
 
@@ -122,8 +123,8 @@ func Dial(ctx context.Context, url string, reg *components.Registry, opts *Optio
 type session struct {
 	c          *Client
 	ws         *websocket.Conn
-	raw        net.Conn // the connection under ws, when the transport told
-	net        *eofConn // raw, when Dial could wrap the transport (see eofConn)
+	raw        net.Conn      // the connection under ws, when the transport told
+	net        *eofconn.Conn // raw, when Dial could wrap the transport (see package eofconn)
 	welcome    wire.Welcome
 	fromServer []*components.Component // by server component id
 	toServer   []uint64                // by local component index
@@ -243,7 +244,7 @@ func (c *Client) connect(ctx context.Context) (*session, error) {
 	}
 	rawMu.Lock()
 	s.raw = raw
-	s.net, _ = raw.(*eofConn)
+	s.net, _ = raw.(*eofconn.Conn)
 	rawMu.Unlock()
 	return s, nil
 }
@@ -599,26 +600,8 @@ func truncate(s string, n int) string {
 // arriving.
 var errVanished = errors.New("netclient: connection ended mid-message")
 
-// eofConn is the network connection under a WebSocket; it notes when a
-// read from it fails. coder/websocket ends a message at a bare EOF as if it
-// were complete, so a connection cut mid-message delivers a truncated
-// message, which would look like bad input from the server. A message read
-// once the connection has ended is dropped instead.
-type eofConn struct {
-	net.Conn
-	ended atomic.Bool
-}
-
-func (c *eofConn) Read(p []byte) (int, error) {
-	n, err := c.Conn.Read(p)
-	if err != nil {
-		c.ended.Store(true)
-	}
-	return n, err
-}
-
 // eofClient returns hc (or the default client) with a transport whose
-// connections are eofConns. A client whose transport is not an
+// connections are eofconn.Conns. A client whose transport is not an
 // *http.Transport is returned as it is, without the check.
 func eofClient(hc *http.Client) *http.Client {
 	base := http.DefaultTransport
@@ -639,7 +622,7 @@ func eofClient(hc *http.Client) *http.Client {
 		if err != nil {
 			return nil, err
 		}
-		return &eofConn{Conn: c}, nil
+		return eofconn.Wrap(c), nil
 	}
 	out := &http.Client{}
 	if hc != nil {

@@ -88,7 +88,7 @@ func (s *session) readLoop() error {
 			}
 			return err
 		}
-		if s.net != nil && s.net.ended.Load() {
+		if s.net != nil && s.net.Ended() {
 			return errVanished // possibly cut short: the connection is gone
 		}
 		now := time.Since(c.epoch)

@@ -340,7 +340,7 @@ func TestChaos(t *testing.T) {
 	// A cut connection is a peer that went away, never a peer that broke
 	// the protocol: coder/websocket delivers a message cut short by the end
 	// of the connection as if it were complete, and both sides drop such a
-	// message (see eofConn in plugin and netclient) instead of counting it
+	// message (see package internal/eofconn) instead of counting it
 	// as bad input.
 	st := h.srv.Stats()
 	t.Logf("server: %d handshakes, %d entities, refusals %v; clients: %d reconnects, %d decode errors; proxy: %s",

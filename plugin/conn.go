@@ -18,6 +18,7 @@ import (
 	"github.com/coder/websocket"
 
 	"github.com/ebisync/ebisync/components"
+	"github.com/ebisync/ebisync/internal/eofconn"
 	"github.com/ebisync/ebisync/internal/wire"
 )
 
@@ -57,7 +58,7 @@ func (m *inbound) cost() int {
 type conn struct {
 	s        *Server
 	ws       *websocket.Conn
-	net      *eofConn // the connection under ws
+	net      *eofconn.Conn // the connection under ws
 	id       uint64
 	name     string
 	addr     string
@@ -221,7 +222,7 @@ func (s *Server) handshake(cn *conn) error {
 	if ended {
 		return <-late // the refusal or the shutdown closed the connection
 	}
-	if err == nil && cn.net.ended.Load() {
+	if err == nil && cn.net.Ended() {
 		err = errVanished
 	}
 	if err != nil {
@@ -357,7 +358,7 @@ func (cn *conn) readLoop() (err error) {
 		if err != nil {
 			return err
 		}
-		if cn.net.ended.Load() {
+		if cn.net.Ended() {
 			return errVanished
 		}
 		*bp = msg[:0]
@@ -537,29 +538,11 @@ func putBuf(bp *[]byte) {
 // message was arriving.
 var errVanished = errors.New("connection ended mid-message")
 
-// eofConn is the network connection under a WebSocket; it notes when a
-// read from it fails. coder/websocket ends a message at a bare EOF as if it
-// were complete, so a peer that vanishes mid-message delivers a truncated
-// one, which would look like a protocol violation. A message read once the
-// connection has ended is dropped instead: the peer is gone either way.
-type eofConn struct {
-	net.Conn
-	ended atomic.Bool
-}
-
-func (c *eofConn) Read(p []byte) (int, error) {
-	n, err := c.Conn.Read(p)
-	if err != nil {
-		c.ended.Store(true)
-	}
-	return n, err
-}
-
-// hijackWriter hands coder/websocket an eofConn when it hijacks the
+// hijackWriter hands coder/websocket an eofconn.Conn when it hijacks the
 // connection.
 type hijackWriter struct {
 	http.ResponseWriter
-	conn *eofConn
+	conn *eofconn.Conn
 }
 
 func (w *hijackWriter) Hijack() (net.Conn, *bufio.ReadWriter, error) {
@@ -567,7 +550,7 @@ func (w *hijackWriter) Hijack() (net.Conn, *bufio.ReadWriter, error) {
 	if err != nil {
 		return nil, nil, err
 	}
-	w.conn = &eofConn{Conn: c}
+	w.conn = eofconn.Wrap(c)
 	return w.conn, brw, nil
 }
 
