@@ -4,30 +4,12 @@ import (
 	"context"
 	"log/slog"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
+	"github.com/ebisync/ebisync/internal/testutil"
 	"github.com/ebisync/ebisync/netclient"
 )
-
-// syncBuffer is a log destination tests read while clients write it.
-type syncBuffer struct {
-	mu sync.Mutex
-	b  strings.Builder
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
-}
 
 // TestNoSubscriptionsWarning: a client connected for the grace period with
 // no subscription warns once that its mirror stays empty; one that
@@ -37,7 +19,7 @@ func TestNoSubscriptionsWarning(t *testing.T) {
 	reg := newRegistry()
 	fs := newFakeServer(t, reg)
 	run := func(subscribe bool) string {
-		var logs syncBuffer
+		var logs testutil.SyncBuffer
 		c, err := netclient.Dial(context.Background(), fs.url, reg, &netclient.Options{Logger: slog.New(slog.NewTextHandler(&logs, nil))})
 		if err != nil {
 			t.Fatal(err)

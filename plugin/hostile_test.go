@@ -1,13 +1,9 @@
 package plugin_test
 
 import (
-	"bufio"
 	"context"
 	"crypto/rand"
-	"encoding/base64"
-	"encoding/binary"
 	"fmt"
-	"io"
 	"maps"
 	"math"
 	mrand "math/rand/v2"
@@ -19,10 +15,10 @@ import (
 	"time"
 
 	"github.com/coder/websocket"
-	"github.com/pierrec/lz4/v4"
 	"github.com/yohamta/donburi"
 
 	"github.com/ebisync/ebisync/components"
+	"github.com/ebisync/ebisync/internal/hostile"
 	"github.com/ebisync/ebisync/internal/wire"
 	"github.com/ebisync/ebisync/netclient"
 	"github.com/ebisync/ebisync/plugin"
@@ -212,61 +208,23 @@ func send(t testing.TB, ws *websocket.Conn, typ websocket.MessageType, msg []byt
 }
 
 // rawUpgrade upgrades a plain TCP connection by hand, for attacks below
-// the WebSocket library: half frames, bytes no library would send.
+// the WebSocket library.
 func rawUpgrade(t testing.TB, hostport, path string, hdr http.Header) net.Conn {
 	t.Helper()
-	c, err := net.DialTimeout("tcp", hostport, 5*time.Second)
+	c, _, err := hostile.Upgrade(context.Background(), hostport, path, hdr, 5*time.Second)
 	if err != nil {
-		t.Fatal(err)
-	}
-	key := make([]byte, 16)
-	rand.Read(key)
-	var b strings.Builder
-	fmt.Fprintf(&b, "GET %s HTTP/1.1\r\nHost: %s\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Version: 13\r\nSec-WebSocket-Key: %s\r\n", path, hostport, base64.StdEncoding.EncodeToString(key))
-	for k, vs := range hdr {
-		for _, v := range vs {
-			fmt.Fprintf(&b, "%s: %s\r\n", k, v)
-		}
-	}
-	b.WriteString("\r\n")
-	c.SetDeadline(time.Now().Add(5 * time.Second))
-	if _, err := io.WriteString(c, b.String()); err != nil {
-		t.Fatal(err)
-	}
-	resp, err := http.ReadResponse(bufio.NewReader(c), nil)
-	if err != nil || resp.StatusCode != http.StatusSwitchingProtocols {
-		t.Fatalf("raw upgrade: %v %v", resp, err)
+		t.Fatalf("raw upgrade: %v", err)
 	}
 	return c
 }
 
-// maskedFrame is a client frame header for a binary message of n bytes
-// (masked with a zero key, which leaves the payload as it is).
-func maskedFrame(n int) []byte {
-	h := []byte{0x82}
-	switch {
-	case n < 126:
-		h = append(h, 0x80|byte(n))
-	case n < 1<<16:
-		h = append(h, 0x80|126, byte(n>>8), byte(n))
-	default:
-		h = append(h, 0x80|127)
-		h = binary.BigEndian.AppendUint64(h, uint64(n))
-	}
-	return append(h, 0, 0, 0, 0)
-}
-
-// lz4Message frames body as a compressed message of kind that declares
-// size uncompressed bytes.
+// lz4Message is hostile.Compressed, for bodies that compress.
 func lz4Message(kind wire.Kind, body []byte, size int) []byte {
-	block := make([]byte, lz4.CompressBlockBound(len(body)))
-	n, err := lz4.CompressBlock(body, block, nil)
-	if err != nil || n == 0 {
-		panic(fmt.Sprintf("lz4: %d %v", n, err))
+	m, err := hostile.Compressed(kind, body, size)
+	if err != nil {
+		panic(err)
 	}
-	msg := []byte{byte(kind) | wire.FlagCompressed}
-	msg = binary.AppendUvarint(msg, uint64(size))
-	return append(msg, block[:n]...)
+	return m
 }
 
 // hostileEnv is a server under attack with honest clients beside it.
@@ -603,7 +561,7 @@ func hostileAttacks() []attack {
 			before := e.h.srv.Stats().Refusals
 			c := rawUpgrade(t, e.h.ts.Listener.Addr().String(), "/", attacker())
 			hello := wire.AppendHello(nil, helloOf(e.reg))
-			frame := append(maskedFrame(len(hello)), hello...)
+			frame := append(hostile.FrameHeader(len(hello)), hello...)
 			if _, err := c.Write(frame[:len(frame)/2]); err != nil {
 				t.Fatal(err)
 			}
@@ -629,11 +587,11 @@ func hostileAttacks() []attack {
 			before := e.h.srv.Stats().Refusals
 			c := rawUpgrade(t, e.h.ts.Listener.Addr().String(), "/", attacker())
 			hello := wire.AppendHello(nil, helloOf(e.reg))
-			if _, err := c.Write(append(maskedFrame(len(hello)), hello...)); err != nil {
+			if _, err := c.Write(append(hostile.FrameHeader(len(hello)), hello...)); err != nil {
 				t.Fatal(err)
 			}
 			eventually(t, 5*time.Second, "the handshake", func() bool { return e.h.srv.Stats().Clients == 21 })
-			if _, err := c.Write(maskedFrame(10)); err != nil {
+			if _, err := c.Write(hostile.FrameHeader(10)); err != nil {
 				t.Fatal(err)
 			}
 			// A FIN, not a reset: the unread Welcome would make Close

@@ -15,6 +15,7 @@ import (
 	"github.com/yohamta/donburi"
 
 	"github.com/ebisync/ebisync/components"
+	"github.com/ebisync/ebisync/internal/testutil"
 	"github.com/ebisync/ebisync/internal/wire"
 	"github.com/ebisync/ebisync/netclient"
 	"github.com/ebisync/ebisync/plugin"
@@ -438,7 +439,7 @@ func TestRescanRate(t *testing.T) {
 // per reason and interval; the next line carries the count since.
 func TestRefusalLogs(t *testing.T) {
 	reg := standardRegistry()
-	var logs syncBuffer
+	var logs testutil.SyncBuffer
 	const interval = 3 * time.Second
 	h := newHarness(t, reg, &plugin.Options{Logger: slog.New(slog.NewTextHandler(&logs, nil)), RefusalLogInterval: interval}, 2*time.Millisecond)
 	defer h.close()
@@ -482,24 +483,6 @@ func TestRefusalLogs(t *testing.T) {
 			t.Fatalf("%s: want a second line with the 10 refusals since the first:\n%s", reason, strings.Join(l, "\n"))
 		}
 	}
-}
-
-// syncBuffer is a log destination tests read while the server writes it.
-type syncBuffer struct {
-	mu sync.Mutex
-	b  strings.Builder
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
 }
 
 // TestMaxRadiusHoldsForGlobal: with MaxRadius set, a client cannot escape

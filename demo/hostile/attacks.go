@@ -13,6 +13,7 @@ import (
 	"github.com/coder/websocket"
 
 	"github.com/ebisync/ebisync/demo/sim"
+	"github.com/ebisync/ebisync/internal/hostile"
 	"github.com/ebisync/ebisync/internal/wire"
 )
 
@@ -181,7 +182,7 @@ func attacks() []attack {
 			if err != nil {
 				return err
 			}
-			frame := append(maskedFrame(len(e.hello)), e.hello...)
+			frame := append(hostile.FrameHeader(len(e.hello)), e.hello...)
 			_, err = c.Write(frame[:len(frame)/2])
 			c.Close()
 			return err

@@ -1,11 +1,8 @@
 package main
 
 import (
-	"bufio"
 	"context"
 	"crypto/rand"
-	"encoding/base64"
-	"encoding/binary"
 	"errors"
 	"fmt"
 	"io"
@@ -18,10 +15,10 @@ import (
 	"unsafe"
 
 	"github.com/coder/websocket"
-	"github.com/pierrec/lz4/v4"
 
 	"github.com/ebisync/ebisync/components"
 	"github.com/ebisync/ebisync/demo/sim"
+	"github.com/ebisync/ebisync/internal/hostile"
 	"github.com/ebisync/ebisync/internal/wire"
 )
 
@@ -340,61 +337,21 @@ func (e *env) expectHTTP(ctx context.Context, hdr http.Header, status int) error
 // rawUpgrade upgrades a plain TCP connection by hand, for attacks below
 // the WebSocket library.
 func (e *env) rawUpgrade(ctx context.Context) (net.Conn, error) {
-	d := net.Dialer{Timeout: answerTimeout}
-	c, err := d.DialContext(ctx, "tcp", e.hostport)
+	c, resp, err := hostile.Upgrade(ctx, e.hostport, e.path, nil, answerTimeout)
 	if err != nil {
-		return nil, e.dialErr(nil, err)
-	}
-	key := make([]byte, 16)
-	rand.Read(key)
-	req := fmt.Sprintf("GET %s HTTP/1.1\r\nHost: %s\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Version: 13\r\nSec-WebSocket-Key: %s\r\n\r\n",
-		e.path, e.hostport, base64.StdEncoding.EncodeToString(key))
-	c.SetDeadline(time.Now().Add(answerTimeout))
-	if _, err := io.WriteString(c, req); err != nil {
-		c.Close()
-		return nil, e.dialErr(nil, err)
-	}
-	resp, err := http.ReadResponse(bufio.NewReader(c), nil)
-	if err != nil {
-		c.Close()
-		return nil, e.dialErr(nil, err)
-	}
-	resp.Body.Close()
-	if resp.StatusCode != http.StatusSwitchingProtocols {
-		c.Close()
-		return nil, e.dialErr(resp, fmt.Errorf("%s", resp.Status))
+		return nil, e.dialErr(resp, err)
 	}
 	e.answered.Store(true)
 	return c, nil
 }
 
-// maskedFrame is a client frame header for a binary message of n bytes,
-// masked with a zero key (which leaves the payload as it is).
-func maskedFrame(n int) []byte {
-	h := []byte{0x82}
-	switch {
-	case n < 126:
-		h = append(h, 0x80|byte(n))
-	case n < 1<<16:
-		h = append(h, 0x80|126, byte(n>>8), byte(n))
-	default:
-		h = append(h, 0x80|127)
-		h = binary.BigEndian.AppendUint64(h, uint64(n))
-	}
-	return append(h, 0, 0, 0, 0)
-}
-
-// lz4Message frames body as a compressed message of kind that declares
-// size uncompressed bytes (PROTOCOL.md §4).
+// lz4Message is hostile.Compressed, for bodies that compress.
 func lz4Message(kind wire.Kind, body []byte, size int) []byte {
-	block := make([]byte, lz4.CompressBlockBound(len(body)))
-	n, err := lz4.CompressBlock(body, block, nil)
-	if err != nil || n == 0 {
-		panic(fmt.Sprintf("lz4: %d %v", n, err))
+	m, err := hostile.Compressed(kind, body, size)
+	if err != nil {
+		panic(err)
 	}
-	msg := []byte{byte(kind) | wire.FlagCompressed}
-	msg = binary.AppendUvarint(msg, uint64(size))
-	return append(msg, block[:n]...)
+	return m
 }
 
 func randomBytes(n int, first byte) []byte {
