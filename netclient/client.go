@@ -106,7 +106,7 @@ type Options struct {
 	Name string
 
 	// ReadLimit bounds one message from the server, in bytes. Default
-	// wire.MaxMessageSize + 64.
+	// 4 MiB + 64, the protocol's largest message (docs/PROTOCOL.md §10).
 	ReadLimit int64
 
 	// HandshakeTimeout bounds dialing plus the Hello/Welcome exchange, for
