@@ -115,6 +115,7 @@ func attacks() []attack {
 				return e.dialErr(nil, err)
 			}
 			resp.Body.Close()
+			e.answered.Store(true)
 			if resp.StatusCode != http.StatusUpgradeRequired {
 				return fmt.Errorf("HTTP %d, want 426", resp.StatusCode)
 			}

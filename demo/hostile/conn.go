@@ -114,6 +114,7 @@ func helloOf(reg *components.Registry, name string) *wire.Hello {
 // judged by the attack), anything below HTTP means the server is gone.
 func (e *env) dialErr(resp *http.Response, err error) error {
 	if resp != nil {
+		e.answered.Store(true) // an HTTP refusal is the server answering
 		hint := ""
 		if resp.StatusCode == http.StatusTooManyRequests {
 			hint = " (the server's per-address limit: give it a larger -max-per-addr)"
