@@ -230,10 +230,10 @@ type ExitReason uint8
 
 // Exit reasons. The first four come from the server.
 const (
-	ExitOutOfRange   = ExitReason(wire.ReasonOutOfRange)   // left the interest radius
-	ExitDespawned    = ExitReason(wire.ReasonDespawned)    // destroyed on the server
-	ExitUnsubscribed = ExitReason(wire.ReasonUnsubscribed) // the client unsubscribed
-	ExitFiltered     = ExitReason(wire.ReasonFiltered)     // hidden by the server's filter
+	ExitOutOfRange   ExitReason = 1 // left the interest radius
+	ExitDespawned    ExitReason = 2 // destroyed on the server
+	ExitUnsubscribed ExitReason = 3 // the client unsubscribed
+	ExitFiltered     ExitReason = 4 // hidden by the server's filter
 	// ExitResync means the client cleared its mirror after a reconnect; the
 	// server sends the entities again.
 	ExitResync ExitReason = 100

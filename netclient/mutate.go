@@ -17,12 +17,12 @@ type Status uint8
 
 // Mutation statuses. All but StatusNoReply are the server's answers.
 const (
-	StatusOk              = Status(wire.StatusOk)
-	StatusForbidden       = Status(wire.StatusForbidden)       // the server's Authorize refused it
-	StatusNotFound        = Status(wire.StatusNotFound)        // no such entity (or generation) on the server
-	StatusValidationError = Status(wire.StatusValidationError) // the server's Validate refused the value
-	StatusRateLimited     = Status(wire.StatusRateLimited)     // too many requests
-	StatusInternalError   = Status(wire.StatusInternalError)   // the server failed
+	StatusOk              Status = 0
+	StatusForbidden       Status = 1 // the server's Authorize refused it
+	StatusNotFound        Status = 2 // no such entity (or generation) on the server
+	StatusValidationError Status = 3 // the server's Validate refused the value (or it was malformed)
+	StatusRateLimited     Status = 4 // too many requests
+	StatusInternalError   Status = 5 // the server failed
 	// StatusNoReply means the client resolved the request itself: it
 	// could not be sent, or the connection dropped before the answer (the
 	// server may then have applied it). Err says which.
@@ -198,13 +198,13 @@ const (
 	// ControlNoReply means the client resolved the request itself; Err
 	// says why (see StatusNoReply).
 	ControlNoReply           ControlStatus = 0
-	ControlTaken                           = ControlStatus(wire.ControlTaken)
-	ControlReleased                        = ControlStatus(wire.ControlReleased)
-	ControlAlreadyControlled               = ControlStatus(wire.ControlAlreadyControlled) // another client holds it
-	ControlNotControlled                   = ControlStatus(wire.ControlNotControlled)     // release of an entity this client does not hold
-	ControlNotFound                        = ControlStatus(wire.ControlNotFound)
-	ControlForbidden                       = ControlStatus(wire.ControlForbidden)
-	ControlRateLimited                     = ControlStatus(wire.ControlRateLimited) // over the server's mutation rate limit; retry later
+	ControlTaken             ControlStatus = 1
+	ControlReleased          ControlStatus = 2
+	ControlAlreadyControlled ControlStatus = 3 // another client holds it
+	ControlNotControlled     ControlStatus = 4 // release of an entity nobody holds
+	ControlNotFound          ControlStatus = 5
+	ControlForbidden         ControlStatus = 6 // the server's Authorize refused it (a take, or the end of another's hold)
+	ControlRateLimited       ControlStatus = 7 // over the server's mutation rate limit; retry later
 )
 
 // String returns the status's name, e.g. "taken".

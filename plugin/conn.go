@@ -26,13 +26,14 @@ import (
 const (
 	statusGoingAway = websocket.StatusGoingAway
 	// StatusProtocolError: the client sent bytes the protocol does not allow.
-	StatusProtocolError = websocket.StatusCode(wire.CloseProtocolError)
+	StatusProtocolError websocket.StatusCode = 4000
 	// StatusSchema: protocol version or registry mismatch at the handshake.
-	StatusSchema = websocket.StatusCode(wire.CloseSchemaMismatch)
-	// StatusAbuse: the client overflowed its inbound queue.
-	StatusAbuse = websocket.StatusCode(wire.CloseRateLimited)
+	StatusSchema websocket.StatusCode = 4001
+	// StatusAbuse: the client sent too much (its inbound queue, its
+	// subscriptions, requests far past the rate limit).
+	StatusAbuse websocket.StatusCode = 4002
 	// StatusTooSlow: a write to the client timed out.
-	StatusTooSlow = websocket.StatusCode(wire.CloseTooSlow)
+	StatusTooSlow websocket.StatusCode = 4003
 	// StatusInternal: handling the client's input panicked; the stack is
 	// logged at Error and the game goes on.
 	StatusInternal = websocket.StatusInternalError

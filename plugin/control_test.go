@@ -126,10 +126,10 @@ func TestExclusiveControl(t *testing.T) {
 		return l && w
 	})
 	if r := loser.results()[3]; r.Status != wire.StatusForbidden {
-		t.Fatalf("loser's mutation: %s %q, want Forbidden", plugin.StatusName(r.Status), r.Message)
+		t.Fatalf("loser's mutation: %s %q, want Forbidden", r.Status.String(), r.Message)
 	}
 	if r := winner.results()[3]; r.Status != wire.StatusOk {
-		t.Fatalf("winner's mutation: %s %q, want Ok", plugin.StatusName(r.Status), r.Message)
+		t.Fatalf("winner's mutation: %s %q, want Ok", r.Status.String(), r.Message)
 	}
 	// Release, by someone who does not hold it (nor own it, so Authorize
 	// refuses) and by the holder.

@@ -467,7 +467,7 @@ func hostileAttacks() []attack {
 	status := func(want wire.Status) func(t *testing.T, res map[uint64]wire.MutationResult, _ map[uint64]wire.ControlReply) {
 		return func(t *testing.T, res map[uint64]wire.MutationResult, _ map[uint64]wire.ControlReply) {
 			if r, ok := res[1]; !ok || r.Status != want {
-				t.Fatalf("result %+v, want %s", r, plugin.StatusName(want))
+				t.Fatalf("result %+v, want %s", r, want.String())
 			}
 		}
 	}

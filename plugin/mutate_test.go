@@ -140,7 +140,7 @@ func TestMutationStatuses(t *testing.T) {
 	for i, tc := range cases {
 		r := got[uint64(i+1)]
 		if r.Status != tc.want || !strings.Contains(r.Message, tc.substr) {
-			t.Errorf("%s: got %s %q, want %s containing %q", tc.name, plugin.StatusName(r.Status), r.Message, plugin.StatusName(tc.want), tc.substr)
+			t.Errorf("%s: got %s %q, want %s containing %q", tc.name, r.Status.String(), r.Message, tc.want.String(), tc.substr)
 		}
 	}
 	// The Ok mutation was applied on the server.
@@ -187,7 +187,7 @@ func TestMutationRateLimited(t *testing.T) {
 		case wire.StatusRateLimited:
 			limited++
 		default:
-			t.Errorf("unexpected status %s", plugin.StatusName(r.Status))
+			t.Errorf("unexpected status %s", r.Status.String())
 		}
 	}
 	if ok < 5 || ok > 7 || limited != n-ok {
@@ -257,7 +257,7 @@ func TestMutationExplicit(t *testing.T) {
 	writer.send(wire.AppendMutate(nil, &wire.Mutate{Request: 1, ID: uint64(tag.NetID), Gen: uint64(tag.Gen), Comp: uint64(sc.Index()), Value: encodeValue(sc, scoreData{Points: 9})}))
 	eventually(t, 5*time.Second, "mutation result", func() bool { _, ok := writer.results()[1]; return ok })
 	if r := writer.results()[1]; r.Status != wire.StatusOk {
-		t.Fatalf("mutation answered %s %q, want Ok", plugin.StatusName(r.Status), r.Message)
+		t.Fatalf("mutation answered %s %q, want Ok", r.Status.String(), r.Message)
 	}
 	eventually(t, 5*time.Second, "mutated value at the watcher", func() bool { return points(watcher) == 9 })
 	eventually(t, 5*time.Second, "mutated value at the writer", func() bool { return points(writer) == 9 })

@@ -111,7 +111,7 @@ func TestMutationBadInput(t *testing.T) {
 	eventually(t, 5*time.Second, "bad-input results", func() bool { return len(bad.results()) >= len(cases) })
 	for i, tc := range cases {
 		if r := bad.results()[uint64(i+1)]; r.Status != tc.want {
-			t.Errorf("%s: %s %q, want %s", tc.name, plugin.StatusName(r.Status), r.Message, plugin.StatusName(tc.want))
+			t.Errorf("%s: %s %q, want %s", tc.name, r.Status.String(), r.Message, tc.want.String())
 		}
 	}
 	// A flood past the rate limit: RateLimited, not a crash.

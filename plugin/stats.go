@@ -40,7 +40,10 @@ type Stats struct {
 	Connects      uint64        // handshakes completed
 	BytesOut      uint64        // batch bytes on the wire (after compression)
 	RawBytesOut   uint64        // batch bytes before compression
-	Mutations     map[string]uint64
+	// Mutations counts the answers to mutations by status: "Ok",
+	// "Forbidden", "NotFound", "ValidationError", "RateLimited",
+	// "InternalError".
+	Mutations map[string]uint64
 	// Refusals counts refused connections and dropped clients by reason
 	// (the Refused* constants), since the server started.
 	Refusals  map[string]uint64
@@ -113,7 +116,7 @@ func (s *Server) ReadStats(st *Stats) {
 	}
 	for i := range s.stats.mutations {
 		if n := s.stats.mutations[i].Load(); n > 0 {
-			mut[StatusName(wire.Status(i))] = n
+			mut[statusName(wire.Status(i))] = n
 		}
 	}
 	s.mu.Lock()
@@ -163,8 +166,8 @@ func (s *Server) publishStats() {
 	s.stats.clientState.Store(int64(state))
 }
 
-// StatusName returns the name of a mutation status ("Ok", "Forbidden", …).
-func StatusName(st wire.Status) string {
+// statusName is a mutation status's key in Stats.Mutations.
+func statusName(st wire.Status) string {
 	switch st {
 	case wire.StatusOk:
 		return "Ok"

@@ -14,7 +14,6 @@ import (
 	"time"
 
 	"github.com/ebisync/ebisync/demo/sim"
-	"github.com/ebisync/ebisync/internal/wire"
 	"github.com/ebisync/ebisync/plugin"
 )
 
@@ -154,7 +153,7 @@ func TestEveryAttackAnswered(t *testing.T) {
 			t.Errorf("no refusal %q counted", r)
 		}
 	}
-	if st.Mutations[plugin.StatusName(wire.StatusForbidden)] == 0 {
+	if st.Mutations["Forbidden"] == 0 {
 		t.Errorf("no forbidden mutation counted: %v", st.Mutations)
 	}
 }
