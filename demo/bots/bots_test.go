@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/ebisync/ebisync/demo/sim"
+	"github.com/ebisync/ebisync/internal/testutil"
 )
 
 // server is a demo server run in-process for a test.
@@ -49,38 +50,9 @@ func (s *server) stop() {
 	})
 }
 
-// watchWriter collects output and closes seen once it contains want.
-type watchWriter struct {
-	mu   sync.Mutex
-	buf  bytes.Buffer
-	want string
-	seen chan struct{}
-}
-
-func newWatchWriter(want string) *watchWriter {
-	return &watchWriter{want: want, seen: make(chan struct{})}
-}
-
-func (w *watchWriter) Write(p []byte) (int, error) {
-	w.mu.Lock()
-	defer w.mu.Unlock()
-	had := strings.Contains(w.buf.String(), w.want)
-	n, err := w.buf.Write(p)
-	if !had && strings.Contains(w.buf.String(), w.want) {
-		close(w.seen)
-	}
-	return n, err
-}
-
-func (w *watchWriter) String() string {
-	w.mu.Lock()
-	defer w.mu.Unlock()
-	return w.buf.String()
-}
-
 // runAsync runs the command with args, writing to out, and returns its
 // result on a channel.
-func runAsync(ctx context.Context, args []string, out *watchWriter) <-chan error {
+func runAsync(ctx context.Context, args []string, out *testutil.WatchBuffer) <-chan error {
 	res := make(chan error, 1)
 	go func() { res <- run(ctx, args, out) }()
 	return res
@@ -88,10 +60,10 @@ func runAsync(ctx context.Context, args []string, out *watchWriter) <-chan error
 
 // awaitRunning waits until the bots are connected and running, or run
 // ended first.
-func awaitRunning(t *testing.T, out *watchWriter, res <-chan error) {
+func awaitRunning(t *testing.T, out *testutil.WatchBuffer, res <-chan error) {
 	t.Helper()
 	select {
-	case <-out.seen:
+	case <-out.Seen():
 	case err := <-res:
 		t.Fatalf("run ended before the bots ran: %v\n%s", err, out.String())
 	case <-time.After(time.Minute):
@@ -136,7 +108,7 @@ func TestBotsFailWithoutServer(t *testing.T) {
 // succeed.
 func TestBotsFailWhenServerDies(t *testing.T) {
 	srv := startServer(t)
-	out := newWatchWriter("running for")
+	out := testutil.NewWatchBuffer("running for")
 	res := runAsync(context.Background(), []string{"-n", "4", "-connect", srv.url, "-duration", "4s", "-max-silence", "2s"}, out)
 	awaitRunning(t, out, res)
 	srv.stop()
@@ -163,7 +135,7 @@ func TestBotsFailWhenServerDies(t *testing.T) {
 // does not fail.
 func TestBotsInterrupted(t *testing.T) {
 	srv := startServer(t)
-	out := newWatchWriter("running for")
+	out := testutil.NewWatchBuffer("running for")
 	ctx, interrupt := context.WithCancel(context.Background())
 	defer interrupt()
 	res := runAsync(ctx, []string{"-n", "2", "-connect", srv.url, "-duration", "1h"}, out)

@@ -14,6 +14,7 @@ import (
 	"time"
 
 	"github.com/ebisync/ebisync/demo/sim"
+	"github.com/ebisync/ebisync/internal/testutil"
 	"github.com/ebisync/ebisync/plugin"
 )
 
@@ -91,31 +92,6 @@ func (ts *testServer) stop() {
 	})
 }
 
-// watchWriter collects output and closes seen once it contains want.
-type watchWriter struct {
-	mu   sync.Mutex
-	buf  bytes.Buffer
-	want string
-	seen chan struct{}
-}
-
-func (w *watchWriter) Write(p []byte) (int, error) {
-	w.mu.Lock()
-	defer w.mu.Unlock()
-	had := strings.Contains(w.buf.String(), w.want)
-	n, err := w.buf.Write(p)
-	if !had && strings.Contains(w.buf.String(), w.want) {
-		close(w.seen)
-	}
-	return n, err
-}
-
-func (w *watchWriter) String() string {
-	w.mu.Lock()
-	defer w.mu.Unlock()
-	return w.buf.String()
-}
-
 func TestEveryAttackAnswered(t *testing.T) {
 	ts := startServer(t, nil)
 	var out bytes.Buffer
@@ -181,13 +157,13 @@ func TestWrongAnswerFails(t *testing.T) {
 // the run fails because the server stopped answering.
 func TestServerGoneFails(t *testing.T) {
 	ts := startServer(t, nil)
-	out := &watchWriter{want: "ok: HTTP 403", seen: make(chan struct{})}
+	out := testutil.NewWatchBuffer("ok: HTTP 403")
 	res := make(chan error, 1)
 	go func() {
 		res <- run(context.Background(), []string{"-connect", ts.url, "-duration", "1m", "-handshake-timeout", "1s", "-max-entity-subs", "64", "-v"}, out)
 	}()
 	select {
-	case <-out.seen:
+	case <-out.Seen():
 	case err := <-res:
 		t.Fatalf("run ended before the first answer: %v\n%s", err, out.String())
 	case <-time.After(time.Minute):

@@ -26,3 +26,39 @@ func (s *SyncBuffer) String() string {
 	defer s.mu.Unlock()
 	return s.b.String()
 }
+
+// WatchBuffer collects output and closes the channel Seen returns once the
+// output contains a given string. It is safe for concurrent use.
+type WatchBuffer struct {
+	mu   sync.Mutex
+	b    strings.Builder
+	want string
+	seen chan struct{}
+}
+
+// NewWatchBuffer returns a WatchBuffer that watches for want.
+func NewWatchBuffer(want string) *WatchBuffer {
+	return &WatchBuffer{want: want, seen: make(chan struct{})}
+}
+
+// Write appends p.
+func (w *WatchBuffer) Write(p []byte) (int, error) {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	had := strings.Contains(w.b.String(), w.want)
+	n, err := w.b.Write(p)
+	if !had && strings.Contains(w.b.String(), w.want) {
+		close(w.seen)
+	}
+	return n, err
+}
+
+// Seen is closed once the output contains the string watched for.
+func (w *WatchBuffer) Seen() <-chan struct{} { return w.seen }
+
+// String returns what was written so far.
+func (w *WatchBuffer) String() string {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	return w.b.String()
+}
