@@ -234,19 +234,11 @@ func attacks() []attack {
 		}},
 		// Taking what is not yours.
 		{name: "mutation of another player's ship", answer: "mutation result forbidden", run: func(ctx context.Context, e *env) error {
-			victim, err := e.victimID(ctx)
-			if err != nil {
-				return err
-			}
-			s, err := e.join(ctx)
+			s, id, gen, err := e.joinBesideVictim(ctx)
 			if err != nil {
 				return err
 			}
 			defer s.close()
-			id, gen, err := e.findShipOf(ctx, s, victim)
-			if err != nil {
-				return err
-			}
 			steer, ok := s.comp("demo.steer")
 			if !ok {
 				return errors.New("the server does not replicate demo.steer")
@@ -266,19 +258,11 @@ func attacks() []attack {
 			return nil
 		}},
 		{name: "control take of another player's ship", answer: "control result forbidden", run: func(ctx context.Context, e *env) error {
-			victim, err := e.victimID(ctx)
-			if err != nil {
-				return err
-			}
-			s, err := e.join(ctx)
+			s, id, gen, err := e.joinBesideVictim(ctx)
 			if err != nil {
 				return err
 			}
 			defer s.close()
-			id, gen, err := e.findShipOf(ctx, s, victim)
-			if err != nil {
-				return err
-			}
 			if err := s.send(ctx, wire.AppendControl(nil, &wire.Control{Request: 1, Op: wire.ControlTake, ID: id, Gen: gen})); err != nil {
 				return err
 			}

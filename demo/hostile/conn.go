@@ -454,6 +454,23 @@ func (e *env) closeVictim() {
 	}
 }
 
+// joinBesideVictim joins as a new client and finds the ship of the victim
+// (another client, see victimID) in its view. The caller closes the session.
+func (e *env) joinBesideVictim(ctx context.Context) (s *session, id, gen uint64, err error) {
+	victim, err := e.victimID(ctx)
+	if err != nil {
+		return nil, 0, 0, err
+	}
+	if s, err = e.join(ctx); err != nil {
+		return nil, 0, 0, err
+	}
+	if id, gen, err = e.findShipOf(ctx, s, victim); err != nil {
+		s.close()
+		return nil, 0, 0, err
+	}
+	return s, id, gen, nil
+}
+
 // findShipOf subscribes s to everything, looks at the spawn point of
 // client owner and returns the net id and generation of its ship, learned
 // from the batches.
