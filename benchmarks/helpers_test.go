@@ -18,6 +18,7 @@ import (
 	"github.com/yohamta/donburi"
 
 	"github.com/ebisync/ebisync/components"
+	"github.com/ebisync/ebisync/internal/testutil"
 	"github.com/ebisync/ebisync/internal/wire"
 	"github.com/ebisync/ebisync/plugin"
 )
@@ -141,7 +142,7 @@ func dialEbisync(ctx context.Context, url string, reg *components.Registry, hell
 	c := newRawClient(ws)
 	if decode {
 		c.records = make(chan msgRecord, 1<<12)
-		go c.decodeLoop(regSizer{reg})
+		go c.decodeLoop(regSizer{Reg: reg})
 	} else {
 		go c.countLoop()
 	}
@@ -283,25 +284,7 @@ func (c *rawClient) close() {
 	<-c.done
 }
 
-// regSizer measures component values with the server's registry, which
-// the benchmark client shares.
-type regSizer struct{ reg *components.Registry }
-
-func (s regSizer) FullLen(comp uint64, b []byte) (int, error) {
-	c := s.reg.At(int(comp))
-	if c == nil {
-		return 0, fmt.Errorf("unknown component %d", comp)
-	}
-	return c.FullLen(b)
-}
-
-func (s regSizer) DeltaLen(comp uint64, b []byte) (int, error) {
-	c := s.reg.At(int(comp))
-	if c == nil {
-		return 0, fmt.Errorf("unknown component %d", comp)
-	}
-	return c.DeltaLen(b)
-}
+type regSizer = testutil.RegistrySizer
 
 // ebisyncServer is a plugin.Server behind a loopback HTTP server.
 type ebisyncServer struct {

@@ -15,17 +15,14 @@ import (
 	"github.com/yohamta/donburi"
 
 	"github.com/ebisync/ebisync/components"
+
+	"github.com/ebisync/ebisync/internal/testutil"
 )
 
 var seedFlag = flag.Uint64("seed", 0x5eed_eb15, "seed of the property tests' random values")
 
 // assert fails the test with the formatted message unless ok.
-func assert(t testing.TB, ok bool, format string, args ...any) {
-	t.Helper()
-	if !ok {
-		t.Fatalf(format, args...)
-	}
-}
+var assert = testutil.Assert
 
 // newRand returns the property tests' generator, logging its seed so a
 // failure can be replayed with -seed.

@@ -6,6 +6,7 @@ import (
 	"net/http/httptest"
 	"testing"
 	"time"
+	"unsafe"
 
 	"github.com/yohamta/donburi"
 
@@ -103,3 +104,6 @@ func standardRegistry() *components.Registry {
 	components.RegisterStandard(reg)
 	return reg
 }
+
+// unsafePtr is v as the unsafe.Pointer the codecs take.
+func unsafePtr[T any](v *T) unsafe.Pointer { return unsafe.Pointer(v) }

@@ -170,7 +170,7 @@ func readResults(t testing.TB, ws *websocket.Conn, reg *components.Registry, wan
 			continue
 		}
 		var b wire.Batch
-		if err := wire.DecodeBatch(append([]byte(nil), body...), regSizer{reg}, &b); err != nil {
+		if err := wire.DecodeBatch(append([]byte(nil), body...), regSizer{Reg: reg}, &b); err != nil {
 			t.Fatalf("batch: %v", err)
 		}
 		for _, r := range b.Results {

@@ -13,14 +13,11 @@ import (
 	"github.com/ebisync/ebisync/components"
 	"github.com/ebisync/ebisync/demo/sim"
 	"github.com/ebisync/ebisync/plugin"
+
+	"github.com/ebisync/ebisync/internal/testutil"
 )
 
-func assert(t *testing.T, ok bool, format string, args ...any) {
-	t.Helper()
-	if !ok {
-		t.Fatalf(format, args...)
-	}
-}
+var assert = testutil.Assert
 
 func kinds(w donburi.World) map[uint8]int {
 	n := make(map[uint8]int)

@@ -2,8 +2,12 @@
 package testutil
 
 import (
+	"fmt"
 	"strings"
 	"sync"
+	"testing"
+
+	"github.com/ebisync/ebisync/components"
 )
 
 // SyncBuffer is a log destination a test reads while other goroutines
@@ -61,4 +65,35 @@ func (w *WatchBuffer) String() string {
 	w.mu.Lock()
 	defer w.mu.Unlock()
 	return w.b.String()
+}
+
+// Assert fails t with the message when ok is false.
+func Assert(t testing.TB, ok bool, format string, args ...any) {
+	t.Helper()
+	if !ok {
+		t.Fatalf(format, args...)
+	}
+}
+
+// RegistrySizer measures encoded component values with a registry, as a
+// client that shares the server's registry does (wire.ValueSizer, by
+// registry index).
+type RegistrySizer struct{ Reg *components.Registry }
+
+// FullLen implements wire.ValueSizer.
+func (s RegistrySizer) FullLen(comp uint64, b []byte) (int, error) {
+	c := s.Reg.At(int(comp))
+	if c == nil {
+		return 0, fmt.Errorf("unknown component %d", comp)
+	}
+	return c.FullLen(b)
+}
+
+// DeltaLen implements wire.ValueSizer.
+func (s RegistrySizer) DeltaLen(comp uint64, b []byte) (int, error) {
+	c := s.Reg.At(int(comp))
+	if c == nil {
+		return 0, fmt.Errorf("unknown component %d", comp)
+	}
+	return c.DeltaLen(b)
 }

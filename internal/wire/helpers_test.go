@@ -9,14 +9,11 @@ import (
 	"testing"
 
 	"github.com/ebisync/ebisync/internal/wire"
+
+	"github.com/ebisync/ebisync/internal/testutil"
 )
 
-func assert(t testing.TB, ok bool, format string, args ...any) {
-	t.Helper()
-	if !ok {
-		t.Fatalf(format, args...)
-	}
-}
+var assert = testutil.Assert
 
 // typed reports whether err wraps one of the package's typed errors.
 func typed(err error) bool {

@@ -17,14 +17,11 @@ import (
 	"github.com/ebisync/ebisync/netclient"
 	"github.com/ebisync/ebisync/netclient/ebitensync"
 	"github.com/ebisync/ebisync/plugin"
+
+	"github.com/ebisync/ebisync/internal/testutil"
 )
 
-func assert(t *testing.T, ok bool, format string, args ...any) {
-	t.Helper()
-	if !ok {
-		t.Fatalf(format, args...)
-	}
-}
+var assert = testutil.Assert
 
 // serve runs an ebisync server whose world holds one entity moving along x
 // at 600 units per second, ticking at 60 Hz on its own goroutine.

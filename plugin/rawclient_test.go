@@ -2,7 +2,6 @@ package plugin_test
 
 import (
 	"context"
-	"fmt"
 	"net/http"
 	"net/http/httptest"
 	"strings"
@@ -13,6 +12,7 @@ import (
 	"github.com/coder/websocket"
 
 	"github.com/ebisync/ebisync/components"
+	"github.com/ebisync/ebisync/internal/testutil"
 	"github.com/ebisync/ebisync/internal/wire"
 )
 
@@ -83,23 +83,7 @@ func helloOf(reg *components.Registry) *wire.Hello {
 	return h
 }
 
-type regSizer struct{ reg *components.Registry }
-
-func (s regSizer) FullLen(comp uint64, b []byte) (int, error) {
-	c := s.reg.At(int(comp))
-	if c == nil {
-		return 0, fmt.Errorf("unknown component %d", comp)
-	}
-	return c.FullLen(b)
-}
-
-func (s regSizer) DeltaLen(comp uint64, b []byte) (int, error) {
-	c := s.reg.At(int(comp))
-	if c == nil {
-		return 0, fmt.Errorf("unknown component %d", comp)
-	}
-	return c.DeltaLen(b)
-}
+type regSizer = testutil.RegistrySizer
 
 func (rc *rawClient) readLoop() {
 	defer close(rc.done)
@@ -122,7 +106,7 @@ func (rc *rawClient) readLoop() {
 			continue
 		}
 		var b wire.Batch
-		if err := wire.DecodeBatch(append([]byte(nil), body...), regSizer{rc.reg}, &b); err != nil {
+		if err := wire.DecodeBatch(append([]byte(nil), body...), regSizer{Reg: rc.reg}, &b); err != nil {
 			rc.mu.Lock()
 			rc.err = err
 			rc.mu.Unlock()
