@@ -305,12 +305,14 @@ func (cn *conn) refuse(why refusal, code websocket.StatusCode, msg string) error
 	ctx, cancel := context.WithTimeout(context.Background(), refuseTimeout)
 	defer cancel()
 	_ = cn.ws.Write(ctx, websocket.MessageBinary, e)
-	cn.ws.Close(code, truncate(msg, 120))
+	// A peer that does not read would hold its handshake place for
+	// coder/websocket's 5 s wait on the close: cut it after a grace.
+	closeWithin(cn.ws, cn.net, code, truncate(msg, 120), shutdownGrace)
 	return errors.New(msg)
 }
 
-// shutdownGrace bounds the close handshake with a client that Server.Close
-// finds in its handshake.
+// shutdownGrace bounds the close handshake with a client refused at its
+// handshake, or that Server.Close finds in it.
 const shutdownGrace = 250 * time.Millisecond
 
 // closeWithin closes ws with code and reason, and drops its network

@@ -231,6 +231,20 @@ func TestConnectionLimits(t *testing.T) {
 			t.Fatalf("%d refusals counted", n)
 		}
 	})
+	t.Run("a refused peer that does not read", func(t *testing.T) {
+		// It would hold its handshake place for the WebSocket library's
+		// 5 s wait on the close; the server cuts it after a short grace.
+		h := newHarness(t, reg, &plugin.Options{MaxHandshakes: 1}, 2*time.Millisecond)
+		defer h.close()
+		deaf := dialWS(t, h.url, reg, nil, false)
+		defer deaf.CloseNow()
+		send(t, deaf, websocket.MessageBinary, []byte{0x3f}) // not a Hello; then it never reads
+		start := time.Now()
+		eventually(t, 5*time.Second, "the place to be free", func() bool { return h.srv.Stats().Connections == 0 })
+		if d := time.Since(start); d > 2*time.Second {
+			t.Fatalf("the refused peer held its handshake place for %v", d)
+		}
+	})
 	t.Run("handshakes", func(t *testing.T) {
 		h := newHarness(t, reg, &plugin.Options{MaxHandshakes: 2, HandshakeTimeout: 200 * time.Millisecond}, 2*time.Millisecond)
 		defer h.close()
