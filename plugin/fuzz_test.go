@@ -11,6 +11,7 @@ import (
 	"github.com/yohamta/donburi"
 
 	"github.com/ebisync/ebisync/components"
+	"github.com/ebisync/ebisync/internal/hostile"
 	"github.com/ebisync/ebisync/internal/wire"
 	"github.com/ebisync/ebisync/plugin"
 )
@@ -89,7 +90,7 @@ func FuzzServerInbound(f *testing.F) {
 	f.Add(packMsgs([]byte{0x04, 0x01, 0x02, 0xa0, 0x8d, 0x06, 0x00}))
 	f.Add(packMsgs(lz4Message(wire.KindSubscribe, sub[1:], len(sub)-1)))
 	f.Add(packMsgs(lz4Message(wire.KindSubscribe, make([]byte, 3000), 1<<20)))
-	f.Add(packMsgs(wire.AppendHello(nil, helloOf(reg))))
+	f.Add(packMsgs(wire.AppendHello(nil, hostile.Hello(reg, "raw"))))
 
 	f.Fuzz(func(t *testing.T, data []byte) {
 		ws := dialWS(t, h.url, reg, nil, true)

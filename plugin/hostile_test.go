@@ -89,18 +89,32 @@ func dialWS(t testing.TB, url string, reg *components.Registry, hdr http.Header,
 	}
 	ws.SetReadLimit(wire.MaxMessageSize + 64)
 	if hello {
-		if err := ws.Write(ctx, websocket.MessageBinary, wire.AppendHello(nil, helloOf(reg))); err != nil {
-			t.Fatalf("hello: %v", err)
-		}
-		_, msg, err := ws.Read(ctx)
-		if err != nil {
-			t.Fatalf("welcome: %v", err)
-		}
-		if kind, _, _, err := wire.Open(msg, nil); err != nil || kind != wire.KindWelcome {
-			t.Fatalf("welcome: kind %v, err %v", kind, err)
-		}
+		handshakeWS(t, ws, reg)
 	}
 	return ws
+}
+
+// handshakeWS sends the Hello of reg on ws and returns the Welcome.
+func handshakeWS(t testing.TB, ws *websocket.Conn, reg *components.Registry) wire.Welcome {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	if err := ws.Write(ctx, websocket.MessageBinary, wire.AppendHello(nil, hostile.Hello(reg, "raw"))); err != nil {
+		t.Fatalf("hello: %v", err)
+	}
+	_, msg, err := ws.Read(ctx)
+	if err != nil {
+		t.Fatalf("welcome: %v", err)
+	}
+	kind, body, _, err := wire.Open(msg, nil)
+	if err != nil || kind != wire.KindWelcome {
+		t.Fatalf("welcome: kind %v, err %v", kind, err)
+	}
+	wel, err := wire.DecodeWelcome(body)
+	if err != nil {
+		t.Fatalf("welcome: %v", err)
+	}
+	return wel
 }
 
 // expectClose reads until the connection ends and checks its close code.
@@ -528,7 +542,7 @@ func hostileAttacks() []attack {
 		{"random bytes instead of Hello", refusedAtHandshake(plugin.StatusProtocolError, func(*hostileEnv) []byte { return random(200, 0x3f) })},
 		{"mutation before Hello", refusedAtHandshake(plugin.StatusProtocolError, mutateShip(thrustData{1, 1}))},
 		{"schema mismatch", refusedAtHandshake(plugin.StatusSchema, func(e *hostileEnv) []byte {
-			hello := helloOf(e.reg)
+			hello := hostile.Hello(e.reg, "raw")
 			hello.Components[0].Fields[0].Type = "complex128"
 			hello.Components[0].Hash ^= 1
 			return wire.AppendHello(nil, hello)
@@ -546,7 +560,7 @@ func hostileAttacks() []attack {
 		{"random bytes", closesWith(plugin.StatusProtocolError, func(*hostileEnv) []byte { return random(300, byte(wire.KindInterest)) })},
 		{"unknown kind", closesWith(plugin.StatusProtocolError, func(*hostileEnv) []byte { return []byte{0x3f, 1, 2, 3} })},
 		{"a server's kind", closesWith(plugin.StatusProtocolError, func(*hostileEnv) []byte { return []byte{byte(wire.KindBatch), 0, 0, 0} })},
-		{"second Hello", closesWith(plugin.StatusProtocolError, func(e *hostileEnv) []byte { return wire.AppendHello(nil, helloOf(e.reg)) })},
+		{"second Hello", closesWith(plugin.StatusProtocolError, func(e *hostileEnv) []byte { return wire.AppendHello(nil, hostile.Hello(e.reg, "raw")) })},
 		{"message over the read limit", closesWith(websocket.StatusMessageTooBig, func(*hostileEnv) []byte {
 			return append([]byte{byte(wire.KindSubscribe)}, make([]byte, 40<<10)...)
 		})},
@@ -560,7 +574,7 @@ func hostileAttacks() []attack {
 			e.waitQuiet(t)
 			before := e.h.srv.Stats().Refusals
 			c := rawUpgrade(t, e.h.ts.Listener.Addr().String(), "/", attacker())
-			hello := wire.AppendHello(nil, helloOf(e.reg))
+			hello := wire.AppendHello(nil, hostile.Hello(e.reg, "raw"))
 			frame := append(hostile.FrameHeader(len(hello)), hello...)
 			if _, err := c.Write(frame[:len(frame)/2]); err != nil {
 				t.Fatal(err)
@@ -586,7 +600,7 @@ func hostileAttacks() []attack {
 			e.waitQuiet(t)
 			before := e.h.srv.Stats().Refusals
 			c := rawUpgrade(t, e.h.ts.Listener.Addr().String(), "/", attacker())
-			hello := wire.AppendHello(nil, helloOf(e.reg))
+			hello := wire.AppendHello(nil, hostile.Hello(e.reg, "raw"))
 			if _, err := c.Write(append(hostile.FrameHeader(len(hello)), hello...)); err != nil {
 				t.Fatal(err)
 			}

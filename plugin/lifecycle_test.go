@@ -12,6 +12,7 @@ import (
 	"github.com/yohamta/donburi"
 
 	"github.com/ebisync/ebisync/components"
+	"github.com/ebisync/ebisync/internal/hostile"
 	"github.com/ebisync/ebisync/internal/wire"
 	"github.com/ebisync/ebisync/plugin"
 )
@@ -200,7 +201,7 @@ func TestSchemaMismatchRaw(t *testing.T) {
 	reg := standardRegistry()
 	h := newHarness(t, reg, nil, 5*time.Millisecond)
 	defer h.close()
-	hello := helloOf(reg)
+	hello := hostile.Hello(reg, "raw")
 	for i := range hello.Components {
 		if hello.Components[i].Name == "ebisync.health" {
 			hello.Components[i].Fields[1].Type = "int64"

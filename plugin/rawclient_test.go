@@ -40,47 +40,15 @@ func dialRaw(t testing.TB, url string, reg *components.Registry, read bool) *raw
 // address of hostileOptions).
 func dialRawHeader(t testing.TB, url string, reg *components.Registry, hdr http.Header, read bool) *rawClient {
 	t.Helper()
-	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-	defer cancel()
-	ws, _, err := websocket.Dial(ctx, url, &websocket.DialOptions{CompressionMode: websocket.CompressionDisabled, HTTPHeader: hdr})
-	if err != nil {
-		t.Fatalf("dial: %v", err)
-	}
-	ws.SetReadLimit(wire.MaxMessageSize + 64)
+	ws := dialWS(t, url, reg, hdr, false)
 	rc := &rawClient{t: t, ws: ws, reg: reg, done: make(chan struct{})}
-	if err := ws.Write(ctx, websocket.MessageBinary, wire.AppendHello(nil, helloOf(reg))); err != nil {
-		t.Fatalf("hello: %v", err)
-	}
-	_, msg, err := ws.Read(ctx)
-	if err != nil {
-		t.Fatalf("welcome: %v", err)
-	}
-	kind, body, _, err := wire.Open(msg, nil)
-	if err != nil || kind != wire.KindWelcome {
-		t.Fatalf("welcome: kind %d err %v", kind, err)
-	}
-	rc.wel, err = wire.DecodeWelcome(body)
-	if err != nil {
-		t.Fatalf("welcome: %v", err)
-	}
+	rc.wel = handshakeWS(t, ws, reg)
 	if read {
 		go rc.readLoop()
 	} else {
 		close(rc.done)
 	}
 	return rc
-}
-
-func helloOf(reg *components.Registry) *wire.Hello {
-	h := &wire.Hello{Version: wire.ProtocolVersion, ClientName: "raw"}
-	for _, s := range reg.Schema() {
-		d := wire.ComponentDesc{Name: s.Name, Hash: s.Hash}
-		for _, f := range s.Fields {
-			d.Fields = append(d.Fields, wire.FieldDesc{Name: f.Name, Type: f.Type, Quant: f.Quant})
-		}
-		h.Components = append(h.Components, d)
-	}
-	return h
 }
 
 type regSizer = testutil.RegistrySizer

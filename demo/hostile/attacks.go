@@ -143,7 +143,7 @@ func attacks() []attack {
 		}},
 		{name: "random bytes instead of Hello", answer: "Error, then close 4000", run: refusedAtHandshake(closeProtocol, func(*env) []byte { return randomBytes(200, 0x3f) })},
 		{name: "schema mismatch", answer: "Error, then close 4001", run: refusedAtHandshake(closeSchema, func(e *env) []byte {
-			h := helloOf(e.reg, "hostile")
+			h := hostile.Hello(e.reg, "hostile")
 			h.Components[0].Fields[0].Type = "complex128"
 			h.Components[0].Hash ^= 1
 			return wire.AppendHello(nil, h)

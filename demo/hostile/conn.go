@@ -85,7 +85,7 @@ func newEnv(url string, hsTimeout time.Duration, maxEntitySubs int, verbose io.W
 	e := &env{
 		url: scheme + "://" + hostport + "/" + path, hostport: hostport, path: "/" + path,
 		hsTimeout: hsTimeout, maxEntitySubs: maxEntitySubs, verbose: verbose,
-		reg: reg, hello: wire.AppendHello(nil, helloOf(reg, "hostile")),
+		reg: reg, hello: wire.AppendHello(nil, hostile.Hello(reg, "hostile")),
 		known: map[uint64]uint64{},
 	}
 	return e, nil
@@ -95,19 +95,6 @@ func (e *env) logf(format string, args ...any) {
 	if e.verbose != nil {
 		fmt.Fprintf(e.verbose, "  "+format+"\n", args...)
 	}
-}
-
-// helloOf is the Hello of a client with registry reg.
-func helloOf(reg *components.Registry, name string) *wire.Hello {
-	h := &wire.Hello{Version: wire.ProtocolVersion, ClientName: name}
-	for _, s := range reg.Schema() {
-		d := wire.ComponentDesc{Name: s.Name, Hash: s.Hash}
-		for _, f := range s.Fields {
-			d.Fields = append(d.Fields, wire.FieldDesc{Name: f.Name, Type: f.Type, Quant: f.Quant})
-		}
-		h.Components = append(h.Components, d)
-	}
-	return h
 }
 
 // dialErr classifies a failed dial: an HTTP refusal is an answer (to be

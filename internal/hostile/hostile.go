@@ -20,6 +20,7 @@ import (
 
 	"github.com/pierrec/lz4/v4"
 
+	"github.com/ebisync/ebisync/components"
 	"github.com/ebisync/ebisync/internal/wire"
 )
 
@@ -93,4 +94,19 @@ func Upgrade(ctx context.Context, hostport, path string, hdr http.Header, timeou
 		return nil, resp, fmt.Errorf("upgrade refused: %s", resp.Status)
 	}
 	return c, resp, nil
+}
+
+// Hello is the Hello of a client named name with registry reg, as a
+// well-behaved client sends it; attacks send it at the wrong time, or
+// change it.
+func Hello(reg *components.Registry, name string) *wire.Hello {
+	h := &wire.Hello{Version: wire.ProtocolVersion, ClientName: name}
+	for _, s := range reg.Schema() {
+		d := wire.ComponentDesc{Name: s.Name, Hash: s.Hash}
+		for _, f := range s.Fields {
+			d.Fields = append(d.Fields, wire.FieldDesc{Name: f.Name, Type: f.Type, Quant: f.Quant})
+		}
+		h.Components = append(h.Components, d)
+	}
+	return h
 }
