@@ -3,9 +3,16 @@
 // A game registers each donburi component type it wants replicated under an
 // explicit, stable wire name:
 //
-//	reg := components.NewRegistry()
-//	components.RegisterStandard(reg) // Position, Velocity, Name, Health
-//	components.Register(reg, "game.ship", Ship, nil)
+//	reg := components.NewRegistry()                 // Owner and Control built in
+//	std := components.RegisterStandard(reg)         // Position, Velocity, Name, Health
+//	ship := components.Register(reg, "game.ship", Ship, nil)
+//
+// Registration returns a typed handle, a *Synced[T], as donburi's
+// NewComponentType returns a typed component type. Its methods read and
+// write values as T (Get, Set, Touch, Lerp), and netclient's typed
+// functions take it: netclient.Interpolated(client, e, std.Position, now),
+// netclient.Mutate(client, e, ship, value, nil). Lookup finds the handle of a
+// component type already registered.
 //
 // Registration inspects the type once with reflection and builds a field
 // codec that later reads and writes component memory directly, without
@@ -35,7 +42,15 @@
 // (a change mask, then only the changed fields, numbers as differences from
 // the receiver's baseline).
 //
-// A Registry is built during initialisation and then frozen by the server or
-// client that uses it. Registration panics on programmer errors; nothing in
-// this package panics on input from the network.
+// # Concurrency and panics
+//
+// A Registry is built during initialisation, on one goroutine, and then
+// frozen by the server or client that uses it; once frozen, everything that
+// reads it (Registry's and Component's methods, a Synced's Name, Index,
+// Component, ComponentType, Lerp) is safe for concurrent use. A Synced's Get,
+// Set and Touch, and Registry.Touch, use a donburi World and must run on the
+// goroutine that owns it. Register, RegisterStandard and Synced.SetLerp
+// panic on programmer errors (a duplicate name, an unsupported field, a
+// frozen registry), which show at start-up; nothing in this package panics on
+// input from the network.
 package components

@@ -3,7 +3,7 @@ package components_test
 import (
 	"errors"
 	"fmt"
-	"unsafe"
+	"math"
 
 	"github.com/yohamta/donburi"
 
@@ -23,58 +23,49 @@ func ExampleRegister() {
 	ship := donburi.NewComponentType[ShipData]()
 
 	reg := components.NewRegistry()
-	components.RegisterStandard(reg)
-	c := components.Register(reg, "game.ship", ship, nil)
-	reg.Freeze() // the server or client does this when it starts
+	std := components.RegisterStandard(reg)
+	ships := components.Register(reg, "game.ship", ship, nil) // *components.Synced[ShipData]
+	reg.Freeze()                                              // the server or client does this when it starts
 
-	for _, f := range c.Fields() {
+	for _, f := range ships.Component().Fields() {
 		fmt.Println(f.Name, f.Type, f.Quant)
 	}
 
-	// The server encodes a value...
-	v := ShipData{Heading: 1.2345, Fuel: 300, Pilot: "Ada"}
-	enc := c.AppendFull(nil, unsafe.Pointer(&v))
-	fmt.Printf("% x\n", enc)
-
-	// ...and the client decodes it.
-	var got ShipData
-	n, err := c.DecodeFull(enc, unsafe.Pointer(&got))
-	fmt.Println(n, err, got.Heading, got.Fuel, got.Boost, got.Pilot)
+	// The handle reads and writes values as their Go type.
+	world := donburi.NewWorld()
+	e := world.Create(components.Replicated)
+	ships.Set(world, e, ShipData{Heading: 1.2345, Fuel: 300, Pilot: "Ada"})
+	std.Position.Set(world, e, components.PositionData{X: 10, Y: 20})
+	v, ok := ships.Get(world, e)
+	fmt.Println(ok, v.Fuel, v.Pilot)
 	// Output:
 	// Heading float32 0.01
 	// Fuel uint16 0
 	// Boost bool 0
 	// Pilot string 0
-	// f6 01 ac 02 00 03 41 64 61
-	// 9 <nil> 1.23 300 false Ada
+	// true 300 Ada
 }
 
-func ExampleComponent_AppendDelta() {
+func ExampleSynced_Lerp() {
 	reg := components.NewRegistry()
-	components.RegisterStandard(reg)
-	pos, _ := reg.Of(components.Position)
+	std := components.RegisterStandard(reg)
 
-	// The client holds what the last full update gave it.
-	old := components.PositionData{X: 1234.56, Y: 789.01}
-	var client components.PositionData
-	full := pos.AppendFull(nil, unsafe.Pointer(&old))
-	if _, err := pos.DecodeFull(full, unsafe.Pointer(&client)); err != nil {
-		panic(err)
-	}
+	// The client draws Position between two server values.
+	a := components.PositionData{X: 0, Y: 100}
+	b := components.PositionData{X: 10, Y: 50}
+	fmt.Println(std.Position.Lerp(a, b, 0.25))
 
-	// One tick later the server sends only what changed, as differences.
-	cur := components.PositionData{X: 1235.93, Y: 788.17}
-	mask := pos.Diff(unsafe.Pointer(&old), unsafe.Pointer(&cur))
-	delta := pos.AppendDelta(nil, unsafe.Pointer(&old), unsafe.Pointer(&cur), mask)
-	fmt.Printf("full %d bytes, delta %d bytes: % x\n", len(full), len(delta), delta)
-
-	if _, err := pos.DecodeDelta(delta, unsafe.Pointer(&client)); err != nil {
-		panic(err)
-	}
-	fmt.Printf("%.2f %.2f\n", client.X, client.Y)
+	// A game can install its own interpolation before the registry is used.
+	type Angle struct{ Rad float64 }
+	angle := components.Register(reg, "game.angle", donburi.NewComponentType[Angle](), &components.Options{Interpolate: true})
+	angle.SetLerp(func(a, b *Angle, t float64) Angle {
+		d := math.Remainder(b.Rad-a.Rad, 2*math.Pi) // the short way round
+		return Angle{Rad: a.Rad + d*t}
+	})
+	fmt.Printf("%.2f\n", angle.Lerp(Angle{Rad: 3.0}, Angle{Rad: -3.0}, 0.5).Rad)
 	// Output:
-	// full 6 bytes, delta 5 bytes: 03 92 02 a7 01
-	// 1235.93 788.17
+	// {2.5 87.5}
+	// 3.14
 }
 
 func ExampleRegistry_Check() {

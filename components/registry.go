@@ -1,16 +1,14 @@
 package components
 
 import (
-	"encoding/binary"
 	"fmt"
-	"hash/fnv"
 	"math"
 	"reflect"
 	"sync/atomic"
-	"unsafe"
 
 	"github.com/yohamta/donburi"
 
+	"github.com/ebisync/ebisync/internal/codec"
 	"github.com/ebisync/ebisync/internal/wire"
 )
 
@@ -50,76 +48,77 @@ type Options struct {
 
 	// Interpolate asks the client to keep the last two server values so the
 	// renderer can interpolate between them. Float fields are interpolated
-	// linearly unless SetLerp installs a function; others snap.
+	// linearly unless Synced.SetLerp installs a function; others snap.
 	Interpolate bool
 }
 
-// Component is one registered component type: its wire identity, codec and
+// Component is one registered component type: its wire identity and
 // options. It is immutable after registration and safe for concurrent use.
+// Register returns it wrapped in a typed *Synced[T]; the server and client
+// hand the untyped form to hooks that see every component (OnChange,
+// Request.Component).
 type Component struct {
-	name    string
-	index   int
-	ct      donburi.IComponentType
-	typ     reflect.Type
-	fields  []field
-	deep    bool // has []byte leaves that need a deep copy
-	plain   bool // no strings or slices: equal memory means equal values
-	size    uintptr
-	words   uintptr // plain and a whole number of up to 4 words: size/8; else 0
-	hash    uint64
-	opts    Options
-	custom  func(p unsafe.Pointer) Marshaler
-	lerp    func(out, a, b unsafe.Pointer, t float64)
-	newZero func() unsafe.Pointer
+	c *codec.Codec
+}
+
+func init() {
+	codec.Bind(func(component any) *codec.Codec {
+		if c, _ := component.(*Component); c != nil {
+			return c.c
+		}
+		return nil
+	})
 }
 
 // Name returns the component's wire name.
-func (c *Component) Name() string { return c.name }
+func (c *Component) Name() string { return c.c.Name() }
 
-// Index returns the component's position in its registry, which is its id on
-// the wire.
-func (c *Component) Index() int { return c.index }
-
-// PlainSize returns the size of the component's Go value and whether the
-// value is plain: no pointers (strings, slices, maps), no Marshaler. A
-// plain value may be kept in any memory of that size aligned to 8 bytes,
-// which is how a server keeps its copies of small values next to its own
-// records.
-func (c *Component) PlainSize() (uintptr, bool) { return c.size, c.plain && c.custom == nil }
+// Index returns the component's position in its registry, which is its id
+// on the wire.
+func (c *Component) Index() int { return c.c.Index() }
 
 // ComponentType returns the donburi component type.
-func (c *Component) ComponentType() donburi.IComponentType { return c.ct }
+func (c *Component) ComponentType() donburi.IComponentType { return c.c.ComponentType() }
 
 // Type returns the Go type of the component's values.
-func (c *Component) Type() reflect.Type { return c.typ }
+func (c *Component) Type() reflect.Type { return c.c.Type() }
 
 // Options returns the component's options.
-func (c *Component) Options() Options { return c.opts }
+func (c *Component) Options() Options { return Options(c.c.Options()) }
 
 // SchemaHash returns the hash over the wire name, field names, kinds, order
 // and quantisation steps. Two registries agree on a component only if its
 // hashes are equal.
-func (c *Component) SchemaHash() uint64 { return c.hash }
+func (c *Component) SchemaHash() uint64 { return c.c.SchemaHash() }
 
 // NumFields returns the number of synced leaf fields (1 for a Marshaler).
-func (c *Component) NumFields() int { return len(c.fields) }
+func (c *Component) NumFields() int { return c.c.NumFields() }
 
 // Fields returns the synced fields in wire order.
 func (c *Component) Fields() []FieldLayout {
-	out := make([]FieldLayout, len(c.fields))
-	for i, f := range c.fields {
-		out[i] = FieldLayout{Name: f.name, Type: f.typeStr, Quant: f.step}
+	fs := c.c.Fields()
+	out := make([]FieldLayout, len(fs))
+	for i, f := range fs {
+		out[i] = FieldLayout(f)
 	}
 	return out
 }
 
-func (c *Component) String() string { return c.name }
+func (c *Component) String() string { return c.c.Name() }
+
+// FieldLayout describes one synced field, as exchanged in the handshake.
+type FieldLayout struct {
+	Name  string  // dotted path, e.g. "Pos.X"
+	Type  string  // Go-like type string, e.g. "float64", "[4]uint8"
+	Quant float64 // quantisation step, 0 when not quantised
+}
 
 // Registry is the set of synced component types, in registration order.
 // Register every component before the registry is handed to a server or
 // client; after that it is frozen, and reading it is safe for concurrent use.
 type Registry struct {
 	list   []*Component
+	typed  []any // *Synced[T] by wire id
 	byName map[string]*Component
 	byCT   map[donburi.IComponentType]*Component
 	byType map[reflect.Type]*Component
@@ -139,13 +138,14 @@ func NewRegistry() *Registry {
 	return r
 }
 
-// Register adds ct to r under the wire name name and returns its entry.
+// Register adds ct to r under the wire name name and returns its typed
+// handle.
 //
 // It panics, naming the offending field, if name is empty or taken, if ct or
 // its Go type is already registered, if the type has an unsupported field or
 // more than 64 synced fields, or if r is frozen. These are programmer errors
 // found at start-up. Register is not safe for concurrent use.
-func Register[T any](r *Registry, name string, ct *donburi.ComponentType[T], opts *Options) *Component {
+func Register[T any](r *Registry, name string, ct *donburi.ComponentType[T], opts *Options) *Synced[T] {
 	if r.frozen.Load() {
 		panic(fmt.Sprintf("ebisync: register %q: registry is frozen (a server or client is using it)", name))
 	}
@@ -159,85 +159,47 @@ func Register[T any](r *Registry, name string, ct *donburi.ComponentType[T], opt
 		panic(fmt.Sprintf("ebisync: register %q: the name is already registered", name))
 	}
 	if prev, dup := r.byCT[ct]; dup {
-		panic(fmt.Sprintf("ebisync: register %q: component type already registered as %q", name, prev.name))
+		panic(fmt.Sprintf("ebisync: register %q: component type already registered as %q", name, prev.Name()))
 	}
 	typ := reflect.TypeFor[T]()
 	if prev, dup := r.byType[typ]; dup {
-		panic(fmt.Sprintf("ebisync: register %q: Go type %s already registered as %q", name, typ, prev.name))
+		panic(fmt.Sprintf("ebisync: register %q: Go type %s already registered as %q", name, typ, prev.Name()))
 	}
 	if len(r.list) >= wire.MaxComponents {
 		panic(fmt.Sprintf("ebisync: register %q: more than %d components", name, wire.MaxComponents))
 	}
-	c := &Component{
-		name:    name,
-		index:   len(r.list),
-		ct:      ct,
-		typ:     typ,
-		newZero: func() unsafe.Pointer { return unsafe.Pointer(new(T)) },
-	}
+	var o Options
 	if opts != nil {
-		c.opts = *opts
+		o = *opts
 	}
-	if c.opts.MaxRate < 0 || math.IsNaN(c.opts.MaxRate) || math.IsInf(c.opts.MaxRate, 0) {
+	if o.MaxRate < 0 || math.IsNaN(o.MaxRate) || math.IsInf(o.MaxRate, 0) {
 		panic(fmt.Sprintf("ebisync: register %q: MaxRate must be a finite number >= 0", name))
 	}
-	if _, ok := any((*T)(nil)).(Marshaler); ok {
-		c.custom = func(p unsafe.Pointer) Marshaler { return any((*T)(p)).(Marshaler) }
-		c.fields = []field{{name: "(custom)", typeStr: "custom:" + typ.String(), kind: kBytes}}
-	} else {
-		fs, err := buildLayout(typ)
-		if err != nil {
-			panic(fmt.Sprintf("ebisync: register %q (%s): %v", name, typ, err))
-		}
-		if len(fs) == 0 {
-			panic(fmt.Sprintf("ebisync: register %q (%s): no exported fields to sync", name, typ))
-		}
-		if len(fs) > maxFields {
-			panic(fmt.Sprintf("ebisync: register %q (%s): %d synced fields, at most %d (split it or implement Marshaler)", name, typ, len(fs), maxFields))
-		}
-		c.fields = fs
-		c.deep = hasBytes(fs)
-		c.plain = !hasPointers(typ)
-		c.size = typ.Size()
-		if c.plain && c.size%8 == 0 && c.size <= 32 {
-			c.words = c.size / 8
-		}
+	cc, err := codec.Build(name, len(r.list), ct, codec.Options(o))
+	if err != nil {
+		panic(fmt.Sprintf("ebisync: register %q (%s): %v", name, typ, err))
 	}
-	c.hash = schemaHash(name, c.fields)
+	c := &Component{c: cc}
+	h := &Synced[T]{comp: c, ct: ct, reg: r}
 	r.list = append(r.list, c)
+	r.typed = append(r.typed, h)
 	r.byName[name] = c
 	r.byCT[ct] = c
 	r.byType[typ] = c
-	return c
+	return h
 }
 
-// SetLerp installs the interpolation function used for c on the client
-// (Options.Interpolate). f must not retain its pointers. It panics if c's Go
-// type is not T.
-func SetLerp[T any](c *Component, f func(a, b *T, t float64) T) {
-	if c.typ != reflect.TypeFor[T]() {
-		panic(fmt.Sprintf("ebisync: SetLerp[%s] on %q of type %s", reflect.TypeFor[T](), c.name, c.typ))
+// Lookup returns the typed handle of the component registered for ct.
+func Lookup[T any](r *Registry, ct *donburi.ComponentType[T]) (*Synced[T], bool) {
+	c, ok := r.byCT[ct]
+	if !ok {
+		return nil, false
 	}
-	c.lerp = func(out, a, b unsafe.Pointer, t float64) { *(*T)(out) = f((*T)(a), (*T)(b), t) }
+	h, ok := r.typed[c.Index()].(*Synced[T])
+	return h, ok
 }
 
-func schemaHash(name string, fs []field) uint64 {
-	h := fnv.New64a()
-	var buf [8]byte
-	write := func(s string) {
-		binary.LittleEndian.PutUint64(buf[:], uint64(len(s)))
-		h.Write(buf[:])
-		h.Write([]byte(s))
-	}
-	write(name)
-	for _, f := range fs {
-		write(f.name)
-		write(f.typeStr)
-		binary.LittleEndian.PutUint64(buf[:], math.Float64bits(f.step))
-		h.Write(buf[:])
-	}
-	return h.Sum64()
-}
+func codecSetLerp[T any](c *Component, f func(a, b *T, t float64) T) { codec.SetLerp(c.c, f) }
 
 // Freeze forbids further registration. Servers and clients call it; it is
 // idempotent and safe for concurrent use.
@@ -286,5 +248,5 @@ func (r *Registry) Touch(entry *donburi.Entry, ct donburi.IComponentType) {
 		copy(v, tag.Versions)
 		tag.Versions = v
 	}
-	tag.Versions[c.index] = VersionTouched
+	tag.Versions[c.Index()] = VersionTouched
 }

@@ -17,7 +17,7 @@ type Schema struct {
 func (r *Registry) Schema() []Schema {
 	out := make([]Schema, len(r.list))
 	for i, c := range r.list {
-		out[i] = Schema{Name: c.name, Hash: c.hash, Fields: c.Fields()}
+		out[i] = Schema{Name: c.Name(), Hash: c.c.SchemaHash(), Fields: c.Fields()}
 	}
 	return out
 }
@@ -59,32 +59,32 @@ func (r *Registry) CheckSides(remote []Schema, local, peer string) error {
 		if !ok {
 			return &MismatchError{Component: rs.Name, Reason: fmt.Sprintf("registered %s but not %s", peer, local)}
 		}
-		if c.hash == rs.Hash && len(rs.Fields) == len(c.fields) {
+		if c.c.SchemaHash() == rs.Hash && len(rs.Fields) == c.NumFields() {
 			continue
 		}
 		mine := c.Fields()
 		for i := 0; i < len(mine) || i < len(rs.Fields); i++ {
 			switch {
 			case i >= len(rs.Fields):
-				return &MismatchError{Component: c.name, Field: mine[i].Name, Reason: "missing " + peer}
+				return &MismatchError{Component: c.Name(), Field: mine[i].Name, Reason: "missing " + peer}
 			case i >= len(mine):
-				return &MismatchError{Component: c.name, Field: rs.Fields[i].Name, Reason: "missing " + local}
+				return &MismatchError{Component: c.Name(), Field: rs.Fields[i].Name, Reason: "missing " + local}
 			}
 			l, o := mine[i], rs.Fields[i]
 			switch {
 			case l.Name != o.Name:
-				return &MismatchError{Component: c.name, Field: l.Name, Reason: fmt.Sprintf("field %d is %q %s but %q %s (renamed or reordered)", i, l.Name, local, o.Name, peer)}
+				return &MismatchError{Component: c.Name(), Field: l.Name, Reason: fmt.Sprintf("field %d is %q %s but %q %s (renamed or reordered)", i, l.Name, local, o.Name, peer)}
 			case l.Type != o.Type:
-				return &MismatchError{Component: c.name, Field: l.Name, Reason: fmt.Sprintf("type %s %s but %s %s", l.Type, local, o.Type, peer)}
+				return &MismatchError{Component: c.Name(), Field: l.Name, Reason: fmt.Sprintf("type %s %s but %s %s", l.Type, local, o.Type, peer)}
 			case l.Quant != o.Quant:
-				return &MismatchError{Component: c.name, Field: l.Name, Reason: fmt.Sprintf("quantisation step %s %s but %s %s", fmtStep(l.Quant), local, fmtStep(o.Quant), peer)}
+				return &MismatchError{Component: c.Name(), Field: l.Name, Reason: fmt.Sprintf("quantisation step %s %s but %s %s", fmtStep(l.Quant), local, fmtStep(o.Quant), peer)}
 			}
 		}
-		return &MismatchError{Component: c.name, Reason: fmt.Sprintf("schema hash %#x %s but %#x %s", c.hash, local, rs.Hash, peer)}
+		return &MismatchError{Component: c.Name(), Reason: fmt.Sprintf("schema hash %#x %s but %#x %s", c.c.SchemaHash(), local, rs.Hash, peer)}
 	}
 	for _, c := range r.list {
-		if !seen[c.name] {
-			return &MismatchError{Component: c.name, Reason: fmt.Sprintf("registered %s but not %s", local, peer)}
+		if !seen[c.Name()] {
+			return &MismatchError{Component: c.Name(), Reason: fmt.Sprintf("registered %s but not %s", local, peer)}
 		}
 	}
 	return nil

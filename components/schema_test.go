@@ -64,7 +64,7 @@ type (
 // shipRegistry registers T as "game.ship" in a fresh registry.
 func shipRegistry[T any]() (*components.Registry, *components.Component) {
 	r := components.NewRegistry()
-	c := components.Register(r, "game.ship", donburi.NewComponentType[T](), nil)
+	c := components.Register(r, "game.ship", donburi.NewComponentType[T](), nil).Component()
 	return r, c
 }
 
@@ -117,7 +117,7 @@ func TestSchemaHashAndCheck(t *testing.T) {
 
 	// The wire name is part of the hash.
 	r := components.NewRegistry()
-	renamed := components.Register(r, "game.boat", donburi.NewComponentType[shipV1](), nil)
+	renamed := components.Register(r, "game.boat", donburi.NewComponentType[shipV1](), nil).Component()
 	assert(t, renamed.SchemaHash() != baseC.SchemaHash(), "wire name not in the hash")
 }
 

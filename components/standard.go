@@ -82,12 +82,23 @@ type HealthData struct {
 // Health is the standard component "ebisync.health".
 var Health = donburi.NewComponentType[HealthData]()
 
+// Standard holds the typed handles of the standard components in one
+// registry.
+type Standard struct {
+	Position *Synced[PositionData]
+	Velocity *Synced[VelocityData]
+	Name     *Synced[NameData]
+	Health   *Synced[HealthData]
+}
+
 // RegisterStandard registers Position (interpolated), Velocity, Name and
-// Health under their "ebisync.*" wire names. It panics if any is already
-// registered.
-func RegisterStandard(r *Registry) {
-	Register(r, "ebisync.position", Position, &Options{Interpolate: true})
-	Register(r, "ebisync.velocity", Velocity, nil)
-	Register(r, "ebisync.name", Name, nil)
-	Register(r, "ebisync.health", Health, nil)
+// Health under their "ebisync.*" wire names and returns their handles. It
+// panics if any is already registered.
+func RegisterStandard(r *Registry) Standard {
+	return Standard{
+		Position: Register(r, "ebisync.position", Position, &Options{Interpolate: true}),
+		Velocity: Register(r, "ebisync.velocity", Velocity, nil),
+		Name:     Register(r, "ebisync.name", Name, nil),
+		Health:   Register(r, "ebisync.health", Health, nil),
+	}
 }

@@ -54,6 +54,7 @@ type gameConfig struct {
 type game struct {
 	cfg     gameConfig
 	client  *netclient.Client
+	heading *components.Synced[sim.HeadingData]
 	ecs     *ecs.ECS
 	pilot   *sim.Pilot
 	overlay *ebitensync.Overlay
@@ -75,7 +76,9 @@ type game struct {
 }
 
 func newGame(c *netclient.Client, cfg gameConfig) *game {
+	heading, _ := components.Lookup(c.Registry(), sim.Heading)
 	g := &game{
+		heading: heading,
 		cfg:     cfg,
 		client:  c,
 		ecs:     ecs.NewECS(c.World()),
@@ -237,7 +240,7 @@ func (g *game) Draw(screen *ebiten.Image) {
 		g.visible++
 		col := rgb(info.Color)
 		angle := 0.0
-		if hd, ok := netclient.Interpolated(g.client, e, sim.Heading, now); ok {
+		if hd, ok := netclient.Interpolated(g.client, e, g.heading, now); ok {
 			angle = float64(hd.Angle)
 		}
 		switch info.Kind {

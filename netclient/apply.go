@@ -8,6 +8,7 @@ import (
 	"github.com/yohamta/donburi"
 
 	"github.com/ebisync/ebisync/components"
+	"github.com/ebisync/ebisync/internal/codec"
 	"github.com/ebisync/ebisync/internal/wire"
 )
 
@@ -185,7 +186,7 @@ func (c *Client) create(ne *mirrored) {
 	e := c.world.Create(components.Replicated)
 	entry := c.world.Entry(e)
 	for idx, st := range ne.comps {
-		comp := c.reg.At(idx)
+		comp := c.codecs[idx]
 		if ct := comp.ComponentType(); st != nil && ct != components.Replicated {
 			entry.AddComponent(ct) // fresh storage; never hand donburi a pointer
 			comp.Copy(entry.Component(ct), st.confirmed)
@@ -221,7 +222,7 @@ func (c *Client) despawn(ne *mirrored, reason ExitReason) {
 }
 
 // remove applies the server's removal of comp from ne.
-func (c *Client) remove(ne *mirrored, comp *components.Component) {
+func (c *Client) remove(ne *mirrored, comp *codec.Codec) {
 	idx := comp.Index()
 	if ne.comps[idx] == nil {
 		return
@@ -275,7 +276,7 @@ func (c *Client) update(s *session, u *wire.Update) error {
 // syncWorld makes the world's comp of ne equal to the confirmed value
 // (removing it if the server has none) and fires OnChange if that changed
 // what the world encodes (or always, when force is set).
-func (c *Client) syncWorld(ne *mirrored, comp *components.Component, force bool) {
+func (c *Client) syncWorld(ne *mirrored, comp *codec.Codec, force bool) {
 	if ne.gone || !c.world.Valid(ne.e) {
 		return
 	}
@@ -302,6 +303,6 @@ func (c *Client) syncWorld(ne *mirrored, comp *components.Component, force bool)
 		}
 	}
 	if c.opts.OnChange != nil {
-		c.opts.OnChange(ne.e, comp)
+		c.opts.OnChange(ne.e, c.reg.At(comp.Index()))
 	}
 }

@@ -15,6 +15,7 @@ import (
 	"github.com/yohamta/donburi/ecs"
 
 	"github.com/ebisync/ebisync/components"
+	"github.com/ebisync/ebisync/internal/codec"
 	"github.com/ebisync/ebisync/internal/wire"
 )
 
@@ -285,7 +286,8 @@ type Client struct {
 	// Network-side state, guarded by mu.
 	mu          sync.Mutex
 	live        *session
-	compSubs    map[*components.Component]bool
+	codecs      []*codec.Codec // by local component index
+	compSubs    map[*codec.Codec]bool
 	entSubs     map[entKey]bool
 	interest    wire.Interest
 	interestSet bool

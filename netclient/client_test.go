@@ -1,6 +1,8 @@
 package netclient_test
 
 import (
+	"github.com/ebisync/ebisync"
+
 	"context"
 	"errors"
 	"math"
@@ -14,6 +16,7 @@ import (
 	"go.uber.org/goleak"
 
 	"github.com/ebisync/ebisync/components"
+	"github.com/ebisync/ebisync/internal/testutil"
 	"github.com/ebisync/ebisync/internal/wire"
 	"github.com/ebisync/ebisync/netclient"
 )
@@ -362,7 +365,7 @@ func TestMutation(t *testing.T) {
 	pump(t, c, func() bool { return c.Stats().Entities == 1 })
 	e, _ := c.Entity(3)
 
-	res := netclient.Mutate(c, e, components.Health, components.HealthData{Current: 7, Max: 10}, nil)
+	res := netclient.Mutate(c, e, testutil.Handle(c.Registry(), components.Health), components.HealthData{Current: 7, Max: 10}, nil)
 	m, err := wire.DecodeMutate(fc.expect(t, wire.KindMutate))
 	if err != nil {
 		t.Fatal(err)
@@ -371,7 +374,7 @@ func TestMutation(t *testing.T) {
 	assertEqual(t, "gen", m.Gen, uint64(2))
 	assertEqual(t, "comp", m.Comp, compID(t, reg, components.Health))
 	var got components.HealthData
-	comp, _ := reg.Of(components.Health)
+	comp, _ := testutil.Codec(reg.Of(components.Health))
 	if _, err := comp.DecodeFull(m.Value, unsafe.Pointer(&got)); err != nil || got.Current != 7 {
 		t.Fatalf("mutate value %+v, %v", got, err)
 	}
@@ -391,17 +394,18 @@ func TestMutation(t *testing.T) {
 			return false
 		}
 	})
-	if r.Status != netclient.StatusOk || r.Err != nil {
+	if r.Status != ebisync.Ok || r.Err != nil {
 		t.Fatalf("result %+v", r)
 	}
 
 	// Local failures resolve at once.
-	unknown := donburi.NewComponentType[struct{ A int }]()
+	// A handle from another registry, of a type the client's lacks.
+	unknown := components.Register(components.NewRegistry(), "other", donburi.NewComponentType[struct{ A int }](), nil)
 	r = <-netclient.Mutate(c, e, unknown, struct{ A int }{}, nil)
-	if r.Status != netclient.StatusNoReply || !errors.Is(r.Err, netclient.ErrUnknownComponent) {
+	if r.Status != ebisync.NoReply || !errors.Is(r.Err, netclient.ErrUnknownComponent) {
 		t.Fatalf("unknown component: %+v", r)
 	}
-	r = <-netclient.Mutate(c, donburi.Null, components.Health, components.HealthData{}, nil)
+	r = <-netclient.Mutate(c, donburi.Null, testutil.Handle(c.Registry(), components.Health), components.HealthData{}, nil)
 	if !errors.Is(r.Err, netclient.ErrNotMirrored) {
 		t.Fatalf("unmirrored entity: %+v", r)
 	}
@@ -419,7 +423,7 @@ func TestOptimisticMutationReverted(t *testing.T) {
 	pump(t, c, func() bool { return c.Stats().Entities == 1 })
 	e, _ := c.Entity(3)
 
-	res := netclient.Mutate(c, e, components.Health, components.HealthData{Current: 99, Max: 10}, &netclient.MutateOptions{Optimistic: true})
+	res := netclient.Mutate(c, e, testutil.Handle(c.Registry(), components.Health), components.HealthData{Current: 99, Max: 10}, &netclient.MutateOptions{Optimistic: true})
 	h, _ := get(t, c, 3, components.Health)
 	assertEqual(t, "optimistic value", h.Current, int32(99))
 	m, _ := wire.DecodeMutate(fc.expect(t, wire.KindMutate))
@@ -447,17 +451,17 @@ func TestOptimisticMutationReverted(t *testing.T) {
 			return false
 		}
 	})
-	assertEqual(t, "status", r.Status, netclient.StatusForbidden)
+	assertEqual(t, "status", r.Status, ebisync.Forbidden)
 	assertEqual(t, "message", r.Message, "not yours")
 	var me *netclient.MutationError
-	if !errors.As(r.Err, &me) || me.Status != netclient.StatusForbidden {
+	if !errors.As(r.Err, &me) || me.Status != ebisync.Forbidden {
 		t.Fatalf("err %v", r.Err)
 	}
 	h, _ = get(t, c, 3, components.Health)
 	assertEqual(t, "reverted to the latest server value", h, h1)
 	assertEqual(t, "changes", changes, 1)
-	assertEqual(t, "status string", netclient.StatusForbidden.String(), "forbidden")
-	assertEqual(t, "control status string", netclient.ControlRateLimited.String(), "rate limited")
+	assertEqual(t, "status string", ebisync.Forbidden.String(), "Forbidden")
+	assertEqual(t, "control status string", netclient.ControlRateLimited.String(), "RateLimited")
 }
 
 func TestPendingResolvedOnDisconnect(t *testing.T) {
@@ -471,7 +475,7 @@ func TestPendingResolvedOnDisconnect(t *testing.T) {
 	pump(t, c, func() bool { return c.Stats().Entities == 1 })
 	e, _ := c.Entity(5)
 
-	mut := netclient.Mutate(c, e, components.Health, components.HealthData{Current: 50}, &netclient.MutateOptions{Optimistic: true})
+	mut := netclient.Mutate(c, e, testutil.Handle(c.Registry(), components.Health), components.HealthData{Current: 50}, &netclient.MutateOptions{Optimistic: true})
 	ctl := c.TakeControl(e, time.Second, false)
 	fc.expect(t, wire.KindMutate)
 	cm, err := wire.DecodeControl(fc.expect(t, wire.KindControl))
@@ -493,7 +497,7 @@ func TestPendingResolvedOnDisconnect(t *testing.T) {
 		cr = <-ctl
 		return true
 	})
-	if mr.Status != netclient.StatusNoReply || !errors.Is(mr.Err, netclient.ErrDisconnected) {
+	if mr.Status != ebisync.NoReply || !errors.Is(mr.Err, netclient.ErrDisconnected) {
 		t.Fatalf("mutation result %+v", mr)
 	}
 	if cr.Status != netclient.ControlNoReply || !errors.Is(cr.Err, netclient.ErrDisconnected) {
@@ -502,7 +506,7 @@ func TestPendingResolvedOnDisconnect(t *testing.T) {
 	h, _ := get(t, c, 5, components.Health)
 	assertEqual(t, "optimistic value reverted", h, h0)
 	assertEqual(t, "connected", c.Connected(), false)
-	r := <-netclient.Mutate(c, e, components.Health, h0, nil)
+	r := <-netclient.Mutate(c, e, testutil.Handle(c.Registry(), components.Health), h0, nil)
 	if !errors.Is(r.Err, netclient.ErrNotConnected) {
 		t.Fatalf("mutation while disconnected: %+v", r)
 	}
@@ -605,7 +609,7 @@ func TestUpdateAfterClose(t *testing.T) {
 	fc.send(t, &b)
 	pump(t, c, func() bool { return c.Stats().Entities == 1 })
 	e, _ := c.Entity(1)
-	res := netclient.Mutate(c, e, components.Health, components.HealthData{Current: 3}, nil)
+	res := netclient.Mutate(c, e, testutil.Handle(c.Registry(), components.Health), components.HealthData{Current: 3}, nil)
 	fc.expect(t, wire.KindMutate)
 
 	if err := c.Close(); err != nil {

@@ -3,6 +3,7 @@ package netclient
 import (
 	"testing"
 
+	"github.com/ebisync/ebisync"
 	"github.com/ebisync/ebisync/internal/wire"
 )
 
@@ -10,12 +11,12 @@ import (
 // values, written out so that the docs show numbers, not internal names.
 func TestCodesMatchTheWire(t *testing.T) {
 	for _, c := range []struct{ got, want int }{
-		{int(StatusOk), int(wire.StatusOk)},
-		{int(StatusForbidden), int(wire.StatusForbidden)},
-		{int(StatusNotFound), int(wire.StatusNotFound)},
-		{int(StatusValidationError), int(wire.StatusValidationError)},
-		{int(StatusRateLimited), int(wire.StatusRateLimited)},
-		{int(StatusInternalError), int(wire.StatusInternalError)},
+		{int(ebisync.Ok), int(wire.StatusOk)},
+		{int(ebisync.Forbidden), int(wire.StatusForbidden)},
+		{int(ebisync.NotFound), int(wire.StatusNotFound)},
+		{int(ebisync.ValidationError), int(wire.StatusValidationError)},
+		{int(ebisync.RateLimited), int(wire.StatusRateLimited)},
+		{int(ebisync.InternalError), int(wire.StatusInternalError)},
 		{int(ControlTaken), int(wire.ControlTaken)},
 		{int(ControlReleased), int(wire.ControlReleased)},
 		{int(ControlAlreadyControlled), int(wire.ControlAlreadyControlled)},

@@ -22,6 +22,7 @@ import (
 	"github.com/yohamta/donburi"
 
 	"github.com/ebisync/ebisync/components"
+	"github.com/ebisync/ebisync/internal/codec"
 	"github.com/ebisync/ebisync/internal/eofconn"
 	"github.com/ebisync/ebisync/internal/wire"
 )
@@ -82,12 +83,15 @@ func Dial(ctx context.Context, url string, reg *components.Registry, opts *Optio
 		epoch:     time.Now(),
 		events:    make(chan event, o.MaxPendingBatches),
 		free:      make(chan *inbound, o.MaxPendingBatches+2),
-		compSubs:  make(map[*components.Component]bool),
+		compSubs:  make(map[*codec.Codec]bool),
 		entSubs:   make(map[entKey]bool),
 		mutations: make(map[uint64]*pendingMutation),
 		controls:  make(map[uint64]*pendingControl),
 		byNet:     make(map[uint32]*mirrored),
 		byEnt:     make(map[donburi.Entity]*mirrored),
+	}
+	for _, comp := range reg.All() {
+		c.codecs = append(c.codecs, codec.Of(comp))
 	}
 	c.hello = wire.Hello{Version: wire.ProtocolVersion, ClientName: o.Name}
 	for _, sc := range reg.Schema() {
@@ -126,8 +130,8 @@ type session struct {
 	raw        net.Conn      // the connection under ws, when the transport told
 	net        *eofconn.Conn // raw, when Dial could wrap the transport (see package eofconn)
 	welcome    wire.Welcome
-	fromServer []*components.Component // by server component id
-	toServer   []uint64                // by local component index
+	fromServer []*codec.Codec // by server component id
+	toServer   []uint64       // by local component index
 	start      time.Time
 
 	out    chan []byte
@@ -292,7 +296,7 @@ func (c *Client) handshake(ctx context.Context, ws *websocket.Conn) (*session, e
 		c:          c,
 		ws:         ws,
 		welcome:    w,
-		fromServer: make([]*components.Component, len(w.Components)),
+		fromServer: make([]*codec.Codec, len(w.Components)),
 		toServer:   make([]uint64, c.reg.Len()),
 		start:      time.Now(),
 		out:        make(chan []byte, sendQueue),
@@ -307,7 +311,7 @@ func (c *Client) handshake(ctx context.Context, ws *websocket.Conn) (*session, e
 			return nil, fmt.Errorf("%w: component %q listed twice in Welcome", wire.ErrMalformed, name)
 		}
 		seen[comp.Index()] = true
-		s.fromServer[i] = comp
+		s.fromServer[i] = c.codecs[comp.Index()]
 		s.toServer[comp.Index()] = uint64(i)
 	}
 	for i, ok := range seen {
@@ -450,7 +454,7 @@ func (c *Client) attach(s *session) bool {
 		c.sendLocked(wire.AppendInterest(nil, &c.interest))
 	}
 	var subs []wire.Sub
-	for _, comp := range c.reg.All() {
+	for _, comp := range c.codecs {
 		if c.compSubs[comp] {
 			subs = append(subs, wire.Sub{Kind: wire.SubComponent, ID: s.toServer[comp.Index()]})
 		}

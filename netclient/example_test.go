@@ -18,7 +18,7 @@ import (
 // is compiled but not run.)
 func Example() {
 	reg := components.NewRegistry()
-	components.RegisterStandard(reg) // the same registrations as the server
+	std := components.RegisterStandard(reg) // the same registrations as the server
 
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
@@ -48,12 +48,12 @@ func Example() {
 		// Draw: positions interpolated between server ticks.
 		now := time.Now()
 		if e, ok := c.Entity(1); ok {
-			if p, ok := netclient.Interpolated(c, e, components.Position, now); ok {
+			if p, ok := netclient.Interpolated(c, e, std.Position, now); ok {
 				_ = p // draw the sprite at p.X, p.Y
 			}
 			if pending == nil {
 				// Heal entity 1, showing the new value before the server answers.
-				pending = netclient.Mutate(c, e, components.Health,
+				pending = netclient.Mutate(c, e, std.Health,
 					components.HealthData{Current: 100, Max: 100},
 					&netclient.MutateOptions{Optimistic: true})
 			}

@@ -17,6 +17,7 @@ import (
 	"go.uber.org/goleak"
 
 	"github.com/ebisync/ebisync/components"
+	"github.com/ebisync/ebisync/internal/testutil"
 	"github.com/ebisync/ebisync/internal/wire"
 	"github.com/ebisync/ebisync/netclient"
 )
@@ -278,7 +279,7 @@ func pump(t *testing.T, c *netclient.Client, cond func() bool) {
 // order).
 func full[T any](t *testing.T, reg *components.Registry, ct *donburi.ComponentType[T], v T) wire.CompValue {
 	t.Helper()
-	comp, ok := reg.Of(ct)
+	comp, ok := testutil.Codec(reg.Of(ct))
 	if !ok {
 		t.Fatalf("%v not registered", ct)
 	}
@@ -293,14 +294,14 @@ func fullUpdate[T any](t *testing.T, reg *components.Registry, ct *donburi.Compo
 
 func deltaUpdate[T any](t *testing.T, reg *components.Registry, ct *donburi.ComponentType[T], id uint64, old, new T) wire.Update {
 	t.Helper()
-	comp, _ := reg.Of(ct)
+	comp, _ := testutil.Codec(reg.Of(ct))
 	o, n := unsafe.Pointer(&old), unsafe.Pointer(&new)
 	return wire.Update{Comp: uint64(comp.Index()), ID: id, Delta: true, Value: comp.AppendDelta(nil, o, n, comp.Diff(o, n))}
 }
 
 func compID(t *testing.T, reg *components.Registry, ct donburi.IComponentType) uint64 {
 	t.Helper()
-	comp, ok := reg.Of(ct)
+	comp, ok := testutil.Codec(reg.Of(ct))
 	if !ok {
 		t.Fatalf("%v not registered", ct)
 	}

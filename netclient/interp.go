@@ -8,6 +8,7 @@ import (
 	"github.com/yohamta/donburi"
 
 	"github.com/ebisync/ebisync/components"
+	"github.com/ebisync/ebisync/internal/codec"
 )
 
 // Interpolation
@@ -97,7 +98,7 @@ type samples struct {
 
 // push appends the value v received for tick. hold is the tick until which
 // the newest value is known to have stayed unchanged.
-func (r *samples) push(comp *components.Component, tick, hold float64, v unsafe.Pointer) {
+func (r *samples) push(comp *codec.Codec, tick, hold float64, v unsafe.Pointer) {
 	if n := len(r.s); n > 0 {
 		last := r.s[n-1]
 		if tick <= last.tick {
@@ -111,7 +112,7 @@ func (r *samples) push(comp *components.Component, tick, hold float64, v unsafe.
 	r.add(comp, tick, v)
 }
 
-func (r *samples) add(comp *components.Component, tick float64, v unsafe.Pointer) {
+func (r *samples) add(comp *codec.Codec, tick float64, v unsafe.Pointer) {
 	if len(r.s) < cap(r.s) {
 		r.s = append(r.s, sample{tick: tick, v: comp.New()})
 	} else {
@@ -123,7 +124,7 @@ func (r *samples) add(comp *components.Component, tick float64, v unsafe.Pointer
 }
 
 // at writes into out the value at tick rt.
-func (r *samples) at(comp *components.Component, out unsafe.Pointer, rt float64) {
+func (r *samples) at(comp *codec.Codec, out unsafe.Pointer, rt float64) {
 	n := len(r.s)
 	switch {
 	case rt >= r.s[n-1].tick:
@@ -143,7 +144,7 @@ func (r *samples) at(comp *components.Component, out unsafe.Pointer, rt float64)
 }
 
 // pushSample buffers st's confirmed value for interpolation.
-func (c *Client) pushSample(ne *mirrored, comp *components.Component, st *compState) {
+func (c *Client) pushSample(ne *mirrored, comp *codec.Codec, st *compState) {
 	o := comp.Options()
 	if !o.Interpolate {
 		return
@@ -162,42 +163,61 @@ func (c *Client) pushSample(ne *mirrored, comp *components.Component, st *compSt
 	st.samples.push(comp, t, t-interval, st.confirmed)
 }
 
-// Interpolated returns the value of component ct of mirror entity e at
+// Interpolated returns the value of component h of mirror entity e at
 // render time now − Options.InterpolationDelay, interpolated between the
 // buffered server values (see InterpolatedInto). Pass time.Now() (with its
 // monotonic reading) as now. It reports false if e is not a live mirror
-// entity or the server has not sent it ct. Game goroutine only.
-func Interpolated[T any](c *Client, e donburi.Entity, ct *donburi.ComponentType[T], now time.Time) (T, bool) {
+// entity or the server has not sent it the component. Game goroutine only.
+func Interpolated[T any](c *Client, e donburi.Entity, h *components.Synced[T], now time.Time) (T, bool) {
 	var out T
-	comp, ok := c.reg.Of(ct)
-	if !ok {
-		return out, false
-	}
-	ok = c.InterpolatedInto(e, comp, now, unsafe.Pointer(&out))
+	ok := InterpolatedInto(c, e, h, now, &out)
 	return out, ok
 }
 
-// InterpolatedInto writes into out (a pointer to a value of comp's type)
-// the value of comp of mirror entity e at render time now −
-// Options.InterpolationDelay: interpolated between the two buffered server
-// values around it, the oldest before them, and the newest after (it never
-// extrapolates). For a component that is not interpolated, or one with an
-// optimistic mutation in flight, it writes the world's current value
-// instead. It reports false, leaving out alone, if e is not a live mirror
-// entity or the server has not sent it comp. Game goroutine only.
-func (c *Client) InterpolatedInto(e donburi.Entity, comp *components.Component, now time.Time, out unsafe.Pointer) bool {
-	ne := c.byEnt[e]
-	if ne == nil || comp == nil || !c.world.Valid(e) {
+// InterpolatedInto writes into out the value of component h of mirror
+// entity e at render time now − Options.InterpolationDelay: interpolated
+// between the two buffered server values around it, the oldest before
+// them, and the newest after (it never extrapolates). For a component that
+// is not interpolated, or one with an optimistic mutation in flight, it
+// writes the world's current value instead. It reports false, leaving out
+// alone, if e is not a live mirror entity or the server has not sent it the
+// component. It does not allocate, so a renderer can call it for every
+// entity every frame. Game goroutine only.
+//
+// h is best taken from the registry the client was dialled with; a handle
+// from another registry that registers the same component type costs a map
+// lookup per call.
+func InterpolatedInto[T any](c *Client, e donburi.Entity, h *components.Synced[T], now time.Time, out *T) bool {
+	idx, ok := c.localIndex(h.Registry(), h.Index(), h.ComponentType())
+	if !ok || out == nil {
 		return false
 	}
-	idx := comp.Index()
-	if idx >= len(ne.comps) || c.reg.At(idx) != comp {
+	return c.interpolatedInto(e, idx, now, unsafe.Pointer(out))
+}
+
+// localIndex maps a component registered at index idx of reg to its index
+// in the client's registry.
+func (c *Client) localIndex(reg *components.Registry, idx int, ct donburi.IComponentType) (int, bool) {
+	if reg == c.reg {
+		return idx, true
+	}
+	comp, ok := c.reg.Of(ct)
+	if !ok {
+		return 0, false
+	}
+	return comp.Index(), true
+}
+
+func (c *Client) interpolatedInto(e donburi.Entity, idx int, now time.Time, out unsafe.Pointer) bool {
+	ne := c.byEnt[e]
+	if ne == nil || !c.world.Valid(e) || idx >= len(ne.comps) {
 		return false
 	}
 	st := ne.comps[idx]
 	if st == nil {
 		return false
 	}
+	comp := c.codecs[idx]
 	if ne.held(idx) || st.samples == nil || len(st.samples.s) == 0 {
 		src := st.confirmed
 		if entry := c.world.Entry(e); entry.HasComponent(comp.ComponentType()) {

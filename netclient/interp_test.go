@@ -8,6 +8,7 @@ import (
 	"github.com/yohamta/donburi"
 
 	"github.com/ebisync/ebisync/components"
+	"github.com/ebisync/ebisync/internal/testutil"
 	"github.com/ebisync/ebisync/internal/wire"
 	"github.com/ebisync/ebisync/netclient"
 )
@@ -34,7 +35,7 @@ func TestInterpolation(t *testing.T) {
 
 	at := func(tick float64) components.PositionData {
 		t.Helper()
-		p, ok := netclient.Interpolated(c, e, components.Position, netclient.RenderTime(c, tick))
+		p, ok := netclient.Interpolated(c, e, testutil.Handle(c.Registry(), components.Position), netclient.RenderTime(c, tick))
 		if !ok {
 			t.Fatal("Interpolated failed")
 		}
@@ -70,19 +71,19 @@ func TestInterpolation(t *testing.T) {
 	assertEqual(t, "world value", p, components.PositionData{X: 20, Y: -4})
 
 	// Real time gives a value on the path.
-	p, ok := netclient.Interpolated(c, e, components.Position, time.Now())
+	p, ok := netclient.Interpolated(c, e, testutil.Handle(c.Registry(), components.Position), time.Now())
 	if !ok || p.X < 0 || p.X > 20 {
 		t.Fatalf("Interpolated(now) = %+v, %v", p, ok)
 	}
 	// A component that is not interpolated gives the world value.
-	h, ok := netclient.Interpolated(c, e, components.Health, time.Now())
+	h, ok := netclient.Interpolated(c, e, testutil.Handle(c.Registry(), components.Health), time.Now())
 	if !ok || h.Current != 1 {
 		t.Fatalf("health = %+v, %v", h, ok)
 	}
-	if _, ok := netclient.Interpolated(c, e, components.Velocity, time.Now()); ok {
+	if _, ok := netclient.Interpolated(c, e, testutil.Handle(c.Registry(), components.Velocity), time.Now()); ok {
 		t.Fatal("Interpolated of an absent component succeeded")
 	}
-	if _, ok := netclient.Interpolated(c, donburi.Null, components.Position, time.Now()); ok {
+	if _, ok := netclient.Interpolated(c, donburi.Null, testutil.Handle(c.Registry(), components.Position), time.Now()); ok {
 		t.Fatal("Interpolated of a non-mirror entity succeeded")
 	}
 }

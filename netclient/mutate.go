@@ -1,54 +1,30 @@
 package netclient
 
 import (
-	"errors"
 	"fmt"
 	"time"
 	"unsafe"
 
 	"github.com/yohamta/donburi"
 
+	"github.com/ebisync/ebisync"
 	"github.com/ebisync/ebisync/components"
+	"github.com/ebisync/ebisync/internal/codec"
 	"github.com/ebisync/ebisync/internal/wire"
 )
 
-// Status is the outcome of a mutation.
-type Status uint8
-
-// Mutation statuses. All but StatusNoReply are the server's answers.
-const (
-	StatusOk              Status = 0
-	StatusForbidden       Status = 1 // the server's Authorize refused it
-	StatusNotFound        Status = 2 // no such entity (or generation) on the server
-	StatusValidationError Status = 3 // the server's Validate refused the value (or it was malformed)
-	StatusRateLimited     Status = 4 // too many requests
-	StatusInternalError   Status = 5 // the server failed
-	// StatusNoReply means the client resolved the request itself: it
-	// could not be sent, or the connection dropped before the answer (the
-	// server may then have applied it). Err says which.
-	StatusNoReply Status = 255
-)
-
-// String returns the status's name, e.g. "forbidden".
-func (s Status) String() string {
-	if s == StatusNoReply {
-		return "no reply"
-	}
-	return wire.Status(s).String()
-}
-
 // MutationResult is the answer to a mutation. Err is nil exactly when
-// Status is StatusOk: a *MutationError for the server's refusals, the
-// cause (ErrNotConnected, ErrDisconnected, …) for StatusNoReply.
+// Status is ebisync.Ok: a *MutationError for the server's refusals, the
+// cause (ErrNotConnected, ErrDisconnected, …) for ebisync.NoReply.
 type MutationResult struct {
-	Status  Status
+	Status  ebisync.Status
 	Message string // the server's explanation of a refusal
 	Err     error
 }
 
 // MutationError is a mutation refused by the server.
 type MutationError struct {
-	Status  Status
+	Status  ebisync.Status
 	Message string
 }
 
@@ -77,15 +53,14 @@ type pendingMutation struct {
 	ch         chan MutationResult
 	sess       *session
 	ne         *mirrored
-	comp       *components.Component
+	comp       *codec.Codec
 	optimistic bool
 }
 
-// Mutate asks the server to set component ct of mirror entity e to the
-// value at value (a pointer to a value of ct's type; it is encoded before
-// Mutate returns). The returned channel (buffered) receives exactly one
+// Mutate asks the server to set component h of mirror entity e to value
+// (encoded before Mutate returns). The returned channel (buffered) receives exactly one
 // MutationResult: the server's answer, delivered during a later Update, or
-// StatusNoReply when the request cannot be sent (not connected, entity not
+// ebisync.NoReply when the request cannot be sent (not connected, entity not
 // mirrored, component not registered, send queue full: then at once) or
 // the connection drops first. Mutate never blocks. Game goroutine only.
 //
@@ -93,22 +68,27 @@ type pendingMutation struct {
 // ClientWritable and pass the server's Authorize and Validate. A value
 // larger than the server's read limit (64 KiB by default) makes the server
 // drop the connection.
-func (c *Client) Mutate(e donburi.Entity, ct donburi.IComponentType, value unsafe.Pointer, opts *MutateOptions) <-chan MutationResult {
+func Mutate[T any](c *Client, e donburi.Entity, h *components.Synced[T], value T, opts *MutateOptions) <-chan MutationResult {
+	idx, ok := c.localIndex(h.Registry(), h.Index(), h.ComponentType())
+	if !ok {
+		idx = -1
+	}
+	return c.mutate(e, idx, h.ComponentType(), unsafe.Pointer(&value), opts)
+}
+
+func (c *Client) mutate(e donburi.Entity, idx int, ct donburi.IComponentType, value unsafe.Pointer, opts *MutateOptions) <-chan MutationResult {
 	ch := make(chan MutationResult, 1)
 	fail := func(err error) <-chan MutationResult {
-		ch <- MutationResult{Status: StatusNoReply, Err: err}
+		ch <- MutationResult{Status: ebisync.NoReply, Err: err}
 		return ch
 	}
 	if c.closed.Load() {
 		return fail(ErrClosed)
 	}
-	comp, ok := c.reg.Of(ct)
-	if !ok {
+	if idx < 0 {
 		return fail(fmt.Errorf("%w: %v", ErrUnknownComponent, ct))
 	}
-	if value == nil {
-		return fail(errors.New("netclient: Mutate: nil value"))
-	}
+	comp := c.codecs[idx]
 	ne := c.byEnt[e]
 	if ne == nil || !c.world.Valid(e) {
 		return fail(ErrNotMirrored)
@@ -122,7 +102,6 @@ func (c *Client) Mutate(e donburi.Entity, ct donburi.IComponentType, value unsaf
 		return fail(fmt.Errorf("netclient: Mutate: value of %d bytes exceeds %d", len(enc), wire.MaxValueLen))
 	}
 	optimistic := opts != nil && opts.Optimistic
-	idx := comp.Index()
 
 	c.pmu.Lock()
 	if c.closed.Load() { // Close resolves what is pending before it returns
@@ -153,11 +132,6 @@ func (c *Client) Mutate(e donburi.Entity, ct donburi.IComponentType, value unsaf
 	return ch
 }
 
-// Mutate is the typed form of (*Client).Mutate. Game goroutine only.
-func Mutate[T any](c *Client, e donburi.Entity, ct *donburi.ComponentType[T], value T, opts *MutateOptions) <-chan MutationResult {
-	return c.Mutate(e, ct, unsafe.Pointer(&value), opts)
-}
-
 // finishMutation resolves a mutation with the server's answer.
 func (c *Client) finishMutation(r *wire.MutationResult) {
 	c.pmu.Lock()
@@ -167,7 +141,7 @@ func (c *Client) finishMutation(r *wire.MutationResult) {
 	if p == nil {
 		return // not ours, or already resolved
 	}
-	res := MutationResult{Status: Status(r.Status), Message: r.Message}
+	res := MutationResult{Status: ebisync.Status(r.Status), Message: r.Message}
 	if r.Status != wire.StatusOk {
 		res.Err = &MutationError{Status: res.Status, Message: r.Message}
 	}
@@ -196,7 +170,7 @@ type ControlStatus uint8
 // Control statuses. All but ControlNoReply are the server's answers.
 const (
 	// ControlNoReply means the client resolved the request itself; Err
-	// says why (see StatusNoReply).
+	// says why (see ebisync.NoReply).
 	ControlNoReply           ControlStatus = 0
 	ControlTaken             ControlStatus = 1
 	ControlReleased          ControlStatus = 2
@@ -207,25 +181,25 @@ const (
 	ControlRateLimited       ControlStatus = 7 // over the server's mutation rate limit; retry later
 )
 
-// String returns the status's name, e.g. "taken".
+// String returns the status's name, e.g. "Taken".
 func (s ControlStatus) String() string {
 	switch s {
 	case ControlNoReply:
-		return "no reply"
+		return "NoReply"
 	case ControlTaken:
-		return "taken"
+		return "Taken"
 	case ControlReleased:
-		return "released"
+		return "Released"
 	case ControlAlreadyControlled:
-		return "already controlled"
+		return "AlreadyControlled"
 	case ControlNotControlled:
-		return "not controlled"
+		return "NotControlled"
 	case ControlNotFound:
-		return "not found"
+		return "NotFound"
 	case ControlForbidden:
-		return "forbidden"
+		return "Forbidden"
 	case ControlRateLimited:
-		return "rate limited"
+		return "RateLimited"
 	}
 	return "control(" + itoa(uint64(s)) + ")"
 }
@@ -347,7 +321,7 @@ func (c *Client) abandonPending(s *session, err error) {
 		if s != nil {
 			c.releaseHold(p, false)
 		}
-		p.ch <- MutationResult{Status: StatusNoReply, Err: err}
+		p.ch <- MutationResult{Status: ebisync.NoReply, Err: err}
 	}
 	for _, p := range ctls {
 		p.ch <- ControlResult{Status: ControlNoReply, Err: err}

@@ -13,6 +13,7 @@ import (
 	"github.com/yohamta/donburi"
 
 	"github.com/ebisync/ebisync/components"
+	"github.com/ebisync/ebisync/internal/testutil"
 	"github.com/ebisync/ebisync/internal/wire"
 	"github.com/ebisync/ebisync/netclient"
 )
@@ -29,7 +30,7 @@ func TestServerComponentOrder(t *testing.T) {
 	c, fc := dial(t, fs, nil)
 
 	healthID := uint64(slices.Index(names, "ebisync.health"))
-	comp, _ := reg.Of(components.Health)
+	comp, _ := testutil.Codec(reg.Of(components.Health))
 	h := components.HealthData{Current: 4, Max: 8}
 	var b wire.Batch
 	b.AddSpawn(1, 1, []wire.CompValue{{Comp: healthID, Value: comp.AppendFull(nil, unsafe.Pointer(&h))}})
@@ -105,15 +106,15 @@ func TestOptimisticMutationAccepted(t *testing.T) {
 	e, _ := c.Entity(2)
 
 	opt := &netclient.MutateOptions{Optimistic: true}
-	r1 := netclient.Mutate(c, e, components.Position, components.PositionData{X: 2, Y: 1}, opt)
-	r2 := netclient.Mutate(c, e, components.Position, components.PositionData{X: 3.004, Y: 1}, opt)
+	r1 := netclient.Mutate(c, e, testutil.Handle(c.Registry(), components.Position), components.PositionData{X: 2, Y: 1}, opt)
+	r2 := netclient.Mutate(c, e, testutil.Handle(c.Registry(), components.Position), components.PositionData{X: 3.004, Y: 1}, opt)
 	m1, _ := wire.DecodeMutate(fc.expect(t, wire.KindMutate))
 	m2, _ := wire.DecodeMutate(fc.expect(t, wire.KindMutate))
 	p, _ := get(t, c, 2, components.Position)
 	assertEqual(t, "latest optimistic value", p.X, 3.004)
 	// While a position mutation is in flight, Interpolated shows the
 	// world's (optimistic) value.
-	ip, _ := netclient.Interpolated(c, e, components.Position, time.Now())
+	ip, _ := netclient.Interpolated(c, e, testutil.Handle(c.Registry(), components.Position), time.Now())
 	assertEqual(t, "interpolated optimistic value", ip.X, 3.004)
 
 	// The first is accepted: the second still holds the world value.
@@ -210,7 +211,7 @@ func TestRandomBatches(t *testing.T) {
 	}
 	model := map[uint64]*state{}
 	gens := map[uint64]uint64{}
-	posComp, _ := reg.Of(components.Position)
+	posComp, _ := testutil.Codec(reg.Of(components.Position))
 	roundTrip := func(p components.PositionData) components.PositionData {
 		var out components.PositionData
 		posComp.DecodeFull(posComp.AppendFull(nil, unsafe.Pointer(&p)), unsafe.Pointer(&out))

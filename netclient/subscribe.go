@@ -7,7 +7,7 @@ import (
 
 	"github.com/yohamta/donburi"
 
-	"github.com/ebisync/ebisync/components"
+	"github.com/ebisync/ebisync/internal/codec"
 	"github.com/ebisync/ebisync/internal/wire"
 )
 
@@ -34,7 +34,7 @@ func (c *Client) Subscribe(cts ...donburi.IComponentType) error {
 
 // SubscribeAll subscribes to every registered component.
 func (c *Client) SubscribeAll() error {
-	return c.changeComps(c.reg.All(), true)
+	return c.changeComps(c.codecs, true)
 }
 
 // Unsubscribe stops the subscription to components cts. The server removes
@@ -84,19 +84,19 @@ func (c *Client) GlobalInterest() error {
 	return c.setInterest(wire.Interest{Mode: wire.InterestGlobal})
 }
 
-func (c *Client) lookup(cts []donburi.IComponentType) ([]*components.Component, error) {
-	comps := make([]*components.Component, len(cts))
+func (c *Client) lookup(cts []donburi.IComponentType) ([]*codec.Codec, error) {
+	comps := make([]*codec.Codec, len(cts))
 	for i, ct := range cts {
 		comp, ok := c.reg.Of(ct)
 		if !ok {
 			return nil, fmt.Errorf("%w: %v", ErrUnknownComponent, ct)
 		}
-		comps[i] = comp
+		comps[i] = c.codecs[comp.Index()]
 	}
 	return comps, nil
 }
 
-func (c *Client) changeComps(comps []*components.Component, add bool) error {
+func (c *Client) changeComps(comps []*codec.Codec, add bool) error {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	if c.closed.Load() {

@@ -80,7 +80,7 @@ func mirrorView(w donburi.World, reg *components.Registry) map[uint64]expectatio
 			entry := w.Entry(e)
 			tag := components.Replicated.Get(entry)
 			exp := expectation{gen: uint64(tag.Gen), comps: map[uint64]unsafe.Pointer{}}
-			for _, c := range reg.All() {
+			for _, c := range codecsOf(reg) {
 				if entry.HasComponent(c.ComponentType()) {
 					v := c.New()
 					c.Copy(v, entry.Component(c.ComponentType()))
@@ -106,7 +106,7 @@ func compareViews(reg *components.Registry, got, want map[uint64]expectation, ba
 			return fmt.Errorf("entity %d: %d components, want %d", id, len(g.comps), len(exp.comps))
 		}
 		for ci, v := range exp.comps {
-			c := reg.At(int(ci))
+			c := codecAt(reg, int(ci))
 			gv, ok := g.comps[ci]
 			if !ok {
 				return fmt.Errorf("entity %d: missing %s", id, c.Name())

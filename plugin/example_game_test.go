@@ -3,6 +3,7 @@ package plugin_test
 import (
 	"context"
 	"fmt"
+	"log/slog"
 	"net/http"
 	"net/http/httptest"
 	"strings"
@@ -26,21 +27,23 @@ var ThrustType = donburi.NewComponentType[Thrust]()
 // because the player owns the ship. (In a real game the server and the
 // client are two programs, each with its own loop.)
 func Example_game() {
-	// Both sides register the same components.
+	// Both sides register the same components; registering returns typed
+	// handles.
 	reg := components.NewRegistry()
-	components.RegisterStandard(reg)
-	components.Register(reg, "game.thrust", ThrustType, &components.Options{ClientWritable: true})
+	std := components.RegisterStandard(reg)
+	thrust := components.Register(reg, "game.thrust", ThrustType, &components.Options{ClientWritable: true})
 
 	// Server: a ship for each player who joins, owned by that player, so
 	// that the default authoriser accepts the player's mutations of it.
 	world := donburi.NewWorld()
 	server := plugin.New(world, reg, &plugin.Options{
 		TickRate: 30,
-		Logger:   quietLogger(),
+		Logger:   slog.New(slog.DiscardHandler),
 		OnConnect: func(c plugin.ClientInfo) { // on the game goroutine, inside Tick
-			ship := world.Entry(world.Create(components.Replicated, components.Position, components.Owner, ThrustType))
-			components.Position.SetValue(ship, components.PositionData{X: 100, Y: 200})
-			components.Owner.SetValue(ship, components.OwnerData{Client: c.ID})
+			ship := world.Create(components.Replicated, components.Owner)
+			std.Position.Set(world, ship, components.PositionData{X: 100, Y: 200})
+			thrust.Set(world, ship, Thrust{})
+			components.Owner.SetValue(world.Entry(ship), components.OwnerData{Client: c.ID})
 		},
 	})
 	mux := http.NewServeMux()
@@ -52,7 +55,8 @@ func Example_game() {
 	// Client: dial, subscribe, and run the frame loop.
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
-	client, err := netclient.Dial(ctx, "ws"+strings.TrimPrefix(ts.URL, "http")+"/sync", reg, &netclient.Options{Logger: quietLogger()})
+	url := "ws" + strings.TrimPrefix(ts.URL, "http") + "/sync"
+	client, err := netclient.Dial(ctx, url, reg, &netclient.Options{Logger: slog.New(slog.DiscardHandler)})
 	if err != nil {
 		fmt.Println(err)
 		return
@@ -68,15 +72,14 @@ func Example_game() {
 		server.Tick()   // the server's loop
 		client.Update() // the client's loop: applies what arrived into client.World()
 
-		ship, ok := ownShip(client)
+		ship, ok := ownedBy(client.World(), client.ClientID())
 		if !ok {
 			continue // not mirrored yet
 		}
-		mirror := client.World().Entry(ship)
 		if steered == nil {
-			p := components.Position.Get(mirror) // a mirrored value, read like any component
+			p, _ := std.Position.Get(client.World(), ship) // a mirrored value
 			fmt.Printf("my ship is at (%.0f, %.0f)\n", p.X, p.Y)
-			steered = netclient.Mutate(client, ship, ThrustType, Thrust{X: 1}, nil)
+			steered = netclient.Mutate(client, ship, thrust, Thrust{X: 1}, nil)
 			continue
 		}
 		select {
@@ -87,17 +90,27 @@ func Example_game() {
 		}
 		break
 	}
-	// The server applied it; the next batches bring it back to the mirror.
-	thrust := ThrustType.Get(world.Entry(findOwned(world, client.ClientID())))
-	fmt.Printf("server thrust: %+v\n", *thrust)
+	// The server applied it.
+	ship, _ := ownedBy(world, client.ClientID())
+	v, _ := thrust.Get(world, ship)
+	fmt.Printf("server thrust: %+v\n", v)
 	// Output:
 	// my ship is at (100, 200)
-	// steer: ok
+	// steer: Ok
 	// server thrust: {X:1 Y:0}
 }
 
-// ownShip finds the entity this client owns in its mirror.
-func ownShip(c *netclient.Client) (donburi.Entity, bool) {
-	e := findOwned(c.World(), c.ClientID())
-	return e, e != donburi.Null
+// ownedBy finds the entity of w that client owns (components.Owner).
+func ownedBy(w donburi.World, client uint64) (donburi.Entity, bool) {
+	for _, a := range w.Archetypes() {
+		if !a.Layout().HasComponent(components.Owner) {
+			continue
+		}
+		for _, e := range a.Entities() {
+			if components.Owner.Get(w.Entry(e)).Client == client {
+				return e, true
+			}
+		}
+	}
+	return donburi.Null, false
 }

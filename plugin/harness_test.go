@@ -11,6 +11,7 @@ import (
 	"github.com/yohamta/donburi"
 
 	"github.com/ebisync/ebisync/components"
+	"github.com/ebisync/ebisync/internal/codec"
 	"github.com/ebisync/ebisync/plugin"
 )
 
@@ -107,3 +108,15 @@ func standardRegistry() *components.Registry {
 
 // unsafePtr is v as the unsafe.Pointer the codecs take.
 func unsafePtr[T any](v *T) unsafe.Pointer { return unsafe.Pointer(v) }
+
+// codecAt returns the codec of reg's component with wire id i.
+func codecAt(reg *components.Registry, i int) *codec.Codec { return codec.Of(reg.At(i)) }
+
+// codecsOf returns the codecs of reg's components in wire-id order.
+func codecsOf(reg *components.Registry) []*codec.Codec {
+	out := make([]*codec.Codec, reg.Len())
+	for i := range out {
+		out[i] = codecAt(reg, i)
+	}
+	return out
+}

@@ -18,6 +18,7 @@ import (
 	"github.com/yohamta/donburi"
 
 	"github.com/ebisync/ebisync/components"
+	"github.com/ebisync/ebisync/internal/codec"
 	"github.com/ebisync/ebisync/internal/hostile"
 	"github.com/ebisync/ebisync/internal/wire"
 	"github.com/ebisync/ebisync/netclient"
@@ -35,10 +36,10 @@ type thrustData struct{ X, Y float64 }
 
 var thrust = donburi.NewComponentType[thrustData]()
 
-func hostileRegistry() (*components.Registry, *components.Component) {
+func hostileRegistry() (*components.Registry, *codec.Codec) {
 	reg := standardRegistry()
 	tc := components.Register(reg, "test.thrust", thrust, &components.Options{ClientWritable: true})
-	return reg, tc
+	return reg, codec.Of(tc.Component())
 }
 
 func hostileOptions() *plugin.Options {
@@ -245,7 +246,7 @@ func lz4Message(kind wire.Kind, body []byte, size int) []byte {
 type hostileEnv struct {
 	h      *harness
 	reg    *components.Registry
-	thrust *components.Component
+	thrust *codec.Codec
 	ships  map[uint64]components.ReplicatedData // owner client id → its ship
 	tags   []components.ReplicatedData          // live replicated entities
 }

@@ -12,7 +12,9 @@ import (
 	"github.com/yohamta/donburi"
 
 	"github.com/ebisync/ebisync/components"
+	"github.com/ebisync/ebisync/internal/codec"
 	"github.com/ebisync/ebisync/internal/hostile"
+	"github.com/ebisync/ebisync/internal/testutil"
 	"github.com/ebisync/ebisync/internal/wire"
 	"github.com/ebisync/ebisync/plugin"
 )
@@ -155,7 +157,7 @@ func TestSlowClient(t *testing.T) {
 			want[uint64(components.Replicated.Get(entry).NetID)] = blob.Get(entry).Data
 		}
 	})
-	bc, _ := reg.Of(blob)
+	bc, _ := testutil.Codec(reg.Of(blob))
 	h.ticks(5)
 	for i, rc := range []*rawClient{fast1, fast2} {
 		eventually(t, 10*time.Second, "fast client to converge", func() bool {
@@ -241,7 +243,7 @@ func TestSchemaMismatchRaw(t *testing.T) {
 
 // blobValues replays the client's batches into the latest blob text per
 // entity.
-func (rc *rawClient) blobValues(bc *components.Component) map[uint64]string {
+func (rc *rawClient) blobValues(bc *codec.Codec) map[uint64]string {
 	_, bodies, _ := rc.snapshot()
 	out := map[uint64]string{}
 	for _, b := range bodies {

@@ -43,7 +43,7 @@ func (m *rawMirror) apply(bodies []wire.Batch) error {
 			}
 			cs := map[uint64]unsafe.Pointer{}
 			for _, cv := range sp.Comps {
-				c := m.reg.At(int(cv.Comp))
+				c := codecAt(m.reg, int(cv.Comp))
 				v := c.New()
 				if _, err := c.DecodeFull(cv.Value, v); err != nil {
 					return err
@@ -65,7 +65,7 @@ func (m *rawMirror) apply(bodies []wire.Batch) error {
 			if !ok {
 				return fmt.Errorf("batch %d: update of unknown entity %d", m.seen, u.ID)
 			}
-			c := m.reg.At(int(u.Comp))
+			c := codecAt(m.reg, int(u.Comp))
 			v, ok := cs[u.Comp]
 			if u.Delta {
 				if !ok {
@@ -110,7 +110,7 @@ func (m *rawMirror) diff(want map[uint64]expectation, allowed map[uint64]bool) e
 		}
 		for ci, v := range exp.comps {
 			got, ok := cs[ci]
-			c := m.reg.At(int(ci))
+			c := codecAt(m.reg, int(ci))
 			if !ok {
 				return fmt.Errorf("entity %d: missing %s", id, c.Name())
 			}
@@ -155,7 +155,7 @@ func view(w donburi.World, reg *components.Registry, subs map[int]bool, cx, cy, 
 				}
 			}
 			exp := expectation{gen: uint64(tag.Gen), comps: map[uint64]unsafe.Pointer{}}
-			for _, c := range reg.All() {
+			for _, c := range codecsOf(reg) {
 				if subs[c.Index()] && entry.HasComponent(c.ComponentType()) {
 					v := c.New()
 					c.Copy(v, entry.Component(c.ComponentType()))

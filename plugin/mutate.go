@@ -151,7 +151,7 @@ func (s *Server) mutate(c *client, m *wire.Mutate) {
 		Client:     c.info(),
 		Entity:     entry,
 		NetID:      r.id,
-		Component:  comp,
+		Component:  s.reg.At(comp.Index()),
 		Value:      rv.Interface(),
 		Controller: s.controllerOf(r.id),
 	}

@@ -9,6 +9,8 @@ import (
 	"github.com/yohamta/donburi"
 
 	"github.com/ebisync/ebisync/components"
+	"github.com/ebisync/ebisync/internal/codec"
+	"github.com/ebisync/ebisync/internal/testutil"
 	"github.com/ebisync/ebisync/internal/wire"
 	"github.com/ebisync/ebisync/plugin"
 )
@@ -27,11 +29,11 @@ var note = donburi.NewComponentType[noteData]()
 
 // mutationRegistry registers a client-writable Score (and Note), plus a
 // read-only standard set.
-func mutationRegistry() (*components.Registry, *components.Component, *components.Component) {
+func mutationRegistry() (*components.Registry, *codec.Codec, *codec.Codec) {
 	reg := standardRegistry()
 	sc := components.Register(reg, "test.score", score, &components.Options{ClientWritable: true})
 	nc := components.Register(reg, "test.note", note, &components.Options{ClientWritable: true})
-	return reg, sc, nc
+	return reg, codec.Of(sc.Component()), codec.Of(nc.Component())
 }
 
 // results collects mutation results seen by a raw client.
@@ -57,13 +59,13 @@ func (rc *rawClient) controlReplies() map[uint64]wire.ControlReply {
 	return out
 }
 
-func encodeValue[T any](c *components.Component, v T) []byte {
+func encodeValue[T any](c *codec.Codec, v T) []byte {
 	return c.AppendFull(nil, unsafePtr(&v))
 }
 
 func TestMutationStatuses(t *testing.T) {
 	reg, sc, _ := mutationRegistry()
-	pos, _ := reg.Of(components.Position)
+	pos, _ := testutil.Codec(reg.Of(components.Position))
 	opts := &plugin.Options{
 		Authorize: func(req *plugin.Request) error {
 			if req.Component != nil && req.Component.Name() == "test.score" {
@@ -254,7 +256,7 @@ func TestMutationExplicit(t *testing.T) {
 		return -1
 	}
 	eventually(t, 5*time.Second, "spawn", func() bool { return points(watcher) == 0 })
-	writer.send(wire.AppendMutate(nil, &wire.Mutate{Request: 1, ID: uint64(tag.NetID), Gen: uint64(tag.Gen), Comp: uint64(sc.Index()), Value: encodeValue(sc, scoreData{Points: 9})}))
+	writer.send(wire.AppendMutate(nil, &wire.Mutate{Request: 1, ID: uint64(tag.NetID), Gen: uint64(tag.Gen), Comp: uint64(sc.Index()), Value: encodeValue(codec.Of(sc.Component()), scoreData{Points: 9})}))
 	eventually(t, 5*time.Second, "mutation result", func() bool { _, ok := writer.results()[1]; return ok })
 	if r := writer.results()[1]; r.Status != wire.StatusOk {
 		t.Fatalf("mutation answered %s %q, want Ok", r.Status.String(), r.Message)

@@ -1,6 +1,8 @@
 package plugin_test
 
 import (
+	"github.com/ebisync/ebisync"
+
 	"context"
 	"errors"
 	"strings"
@@ -10,6 +12,7 @@ import (
 	"github.com/yohamta/donburi"
 
 	"github.com/ebisync/ebisync/components"
+	"github.com/ebisync/ebisync/internal/testutil"
 	"github.com/ebisync/ebisync/internal/wire"
 	"github.com/ebisync/ebisync/netclient"
 	"github.com/ebisync/ebisync/plugin"
@@ -203,7 +206,7 @@ func TestOptimisticRevert(t *testing.T) {
 	var ch <-chan netclient.MutationResult
 	var during int32
 	p.do(func(w donburi.World) {
-		ch = netclient.Mutate(p.c, local, score, scoreData{Points: 99}, &netclient.MutateOptions{Optimistic: true})
+		ch = netclient.Mutate(p.c, local, testutil.Handle(p.c.Registry(), score), scoreData{Points: 99}, &netclient.MutateOptions{Optimistic: true})
 		during = score.Get(w.Entry(local)).Points
 	})
 	if during != 99 {
@@ -215,7 +218,7 @@ func TestOptimisticRevert(t *testing.T) {
 	case <-time.After(5 * time.Second):
 		t.Fatal("no mutation result")
 	}
-	if res.Status != netclient.StatusForbidden {
+	if res.Status != ebisync.Forbidden {
 		t.Fatalf("status %v, want Forbidden", res.Status)
 	}
 	eventually(t, 5*time.Second, "revert", func() bool { return read() == 10 })
@@ -223,14 +226,14 @@ func TestOptimisticRevert(t *testing.T) {
 	// Accepted: the mirror keeps (then confirms) the value.
 	h.do(func(donburi.World) { refuse = false })
 	p.do(func(w donburi.World) {
-		ch = netclient.Mutate(p.c, local, score, scoreData{Points: 42}, &netclient.MutateOptions{Optimistic: true})
+		ch = netclient.Mutate(p.c, local, testutil.Handle(p.c.Registry(), score), scoreData{Points: 42}, &netclient.MutateOptions{Optimistic: true})
 	})
 	select {
 	case res = <-ch:
 	case <-time.After(5 * time.Second):
 		t.Fatal("no mutation result")
 	}
-	if res.Status != netclient.StatusOk {
+	if res.Status != ebisync.Ok {
 		t.Fatalf("status %v %q, want Ok", res.Status, res.Message)
 	}
 	eventually(t, 5*time.Second, "confirmed value", func() bool { return read() == 42 })

@@ -144,8 +144,7 @@ func TestAuthenticate(t *testing.T) {
 	})
 	var res <-chan netclient.MutationResult
 	alice.do(func(w donburi.World) {
-		v := thrustData{X: 3}
-		res = alice.c.Mutate(bobShip, thrust, unsafePtr(&v), nil)
+		res = netclient.Mutate(alice.c, bobShip, testutil.Handle(alice.c.Registry(), thrust), thrustData{X: 3}, nil)
 	})
 	if r := <-res; r.Err != nil {
 		t.Fatalf("alice's (admin) mutation: %v", r.Err)

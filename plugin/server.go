@@ -15,6 +15,7 @@ import (
 	"github.com/yohamta/donburi/ecs"
 
 	"github.com/ebisync/ebisync/components"
+	"github.com/ebisync/ebisync/internal/codec"
 )
 
 // maxSynced bounds the components a server replicates, so per-client
@@ -35,8 +36,8 @@ type Server struct {
 	opts  Options
 	log   *slog.Logger
 
-	comps []*components.Component // registry order
-	ctrl  *components.Component   // built-in Control
+	comps []*codec.Codec // registry order
+	ctrl  *codec.Codec   // built-in Control
 
 	// Game-goroutine state.
 	tick          uint32
@@ -128,7 +129,6 @@ func New(world donburi.World, reg *components.Registry, opts *Options) *Server {
 		reg:      reg,
 		opts:     o,
 		log:      o.Logger,
-		comps:    reg.All(),
 		byID:     make(map[uint64]*client),
 		conns:    make(map[*conn]struct{}),
 		perAddr:  make(map[string]int),
@@ -144,7 +144,11 @@ func New(world donburi.World, reg *components.Registry, opts *Options) *Server {
 		defer s.wg.Done()
 		s.dispatch()
 	}
-	s.ctrl, _ = reg.Of(components.Control)
+	for _, c := range reg.All() {
+		s.comps = append(s.comps, codec.Of(c))
+	}
+	ctrl, _ := reg.Of(components.Control)
+	s.ctrl = codec.Of(ctrl)
 	s.posIndex = -1
 	if pc, ok := reg.Of(components.Position); ok && o.defaultPos {
 		// The default Position reads the registered position component:

@@ -1,6 +1,8 @@
 package plugin
 
 import (
+	"github.com/ebisync/ebisync"
+
 	"sync/atomic"
 	"time"
 
@@ -40,10 +42,9 @@ type Stats struct {
 	Connects      uint64        // handshakes completed
 	BytesOut      uint64        // batch bytes on the wire (after compression)
 	RawBytesOut   uint64        // batch bytes before compression
-	// Mutations counts the answers to mutations by status: "Ok",
-	// "Forbidden", "NotFound", "ValidationError", "RateLimited",
-	// "InternalError".
-	Mutations map[string]uint64
+	// Mutations counts the answers to mutations by status (the statuses
+	// with none are absent).
+	Mutations map[ebisync.Status]uint64
 	// Refusals counts refused connections and dropped clients by reason
 	// (the Refused* constants), since the server started.
 	Refusals  map[string]uint64
@@ -86,7 +87,7 @@ func (s *Server) Stats() Stats {
 func (s *Server) ReadStats(st *Stats) {
 	mut, ref, per := st.Mutations, st.Refusals, st.PerClient[:0]
 	if mut == nil {
-		mut = make(map[string]uint64)
+		mut = make(map[ebisync.Status]uint64)
 	}
 	if ref == nil {
 		ref = make(map[string]uint64)
@@ -116,7 +117,7 @@ func (s *Server) ReadStats(st *Stats) {
 	}
 	for i := range s.stats.mutations {
 		if n := s.stats.mutations[i].Load(); n > 0 {
-			mut[statusName(wire.Status(i))] = n
+			mut[ebisync.Status(i)] = n
 		}
 	}
 	s.mu.Lock()
@@ -164,23 +165,4 @@ func (s *Server) publishStats() {
 	s.stats.clients.Store(int64(len(s.clients)))
 	s.stats.subscriptions.Store(int64(subs))
 	s.stats.clientState.Store(int64(state))
-}
-
-// statusName is a mutation status's key in Stats.Mutations.
-func statusName(st wire.Status) string {
-	switch st {
-	case wire.StatusOk:
-		return "Ok"
-	case wire.StatusForbidden:
-		return "Forbidden"
-	case wire.StatusNotFound:
-		return "NotFound"
-	case wire.StatusValidationError:
-		return "ValidationError"
-	case wire.StatusRateLimited:
-		return "RateLimited"
-	case wire.StatusInternalError:
-		return "InternalError"
-	}
-	return "Unknown"
 }

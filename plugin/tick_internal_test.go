@@ -1,6 +1,8 @@
 package plugin
 
 import (
+	"github.com/ebisync/ebisync"
+
 	"context"
 	"fmt"
 	"math"
@@ -301,7 +303,7 @@ func TestReadStats(t *testing.T) {
 		return st
 	}
 	want := byID(s.Stats())
-	if len(want.PerClient) != 3 || want.BytesOut != 60 || want.Mutations["Ok"] != 4 || want.Mutations["RateLimited"] != 2 {
+	if len(want.PerClient) != 3 || want.BytesOut != 60 || want.Mutations[ebisync.Ok] != 4 || want.Mutations[ebisync.RateLimited] != 2 {
 		t.Fatalf("Stats = %+v", want)
 	}
 	var st Stats

@@ -18,6 +18,7 @@ import (
 
 	"github.com/ebisync/ebisync/components"
 	"github.com/ebisync/ebisync/demo/sim"
+	"github.com/ebisync/ebisync/internal/codec"
 	"github.com/ebisync/ebisync/internal/hostile"
 	"github.com/ebisync/ebisync/internal/wire"
 )
@@ -177,7 +178,7 @@ func (e *env) join(ctx context.Context) (*session, error) {
 	}
 	for _, name := range s.welcome.Components {
 		c, _ := e.reg.ByName(name) // nil: a component the demo lacks
-		s.comps = append(s.comps, c)
+		s.comps = append(s.comps, codec.Of(c))
 	}
 	return s, nil
 }
@@ -243,9 +244,9 @@ func (s *session) next(ctx context.Context, other func(kind wire.Kind, body []by
 }
 
 // sizer tells batch values' lengths by the Welcome's component ids.
-type sizer []*components.Component
+type sizer []*codec.Codec
 
-func (s sizer) at(comp uint64) (*components.Component, error) {
+func (s sizer) at(comp uint64) (*codec.Codec, error) {
 	if comp >= uint64(len(s)) || s[comp] == nil {
 		return nil, fmt.Errorf("unknown component %d", comp)
 	}
@@ -546,7 +547,7 @@ func (e *env) survey(ctx context.Context) error {
 	return err
 }
 
-func (e *env) surveyFrom(ctx context.Context, s *session, sc *components.Component, shipComp uint64, learned map[uint64]uint64) error {
+func (e *env) surveyFrom(ctx context.Context, s *session, sc *codec.Codec, shipComp uint64, learned map[uint64]uint64) error {
 	ctx, cancel := context.WithTimeout(ctx, 30*time.Second)
 	defer cancel()
 	if err := s.subscribeAll(ctx); err != nil {
@@ -571,7 +572,7 @@ func (e *env) surveyFrom(ctx context.Context, s *session, sc *components.Compone
 // errQuiet: no batch came for a while (a world with little in it).
 var errQuiet = errors.New("no batch for a while")
 
-func (e *env) surveyAt(ctx context.Context, s *session, sc *components.Component, shipComp uint64, x, y float64, learned map[uint64]uint64) error {
+func (e *env) surveyAt(ctx context.Context, s *session, sc *codec.Codec, shipComp uint64, x, y float64, learned map[uint64]uint64) error {
 	// A read whose context ends drops the connection (coder/websocket), so
 	// a quiet view ends the survey.
 	ctx, cancel := context.WithTimeout(ctx, 1500*time.Millisecond)

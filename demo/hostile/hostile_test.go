@@ -1,6 +1,8 @@
 package main
 
 import (
+	"github.com/ebisync/ebisync"
+
 	"bytes"
 	"context"
 	"io"
@@ -129,7 +131,7 @@ func TestEveryAttackAnswered(t *testing.T) {
 			t.Errorf("no refusal %q counted", r)
 		}
 	}
-	if st.Mutations["Forbidden"] == 0 {
+	if st.Mutations[ebisync.Forbidden] == 0 {
 		t.Errorf("no forbidden mutation counted: %v", st.Mutations)
 	}
 }

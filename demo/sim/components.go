@@ -63,14 +63,11 @@ const snapDistance = 500
 // own registry, because using one freezes it).
 func NewRegistry() *components.Registry {
 	reg := components.NewRegistry()
-	components.RegisterStandard(reg)
+	std := components.RegisterStandard(reg)
+	std.Position.SetLerp(lerpPosition)
 	components.Register(reg, "demo.ship", Ship, nil)
-	heading := components.Register(reg, "demo.heading", Heading, &components.Options{Interpolate: true})
-	components.SetLerp(heading, lerpHeading)
+	components.Register(reg, "demo.heading", Heading, &components.Options{Interpolate: true}).SetLerp(lerpHeading)
 	components.Register(reg, "demo.steer", Steer, &components.Options{ClientWritable: true})
-	if pos, ok := reg.Of(components.Position); ok {
-		components.SetLerp(pos, lerpPosition)
-	}
 	return reg
 }
 

@@ -1,6 +1,8 @@
 package sim_test
 
 import (
+	"github.com/ebisync/ebisync"
+
 	"context"
 	"errors"
 	"math"
@@ -13,6 +15,7 @@ import (
 
 	"github.com/ebisync/ebisync/components"
 	"github.com/ebisync/ebisync/demo/sim"
+	"github.com/ebisync/ebisync/internal/testutil"
 	"github.com/ebisync/ebisync/netclient"
 )
 
@@ -130,7 +133,7 @@ func TestPilotFindsFollowsAndSteersItsShip(t *testing.T) {
 	until(t, "alice's ship in bob's mirror", func() bool {
 		for e := range donburi.NewQuery(filter.Contains(components.Owner)).Iter(b.c.World()) {
 			if components.Owner.Get(e).Client == a.c.ClientID() {
-				res = netclient.Mutate(b.c, e.Entity(), sim.Steer, sim.SteerData{Turn: 100}, nil)
+				res = netclient.Mutate(b.c, e.Entity(), testutil.Handle(b.c.Registry(), sim.Steer), sim.SteerData{Turn: 100}, nil)
 				return true
 			}
 		}
@@ -146,7 +149,7 @@ func TestPilotFindsFollowsAndSteersItsShip(t *testing.T) {
 		}
 	}, a, b)
 	var me *netclient.MutationError
-	assert(t, errors.As(r.Err, &me) && r.Status == netclient.StatusForbidden, "bob steering alice's ship: %+v", r)
+	assert(t, errors.As(r.Err, &me) && r.Status == ebisync.Forbidden, "bob steering alice's ship: %+v", r)
 
 	// Leaving removes the ship on the server.
 	assert(t, h.Plugin().Stats().Entities >= entities+2, "server has %d entities", h.Plugin().Stats().Entities)

@@ -21,13 +21,14 @@ import (
 //
 // A Pilot is used on the client's game goroutine only.
 type Pilot struct {
-	c       *netclient.Client
-	radius  float64
-	world   *Config
-	owned   *donburi.Query // per Pilot: donburi queries must not be shared across goroutines
-	ship    donburi.Entity
-	owner   uint64 // client id the ship was found for
-	looking bool   // the interest is on the spawn area
+	c         *netclient.Client
+	radius    float64
+	world     *Config
+	owned     *donburi.Query // per Pilot: donburi queries must not be shared across goroutines
+	steerSync *components.Synced[SteerData]
+	ship      donburi.Entity
+	owner     uint64 // client id the ship was found for
+	looking   bool   // the interest is on the spawn area
 
 	steer   SteerData // last value sent for ship
 	unsent  bool      // steer must be sent (new ship, or the last send failed)
@@ -41,13 +42,20 @@ type Pilot struct {
 // NewPilot returns a Pilot for c, whose interest radius around the ship
 // will be radius. world is the server's world configuration (nil: the
 // default world), which tells where ships spawn.
+//
+// It panics if c's registry lacks the demo's Steer component.
 func NewPilot(c *netclient.Client, radius float64, world *Config) *Pilot {
+	steer, ok := components.Lookup(c.Registry(), Steer)
+	if !ok {
+		panic("sim.NewPilot: the client's registry has no demo.steer; make it with sim.NewRegistry")
+	}
 	return &Pilot{
-		c:      c,
-		radius: radius,
-		world:  world,
-		owned:  donburi.NewQuery(filter.Contains(components.Owner, Ship)),
-		ship:   donburi.Null,
+		c:         c,
+		steerSync: steer,
+		radius:    radius,
+		world:     world,
+		owned:     donburi.NewQuery(filter.Contains(components.Owner, Ship)),
+		ship:      donburi.Null,
 	}
 }
 
@@ -115,5 +123,5 @@ func (p *Pilot) Steer(s SteerData) {
 	}
 	p.steer, p.unsent = s, false
 	p.Sent++
-	p.pending = append(p.pending, netclient.Mutate(p.c, p.ship, Steer, s, nil))
+	p.pending = append(p.pending, netclient.Mutate(p.c, p.ship, p.steerSync, s, nil))
 }

@@ -140,22 +140,20 @@ func TestRegistriesAgree(t *testing.T) {
 
 func TestLerps(t *testing.T) {
 	reg := sim.NewRegistry()
-	h, _ := reg.ByName("demo.heading")
+	h, _ := components.Lookup(reg, sim.Heading)
 	// From just below +π to just above -π: the short way is through π.
 	a := sim.HeadingData{Angle: 3.0}
 	b := sim.HeadingData{Angle: -3.0}
-	var out sim.HeadingData
-	h.Lerp(ptr(&out), ptr(&a), ptr(&b), 0.5)
+	out := h.Lerp(a, b, 0.5)
 	assert(t, math.Abs(math.Abs(float64(out.Angle))-math.Pi) < 1e-3, "heading lerp mid = %v, want ±π", out.Angle)
 
-	p, _ := reg.Of(components.Position)
+	p, _ := components.Lookup(reg, components.Position)
 	pa := components.PositionData{X: 7990, Y: 100}
 	pb := components.PositionData{X: 5, Y: 100} // wrapped around the edge
-	var po components.PositionData
-	p.Lerp(ptr(&po), ptr(&pa), ptr(&pb), 0.5)
+	po := p.Lerp(pa, pb, 0.5)
 	assert(t, po == pb, "position lerp across a wrap = %v, want a snap to %v", po, pb)
 	pb = components.PositionData{X: 8000 - 20, Y: 110}
-	p.Lerp(ptr(&po), ptr(&pa), ptr(&pb), 0.5)
+	po = p.Lerp(pa, pb, 0.5)
 	assert(t, math.Abs(po.X-7985) < 1e-9 && math.Abs(po.Y-105) < 1e-9, "position lerp = %v", po)
 }
 

@@ -2,12 +2,15 @@
 package testutil
 
 import (
+	"github.com/yohamta/donburi"
+
 	"fmt"
 	"strings"
 	"sync"
 	"testing"
 
 	"github.com/ebisync/ebisync/components"
+	"github.com/ebisync/ebisync/internal/codec"
 )
 
 // SyncBuffer is a log destination a test reads while other goroutines
@@ -86,7 +89,7 @@ func (s RegistrySizer) FullLen(comp uint64, b []byte) (int, error) {
 	if c == nil {
 		return 0, fmt.Errorf("unknown component %d", comp)
 	}
-	return c.FullLen(b)
+	return codec.Of(c).FullLen(b)
 }
 
 // DeltaLen implements wire.ValueSizer.
@@ -95,5 +98,20 @@ func (s RegistrySizer) DeltaLen(comp uint64, b []byte) (int, error) {
 	if c == nil {
 		return 0, fmt.Errorf("unknown component %d", comp)
 	}
-	return c.DeltaLen(b)
+	return codec.Of(c).DeltaLen(b)
+}
+
+// Handle returns the typed handle of ct in reg, and panics if reg does not
+// register it.
+func Handle[T any](reg *components.Registry, ct *donburi.ComponentType[T]) *components.Synced[T] {
+	h, ok := components.Lookup(reg, ct)
+	if !ok {
+		panic(fmt.Sprintf("testutil.Handle: %T not registered", ct))
+	}
+	return h
+}
+
+// Codec returns the codec of a Registry.Of or ByName result.
+func Codec(c *components.Component, ok bool) (*codec.Codec, bool) {
+	return codec.Of(c), ok
 }

@@ -45,6 +45,10 @@ func System(c *netclient.Client) ecs.System {
 //
 // Call it in Draw, on the game goroutine. It allocates nothing.
 func Position(c *netclient.Client, e donburi.Entity, now time.Time) (x, y float64, ok bool) {
-	p, ok := netclient.Interpolated(c, e, components.Position, now)
+	pos, ok := components.Lookup(c.Registry(), components.Position)
+	if !ok {
+		return 0, 0, false
+	}
+	p, ok := netclient.Interpolated(c, e, pos, now)
 	return p.X, p.Y, ok
 }

@@ -1,4 +1,4 @@
-package components_test
+package codec_test
 
 import (
 	"bytes"
@@ -11,12 +11,13 @@ import (
 	"github.com/yohamta/donburi"
 
 	"github.com/ebisync/ebisync/components"
+	"github.com/ebisync/ebisync/internal/codec"
 	"github.com/ebisync/ebisync/internal/wire"
 )
 
 // decodeFresh decodes a full encoding into a zero value, as a client does
 // on first sight of a component.
-func decodeFresh[T any](t testing.TB, c *components.Component, enc []byte) T {
+func decodeFresh[T any](t testing.TB, c *codec.Codec, enc []byte) T {
 	t.Helper()
 	var v T
 	n, err := c.DecodeFull(enc, ptr(&v))
@@ -26,7 +27,7 @@ func decodeFresh[T any](t testing.TB, c *components.Component, enc []byte) T {
 }
 
 // fullRoundTrip is what the client holds after the server sends v in full.
-func fullRoundTrip[T any](t testing.TB, c *components.Component, v *T) T {
+func fullRoundTrip[T any](t testing.TB, c *codec.Codec, v *T) T {
 	t.Helper()
 	enc := c.AppendFull(nil, ptr(v))
 	n, err := c.FullLen(enc)
@@ -59,7 +60,7 @@ func TestFullRoundTripSpecialFloats(t *testing.T) {
 		F32 [8]float32
 		F64 [8]float64
 	}
-	c := components.Register(components.NewRegistry(), "test.floats", donburi.NewComponentType[floats](), nil)
+	c := register(components.NewRegistry(), "test.floats", donburi.NewComponentType[floats](), nil)
 	v := floats{
 		F32: [8]float32{float32(math.NaN()), math.Float32frombits(0x7f80_0001), math.Float32frombits(0xffc0_1234), float32(math.Inf(1)), float32(math.Inf(-1)), math.Float32frombits(1 << 31), math.SmallestNonzeroFloat32, -math.MaxFloat32},
 		F64: [8]float64{math.NaN(), math.Float64frombits(0x7ff0_0000_0000_0001), math.Float64frombits(0xfff8_dead_beef_0000), math.Inf(1), math.Inf(-1), math.Copysign(0, -1), math.SmallestNonzeroFloat64, math.MaxFloat64},
@@ -78,7 +79,7 @@ func TestQuantisedSpecialValues(t *testing.T) {
 		F64 float64 `ebisync:"q=0.01"`
 		F32 float32 `ebisync:"q=0.01"`
 	}
-	c := components.Register(components.NewRegistry(), "test.qspecial", donburi.NewComponentType[q](), nil)
+	c := register(components.NewRegistry(), "test.qspecial", donburi.NewComponentType[q](), nil)
 	limit := float64(1<<51) * 0.01
 	for _, tc := range []struct {
 		in, want float64
@@ -111,7 +112,7 @@ func TestQuantisedExactRange(t *testing.T) {
 		G32 float32 `ebisync:"q=0.001"`
 		H32 float32 `ebisync:"q=0.3"`
 	}
-	c := components.Register(components.NewRegistry(), "test.qrange", donburi.NewComponentType[q](), nil)
+	c := register(components.NewRegistry(), "test.qrange", donburi.NewComponentType[q](), nil)
 	rng := newRand(t)
 	for i := range iterations(50000) {
 		// Encode step counts directly, as the sender would for any value.
@@ -215,7 +216,7 @@ func TestDeltaChainsDoNotDrift(t *testing.T) {
 func TestPositionChainSubStepMotion(t *testing.T) {
 	r := components.NewRegistry()
 	components.RegisterStandard(r)
-	c, _ := r.Of(components.Position)
+	c, _ := codecOf(r.Of(components.Position))
 	server := components.PositionData{X: 1234.56, Y: -77.7}
 	client := fullRoundTrip(t, c, &server)
 	sent := 0
@@ -251,7 +252,7 @@ func TestDeltaIntWrapAround(t *testing.T) {
 		U64 uint64
 		U   uint
 	}
-	c := components.Register(components.NewRegistry(), "test.ints", donburi.NewComponentType[ints](), nil)
+	c := register(components.NewRegistry(), "test.ints", donburi.NewComponentType[ints](), nil)
 	for _, tc := range []struct {
 		name     string
 		old, cur ints
@@ -296,7 +297,7 @@ func TestDeltaIntWrapAround(t *testing.T) {
 // with neither the input nor the destination's old slice.
 func TestBytesNilAndEmpty(t *testing.T) {
 	type blob struct{ B []byte }
-	c := components.Register(components.NewRegistry(), "test.blob", donburi.NewComponentType[blob](), nil)
+	c := register(components.NewRegistry(), "test.blob", donburi.NewComponentType[blob](), nil)
 
 	nilEnc := c.AppendFull(nil, ptr(&blob{}))
 	emptyEnc := c.AppendFull(nil, ptr(&blob{B: []byte{}}))
@@ -333,7 +334,7 @@ func TestBytesNilAndEmpty(t *testing.T) {
 func TestAppendDeltaIgnoresMaskBitsPastFields(t *testing.T) {
 	r := components.NewRegistry()
 	components.RegisterStandard(r)
-	c, _ := r.Of(components.Position)
+	c, _ := codecOf(r.Of(components.Position))
 	old, cur := components.PositionData{X: 1}, components.PositionData{X: 2, Y: 3}
 	delta := c.AppendDelta(nil, ptr(&old), ptr(&cur), ^uint64(0))
 	got := old
@@ -345,7 +346,7 @@ func TestAppendDeltaIgnoresMaskBitsPastFields(t *testing.T) {
 func TestSixtyFourFields(t *testing.T) {
 	type eight struct{ A, B, C, D, E, F, G, H uint8 }
 	type sixtyFour struct{ P0, P1, P2, P3, P4, P5, P6, P7 eight }
-	c := components.Register(components.NewRegistry(), "test.64", donburi.NewComponentType[sixtyFour](), nil)
+	c := register(components.NewRegistry(), "test.64", donburi.NewComponentType[sixtyFour](), nil)
 	assert(t, c.NumFields() == 64, "NumFields %d", c.NumFields())
 	var old, cur sixtyFour
 	cur.P7.H = 200 // field 63: the mask's top bit
@@ -405,7 +406,7 @@ func TestMalformedInputs(t *testing.T) {
 		S   string
 		Arr [2]uint16
 	}
-	c := components.Register(components.NewRegistry(), "test.small", donburi.NewComponentType[small](), nil)
+	c := register(components.NewRegistry(), "test.small", donburi.NewComponentType[small](), nil)
 	valid := small{U8: 7, I8: -3, Q: 1.5, On: true, S: "hi", Arr: [2]uint16{1, 2}}
 	good := c.AppendFull(nil, ptr(&valid))
 	tooLong := appendUvarint(nil, wire.MaxValueLen+1)
@@ -453,7 +454,7 @@ func TestMalformedInputs(t *testing.T) {
 
 	// A 9-field component has a 2-byte mask; bits 9 to 15 are refused.
 	type nine struct{ A, B, C, D, E, F, G, H, I bool }
-	c9 := components.Register(components.NewRegistry(), "test.nine", donburi.NewComponentType[nine](), nil)
+	c9 := register(components.NewRegistry(), "test.nine", donburi.NewComponentType[nine](), nil)
 	_, err := c9.DeltaLen([]byte{0xff, 0x01})
 	assert(t, err == nil, "all 9 bits: %v", err)
 	for bit := 9; bit < 16; bit++ {
@@ -466,7 +467,7 @@ func TestMalformedInputs(t *testing.T) {
 func TestDecodeErrorsNameComponent(t *testing.T) {
 	r := components.NewRegistry()
 	components.RegisterStandard(r)
-	c, _ := r.Of(components.Health)
+	c, _ := codecOf(r.Of(components.Health))
 	_, err := c.DecodeFull(nil, ptr(&components.HealthData{}))
 	assert(t, err != nil && bytes.Contains([]byte(err.Error()), []byte("failed to decode ebisync.health")), "error %v", err)
 	_, err = c.DecodeDelta(nil, ptr(&components.HealthData{}))
@@ -486,3 +487,11 @@ func appendUvarint(dst []byte, v uint64) []byte {
 }
 
 func cat(parts ...[]byte) []byte { return bytes.Join(parts, nil) }
+
+func TestScalarRoundTrip(t *testing.T) {
+	type scalar int16
+	c := register(components.NewRegistry(), "score", donburi.NewComponentType[scalar](), nil)
+	v := scalar(-300)
+	got := fullRoundTrip(t, c, &v)
+	assert(t, got == v, "scalar round trip %d", got)
+}

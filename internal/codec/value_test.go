@@ -1,4 +1,4 @@
-package components_test
+package codec_test
 
 import (
 	"math"
@@ -7,6 +7,7 @@ import (
 	"github.com/yohamta/donburi"
 
 	"github.com/ebisync/ebisync/components"
+	"github.com/ebisync/ebisync/internal/codec"
 )
 
 type lerped struct {
@@ -23,7 +24,7 @@ type lerped struct {
 }
 
 func TestLerp(t *testing.T) {
-	c := components.Register(components.NewRegistry(), "test.lerp", donburi.NewComponentType[lerped](), nil)
+	c := register(components.NewRegistry(), "test.lerp", donburi.NewComponentType[lerped](), nil)
 	a := lerped{F64: 10, F32: -4, Q: 1.5, N: 1, On: false, S: "a", B: []byte("a"), Arr: [2]float32{0, 100}, Pts: [1]struct{ X, Y float64 }{{0, 8}}, Tick: 1}
 	b := lerped{F64: 20, F32: 4, Q: 2.5, N: 2, On: true, S: "b", B: []byte("b"), Arr: [2]float32{1, 200}, Pts: [1]struct{ X, Y float64 }{{4, 0}}, Tick: 2}
 
@@ -52,7 +53,7 @@ func TestLerp(t *testing.T) {
 	assert(t, b3.F64 == 15 && b3.N == 2, "Lerp into b: %+v", b3)
 
 	// SetLerp replaces the default.
-	components.SetLerp(c, func(a, b *lerped, t float64) lerped {
+	codec.SetLerp(c, func(a, b *lerped, t float64) lerped {
 		v := *b
 		v.N = -1
 		return v
@@ -62,7 +63,7 @@ func TestLerp(t *testing.T) {
 }
 
 func TestLerpNonFinite(t *testing.T) {
-	c := components.Register(components.NewRegistry(), "test.lerpnan", donburi.NewComponentType[lerped](), nil)
+	c := register(components.NewRegistry(), "test.lerpnan", donburi.NewComponentType[lerped](), nil)
 	a := lerped{F64: math.Inf(1), F32: float32(math.NaN())}
 	b := lerped{F64: 1, F32: 2}
 	var out lerped
@@ -80,7 +81,7 @@ func TestCopy(t *testing.T) {
 		Skip   []byte `ebisync:"-"`
 		hidden int
 	}
-	c := components.Register(components.NewRegistry(), "test.copy", donburi.NewComponentType[holder](), nil)
+	c := register(components.NewRegistry(), "test.copy", donburi.NewComponentType[holder](), nil)
 	src := holder{B: []byte{1, 2, 3}, Bufs: [2][]byte{{4}, {}}, S: "s", N: 7, Skip: []byte{9}, hidden: 5}
 	src.Nested.Inner[0].B = []byte{5, 6}
 	var dst holder
@@ -106,7 +107,7 @@ func TestCopy(t *testing.T) {
 func TestNew(t *testing.T) {
 	r := components.NewRegistry()
 	components.RegisterStandard(r)
-	c, _ := r.Of(components.Health)
+	c, _ := codecOf(r.Of(components.Health))
 	p := c.New()
 	h := (*components.HealthData)(p)
 	assert(t, *h == components.HealthData{}, "New is not zero: %+v", *h)

@@ -1,4 +1,4 @@
-package components_test
+package codec_test
 
 import (
 	"encoding/binary"
@@ -54,9 +54,9 @@ func (v *inventory) UnmarshalSync(src []byte) error {
 
 func TestMarshaler(t *testing.T) {
 	r := components.NewRegistry()
-	c := components.Register(r, "game.inventory", donburi.NewComponentType[inventory](), nil)
+	c := register(r, "game.inventory", donburi.NewComponentType[inventory](), nil)
 	assert(t, c.NumFields() == 1, "NumFields %d", c.NumFields())
-	assert(t, c.Fields()[0].Type == "custom:components_test.inventory", "field %+v", c.Fields()[0])
+	assert(t, c.Fields()[0].Type == "custom:codec_test.inventory", "field %+v", c.Fields()[0])
 
 	v := inventory{Items: []string{"sword", "", "shield"}}
 	enc := c.AppendFull([]byte{0xAA}, ptr(&v))[1:] // appends after existing bytes
@@ -94,7 +94,7 @@ func TestMarshaler(t *testing.T) {
 }
 
 func TestMarshalerErrors(t *testing.T) {
-	c := components.Register(components.NewRegistry(), "game.inventory", donburi.NewComponentType[inventory](), nil)
+	c := register(components.NewRegistry(), "game.inventory", donburi.NewComponentType[inventory](), nil)
 	// Framed correctly, but UnmarshalSync refuses the contents.
 	bad := []byte{3, 5, 1, 'a'}
 	n, err := c.FullLen(bad)

@@ -1,4 +1,4 @@
-package components
+package codec
 
 import (
 	"fmt"
@@ -52,13 +52,6 @@ type arrayLayout struct {
 	n      int
 	stride uintptr
 	elem   []field
-}
-
-// FieldLayout describes one synced field, as exchanged in the handshake.
-type FieldLayout struct {
-	Name  string  // dotted path, e.g. "Pos.X"
-	Type  string  // Go-like type string, e.g. "float64", "[4]uint8"
-	Quant float64 // quantisation step, 0 when not quantised
 }
 
 // buildLayout flattens the exported fields of struct type t into leaves.

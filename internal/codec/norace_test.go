@@ -1,5 +1,5 @@
 //go:build !race
 
-package components_test
+package codec_test
 
 const raceEnabled = false

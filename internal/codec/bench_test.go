@@ -1,9 +1,10 @@
-package components_test
+package codec_test
 
 import (
 	"testing"
 
 	"github.com/ebisync/ebisync/components"
+	"github.com/ebisync/ebisync/internal/codec"
 )
 
 // A typical tick of movement at a typical world coordinate: both axes
@@ -13,11 +14,11 @@ var (
 	benchNew = components.PositionData{X: 1234.56 + 1.37, Y: 789.01 - 0.84}
 )
 
-func positionComponent(tb testing.TB) *components.Component {
+func positionComponent(tb testing.TB) *codec.Codec {
 	tb.Helper()
 	r := components.NewRegistry()
 	components.RegisterStandard(r)
-	c, ok := r.Of(components.Position)
+	c, ok := codecOf(r.Of(components.Position))
 	assert(tb, ok, "Position not registered")
 	return c
 }
@@ -86,7 +87,7 @@ func TestHotPathsDoNotAllocate(t *testing.T) {
 
 	r := components.NewRegistry()
 	components.RegisterStandard(r)
-	name, _ := r.Of(components.Name)
+	name, _ := codecOf(r.Of(components.Name))
 	nameVal := components.NameData{Value: "player one"}
 	nameEnc := name.AppendFull(nil, ptr(&nameVal))
 

@@ -1,4 +1,4 @@
-package components
+package codec
 
 import (
 	"bytes"
@@ -17,10 +17,10 @@ import (
 
 // New allocates a zero value of the component's type and returns a pointer
 // to it.
-func (c *Component) New() unsafe.Pointer { return c.newZero() }
+func (c *Codec) New() unsafe.Pointer { return c.newZero() }
 
 // AppendFull appends the full encoding of the value at p.
-func (c *Component) AppendFull(dst []byte, p unsafe.Pointer) []byte {
+func (c *Codec) AppendFull(dst []byte, p unsafe.Pointer) []byte {
 	if c.custom != nil {
 		return appendCustom(dst, c.custom(p))
 	}
@@ -41,7 +41,7 @@ func appendCustom(dst []byte, m Marshaler) []byte {
 
 // FullLen validates the full encoding at the start of src and returns its
 // length. It never reads past src and never panics.
-func (c *Component) FullLen(src []byte) (int, error) {
+func (c *Codec) FullLen(src []byte) (int, error) {
 	var r wire.Reader
 	r.Reset(src)
 	if c.custom != nil {
@@ -63,7 +63,7 @@ func (c *Component) FullLen(src []byte) (int, error) {
 // changes gets a newly allocated slice (the old backing array is never
 // written, as another value may share it); one of length zero decodes to
 // nil, since the encoding does not tell nil from empty.
-func (c *Component) DecodeFull(src []byte, p unsafe.Pointer) (int, error) {
+func (c *Codec) DecodeFull(src []byte, p unsafe.Pointer) (int, error) {
 	n, err := c.FullLen(src)
 	if err != nil {
 		return 0, err
@@ -84,7 +84,7 @@ func (c *Component) DecodeFull(src []byte, p unsafe.Pointer) (int, error) {
 // Diff returns the change mask between the values at old and new: bit i is
 // set when field i differs (quantised floats compare in steps). A Marshaler
 // component compares its encodings and reports bit 0.
-func (c *Component) Diff(old, new unsafe.Pointer) uint64 {
+func (c *Codec) Diff(old, new unsafe.Pointer) uint64 {
 	if c.custom != nil {
 		a := c.custom(old).MarshalSync(nil)
 		b := c.custom(new).MarshalSync(nil)
@@ -127,7 +127,7 @@ func wordsEqual(a, b unsafe.Pointer, n uintptr) bool {
 // the last field are ignored). The receiver must hold exactly the baseline,
 // or for quantised floats any value in the baseline's step: the usual
 // baseline is what DecodeFull of the baseline gave the receiver.
-func (c *Component) AppendDelta(dst []byte, old, new unsafe.Pointer, mask uint64) []byte {
+func (c *Codec) AppendDelta(dst []byte, old, new unsafe.Pointer, mask uint64) []byte {
 	if c.custom != nil {
 		return c.AppendFull(dst, new)
 	}
@@ -136,7 +136,7 @@ func (c *Component) AppendDelta(dst []byte, old, new unsafe.Pointer, mask uint64
 
 // DeltaLen validates the delta encoding at the start of src and returns its
 // length.
-func (c *Component) DeltaLen(src []byte) (int, error) {
+func (c *Codec) DeltaLen(src []byte) (int, error) {
 	if c.custom != nil {
 		return c.FullLen(src)
 	}
@@ -153,7 +153,7 @@ func (c *Component) DeltaLen(src []byte) (int, error) {
 // at p (the baseline) and returns the bytes consumed. The input is
 // validated before p is written, so on error p is unchanged. []byte fields
 // follow DecodeFull's rules.
-func (c *Component) DecodeDelta(src []byte, p unsafe.Pointer) (int, error) {
+func (c *Codec) DecodeDelta(src []byte, p unsafe.Pointer) (int, error) {
 	if c.custom != nil {
 		return c.DecodeFull(src, p)
 	}
@@ -171,7 +171,7 @@ func (c *Component) DecodeDelta(src []byte, p unsafe.Pointer) (int, error) {
 // so dst never aliases src; an empty one becomes nil, as after a decode. A
 // Marshaler type is copied by plain Go assignment: whatever slices, maps or
 // pointers it holds are shared by dst and src.
-func (c *Component) Copy(dst, src unsafe.Pointer) {
+func (c *Codec) Copy(dst, src unsafe.Pointer) {
 	if c.plain && c.custom == nil {
 		copy(unsafe.Slice((*byte)(dst), c.size), unsafe.Slice((*byte)(src), c.size))
 		return
@@ -183,7 +183,7 @@ func (c *Component) Copy(dst, src unsafe.Pointer) {
 }
 
 // Equal reports whether the values at a and b encode identically.
-func (c *Component) Equal(a, b unsafe.Pointer) bool {
+func (c *Codec) Equal(a, b unsafe.Pointer) bool {
 	if c.custom != nil {
 		return c.Diff(a, b) == 0
 	}
@@ -197,7 +197,7 @@ func (c *Component) Equal(a, b unsafe.Pointer) bool {
 // installed by SetLerp, else float fields linearly (exactly a at t=0 and b
 // at t=1 for finite values) and every other field copied from b. out may be
 // b but not a.
-func (c *Component) Lerp(out, a, b unsafe.Pointer, t float64) {
+func (c *Codec) Lerp(out, a, b unsafe.Pointer, t float64) {
 	if c.lerp != nil {
 		c.lerp(out, a, b, t)
 		return
