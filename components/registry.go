@@ -71,30 +71,38 @@ func init() {
 }
 
 // Name returns the component's wire name.
+// It is safe for concurrent use.
 func (c *Component) Name() string { return c.c.Name() }
 
 // Index returns the component's position in its registry, which is its id
 // on the wire.
+// It is safe for concurrent use.
 func (c *Component) Index() int { return c.c.Index() }
 
 // ComponentType returns the donburi component type.
+// It is safe for concurrent use.
 func (c *Component) ComponentType() donburi.IComponentType { return c.c.ComponentType() }
 
 // Type returns the Go type of the component's values.
+// It is safe for concurrent use.
 func (c *Component) Type() reflect.Type { return c.c.Type() }
 
 // Options returns the component's options.
+// It is safe for concurrent use.
 func (c *Component) Options() Options { return Options(c.c.Options()) }
 
 // SchemaHash returns the hash over the wire name, field names, kinds, order
 // and quantisation steps. Two registries agree on a component only if its
 // hashes are equal.
+// It is safe for concurrent use.
 func (c *Component) SchemaHash() uint64 { return c.c.SchemaHash() }
 
 // NumFields returns the number of synced leaf fields (1 for a Marshaler).
+// It is safe for concurrent use.
 func (c *Component) NumFields() int { return c.c.NumFields() }
 
 // Fields returns the synced fields in wire order.
+// It is safe for concurrent use.
 func (c *Component) Fields() []FieldLayout {
 	fs := c.c.Fields()
 	out := make([]FieldLayout, len(fs))
@@ -127,6 +135,7 @@ type Registry struct {
 
 // NewRegistry returns a registry holding the built-in components every
 // ebisync peer shares: Owner and Control.
+// It is safe for concurrent use.
 func NewRegistry() *Registry {
 	r := &Registry{
 		byName: make(map[string]*Component),
@@ -190,6 +199,7 @@ func Register[T any](r *Registry, name string, ct *donburi.ComponentType[T], opt
 }
 
 // Lookup returns the typed handle of the component registered for ct.
+// It is safe for concurrent use once r is frozen.
 func Lookup[T any](r *Registry, ct *donburi.ComponentType[T]) (*Synced[T], bool) {
 	c, ok := r.byCT[ct]
 	if !ok {
@@ -206,9 +216,11 @@ func codecSetLerp[T any](c *Component, f func(a, b *T, t float64) T) { codec.Set
 func (r *Registry) Freeze() { r.frozen.Store(true) }
 
 // Len returns the number of registered components.
+// It is safe for concurrent use once r is frozen.
 func (r *Registry) Len() int { return len(r.list) }
 
 // At returns the component with wire id i, or nil if i is out of range.
+// It is safe for concurrent use once r is frozen.
 func (r *Registry) At(i int) *Component {
 	if i < 0 || i >= len(r.list) {
 		return nil
@@ -218,15 +230,18 @@ func (r *Registry) At(i int) *Component {
 
 // All returns the components in wire-id order. The slice must not be
 // modified.
+// It is safe for concurrent use once r is frozen.
 func (r *Registry) All() []*Component { return r.list }
 
 // ByName returns the component registered under name.
+// It is safe for concurrent use once r is frozen.
 func (r *Registry) ByName(name string) (*Component, bool) {
 	c, ok := r.byName[name]
 	return c, ok
 }
 
 // Of returns the component registered for the donburi component type ct.
+// It is safe for concurrent use once r is frozen.
 func (r *Registry) Of(ct donburi.IComponentType) (*Component, bool) {
 	c, ok := r.byCT[ct]
 	return c, ok

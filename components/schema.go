@@ -14,6 +14,7 @@ type Schema struct {
 
 // Schema returns the layouts of every registered component, in wire-id
 // order.
+// It is safe for concurrent use once r is frozen.
 func (r *Registry) Schema() []Schema {
 	out := make([]Schema, len(r.list))
 	for i, c := range r.list {
@@ -42,12 +43,14 @@ func (e *MismatchError) Error() string {
 // *MismatchError naming the first component and field that differ, or nil
 // when both sides register the same components with the same layouts.
 // Registration order may differ: components are matched by name.
+// It is safe for concurrent use once r is frozen.
 func (r *Registry) Check(remote []Schema) error {
 	return r.CheckSides(remote, "locally", "on the remote side")
 }
 
 // CheckSides is Check with the two sides named in the error's reason, e.g.
 // CheckSides(remote, "on the server", "on the client").
+// It is safe for concurrent use once r is frozen.
 func (r *Registry) CheckSides(remote []Schema, local, peer string) error {
 	seen := make(map[string]bool, len(remote))
 	for _, rs := range remote {

@@ -94,6 +94,7 @@ type Standard struct {
 // RegisterStandard registers Position (interpolated), Velocity, Name and
 // Health under their "ebisync.*" wire names and returns their handles. It
 // panics if any is already registered.
+// Like Register, it is not safe for concurrent use.
 func RegisterStandard(r *Registry) Standard {
 	return Standard{
 		Position: Register(r, "ebisync.position", Position, &Options{Interpolate: true}),

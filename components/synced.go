@@ -22,24 +22,30 @@ type Synced[T any] struct {
 }
 
 // Component returns the untyped registry entry.
+// It is safe for concurrent use.
 func (s *Synced[T]) Component() *Component { return s.comp }
 
 // Name returns the component's wire name.
+// It is safe for concurrent use.
 func (s *Synced[T]) Name() string { return s.comp.Name() }
 
 // Index returns the component's wire id in its registry.
+// It is safe for concurrent use.
 func (s *Synced[T]) Index() int { return s.comp.Index() }
 
 // ComponentType returns the donburi component type.
+// It is safe for concurrent use.
 func (s *Synced[T]) ComponentType() *donburi.ComponentType[T] { return s.ct }
 
 // Registry returns the registry the handle belongs to.
+// It is safe for concurrent use.
 func (s *Synced[T]) Registry() *Registry { return s.reg }
 
 func (s *Synced[T]) String() string { return s.comp.Name() }
 
 // Get returns a copy of e's value of the component, and false when e is not
 // alive in w or has no such component.
+// Call it on the goroutine that owns w.
 func (s *Synced[T]) Get(w donburi.World, e donburi.Entity) (T, bool) {
 	if !w.Valid(e) {
 		var zero T
@@ -57,6 +63,7 @@ func (s *Synced[T]) Get(w donburi.World, e donburi.Entity) (T, bool) {
 // component if e lacks it. For a component registered Explicit it also
 // marks the value changed (Touch), so the server sends it on its next tick.
 // It reports false, and does nothing, when e is not alive in w.
+// Call it on the goroutine that owns w.
 func (s *Synced[T]) Set(w donburi.World, e donburi.Entity, v T) bool {
 	if !w.Valid(e) {
 		return false
@@ -75,6 +82,7 @@ func (s *Synced[T]) Set(w donburi.World, e donburi.Entity, v T) bool {
 // Touch marks e's value of the component as changed: the server sends it on
 // its next tick. It is what components registered Explicit need after each
 // change made other than through Set; see Registry.Touch.
+// Call it on the goroutine that owns w.
 func (s *Synced[T]) Touch(w donburi.World, e donburi.Entity) {
 	if w.Valid(e) {
 		s.reg.Touch(w.Entry(e), s.ct)
@@ -85,6 +93,7 @@ func (s *Synced[T]) Touch(w donburi.World, e donburi.Entity) {
 // (Options.Interpolate) in place of the default, which interpolates float
 // fields linearly and takes every other field from b. f must not retain its
 // pointers. SetLerp panics once the registry is frozen.
+// It is not safe for concurrent use: call it while registering.
 func (s *Synced[T]) SetLerp(f func(a, b *T, t float64) T) {
 	if s.reg.frozen.Load() {
 		panic(fmt.Sprintf("ebisync: SetLerp on %q: registry is frozen (a server or client is using it)", s.comp.Name()))
@@ -96,6 +105,7 @@ func (s *Synced[T]) SetLerp(f func(a, b *T, t float64) T) {
 // interpolates it: the function installed by SetLerp, else float fields
 // linearly (exactly a at t=0 and b at t=1 for finite values) and every
 // other field as in b.
+// It is safe for concurrent use once the registry is frozen.
 func (s *Synced[T]) Lerp(a, b T, t float64) T {
 	var out T
 	s.comp.c.Lerp(unsafe.Pointer(&out), unsafe.Pointer(&a), unsafe.Pointer(&b), t)

@@ -385,6 +385,7 @@ func (c *Client) warnNoSubs() {
 
 // System is Update as a donburi ecs system: ecs.AddSystem(client.System).
 // It drops Update's error; check Err.
+// Game goroutine only, like Update.
 func (c *Client) System(_ *ecs.ECS) { _ = c.Update() }
 
 // Err returns why the client stopped for good (see Update), or nil while it

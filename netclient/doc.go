@@ -22,8 +22,9 @@
 // mirror (Update, System, Entity, NetID, Mutate, TakeControl,
 // ReleaseControl, Interpolated, InterpolatedInto) must be called on that
 // goroutine; the others (Subscribe and friends, the interest setters,
-// Stats, Connected, ClientID, ServerTick, Err, Close) are safe for
-// concurrent use. Requests sent from the game goroutine go through a
+// Stats, Connected, ClientID, ServerTick, Registry, World, Err, Close)
+// are safe for concurrent use, and so are the error, status and reason
+// types, which are plain values. Requests sent from the game goroutine go through a
 // bounded queue to the writer, so they never block the game: when the
 // queue is full a mutation resolves at once with ErrSendQueueFull.
 //

@@ -24,6 +24,7 @@ var errSendOverflow = errors.New("netclient: send queue overflow")
 
 // Subscribe asks for components cts of every entity in scope. It fails,
 // changing nothing, if a component is not registered.
+// It is safe for concurrent use.
 func (c *Client) Subscribe(cts ...donburi.IComponentType) error {
 	comps, err := c.lookup(cts)
 	if err != nil {
@@ -33,6 +34,7 @@ func (c *Client) Subscribe(cts ...donburi.IComponentType) error {
 }
 
 // SubscribeAll subscribes to every registered component.
+// It is safe for concurrent use.
 func (c *Client) SubscribeAll() error {
 	return c.changeComps(c.codecs, true)
 }
@@ -40,6 +42,7 @@ func (c *Client) SubscribeAll() error {
 // Unsubscribe stops the subscription to components cts. The server removes
 // them from mirror entities, and entities left with no subscribed
 // component leave the mirror (ExitUnsubscribed).
+// It is safe for concurrent use.
 func (c *Client) Unsubscribe(cts ...donburi.IComponentType) error {
 	comps, err := c.lookup(cts)
 	if err != nil {
@@ -50,11 +53,13 @@ func (c *Client) Unsubscribe(cts ...donburi.IComponentType) error {
 
 // SubscribeEntity keeps server entity (netID, gen) in scope with all its
 // components, whatever the interest.
+// It is safe for concurrent use.
 func (c *Client) SubscribeEntity(netID, gen uint32) error {
 	return c.changeEntity(entKey{netID, gen}, true)
 }
 
 // UnsubscribeEntity ends SubscribeEntity(netID, gen).
+// It is safe for concurrent use.
 func (c *Client) UnsubscribeEntity(netID, gen uint32) error {
 	return c.changeEntity(entKey{netID, gen}, false)
 }
@@ -62,6 +67,7 @@ func (c *Client) UnsubscribeEntity(netID, gen uint32) error {
 // SetInterest limits the scope to entities within radius of (x, y)
 // (entities without a position stay in scope). The values must be finite
 // and radius not negative.
+// It is safe for concurrent use.
 func (c *Client) SetInterest(x, y, radius float64) error {
 	if !finite(x) || !finite(y) || !finite(radius) || radius < 0 {
 		return fmt.Errorf("netclient: SetInterest(%v, %v, %v): need finite values and radius >= 0", x, y, radius)
@@ -71,6 +77,7 @@ func (c *Client) SetInterest(x, y, radius float64) error {
 
 // FollowInterest limits the scope to entities within radius of server
 // entity (netID, gen), following it as it moves.
+// It is safe for concurrent use.
 func (c *Client) FollowInterest(netID, gen uint32, radius float64) error {
 	if !finite(radius) || radius < 0 {
 		return fmt.Errorf("netclient: FollowInterest: radius %v: need a finite radius >= 0", radius)
@@ -80,6 +87,7 @@ func (c *Client) FollowInterest(netID, gen uint32, radius float64) error {
 
 // GlobalInterest puts every subscribed entity in scope, at any distance
 // (the server's default unless it sets a default radius).
+// It is safe for concurrent use.
 func (c *Client) GlobalInterest() error {
 	return c.setInterest(wire.Interest{Mode: wire.InterestGlobal})
 }

@@ -58,6 +58,7 @@ type Overlay struct {
 }
 
 // NewOverlay returns an overlay for c.
+// Call it on the game goroutine (Ebitengine's Update and Draw).
 func NewOverlay(c *netclient.Client, opts *OverlayOptions) *Overlay {
 	var o OverlayOptions
 	if opts != nil {
@@ -76,13 +77,16 @@ func NewOverlay(c *netclient.Client, opts *OverlayOptions) *Overlay {
 }
 
 // Visible reports whether the overlay is shown.
+// Call it on the game goroutine (Ebitengine's Update and Draw).
 func (o *Overlay) Visible() bool { return o.visible }
 
 // SetVisible shows or hides the overlay.
+// Call it on the game goroutine (Ebitengine's Update and Draw).
 func (o *Overlay) SetVisible(v bool) { o.visible = v }
 
 // Update toggles the overlay when one of its keys was just pressed and takes a
 // bandwidth sample when one is due.
+// Call it on the game goroutine (Ebitengine's Update and Draw).
 func (o *Overlay) Update() {
 	for _, k := range o.keys {
 		if inpututil.IsKeyJustPressed(k) {
@@ -134,10 +138,12 @@ var (
 
 // Size returns the overlay's panel size in screen pixels, for a game that
 // lays out its own HUD around it (see DrawAt).
+// It is safe for concurrent use.
 func (o *Overlay) Size() (w, h int) { return panelW, panelH }
 
 // Draw draws the overlay in the top-right corner of dst when it is
 // visible.
+// Call it on the game goroutine (Ebitengine's Update and Draw).
 func (o *Overlay) Draw(dst *ebiten.Image) {
 	b := dst.Bounds()
 	o.DrawAt(dst, b.Max.X-panelW-margin, b.Min.Y+margin)
@@ -175,6 +181,7 @@ func (o *Overlay) lines(st netclient.Stats) [textLines]string {
 
 // DrawAt draws the overlay with its top-left corner at (x, y) when it is
 // visible.
+// Call it on the game goroutine (Ebitengine's Update and Draw).
 func (o *Overlay) DrawAt(dst *ebiten.Image, x, y int) {
 	if !o.visible {
 		return
