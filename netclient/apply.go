@@ -21,6 +21,7 @@ type mirrored struct {
 	e       donburi.Entity
 	comps   []*compState // by local component index; nil: absent
 	hold    []int32      // optimistic mutations in flight, by component index
+	refs    []uint32     // net ids its confirmed values refer to
 	gone    bool         // left the mirror
 }
 
@@ -168,6 +169,7 @@ func (c *Client) spawn(s *session, sp *wire.Spawn) error {
 		c.pushSample(ne, comp, st)
 	}
 	c.byNet[id] = ne
+	c.trackRefs(ne)
 	c.create(ne)
 	return nil
 }
@@ -189,7 +191,7 @@ func (c *Client) create(ne *mirrored) {
 		comp := c.codecs[idx]
 		if ct := comp.ComponentType(); st != nil && ct != components.Replicated {
 			entry.AddComponent(ct) // fresh storage; never hand donburi a pointer
-			comp.Copy(entry.Component(ct), st.confirmed)
+			c.toWorld(comp, entry.Component(ct), st.confirmed)
 		}
 	}
 	tag := (*components.ReplicatedData)(entry.Component(components.Replicated))
@@ -200,6 +202,7 @@ func (c *Client) create(ne *mirrored) {
 	if c.opts.OnSpawn != nil {
 		c.opts.OnSpawn(e)
 	}
+	c.resyncReferrers(ne.id)
 }
 
 // despawn removes ne from the mirror, firing OnDespawn first.
@@ -208,6 +211,7 @@ func (c *Client) despawn(ne *mirrored, reason ExitReason) {
 	if c.byNet[ne.id] == ne {
 		delete(c.byNet, ne.id)
 	}
+	c.untrackRefs(ne)
 	if c.world.Valid(ne.e) {
 		if c.opts.OnDespawn != nil {
 			c.opts.OnDespawn(ne.e, reason)
@@ -219,6 +223,7 @@ func (c *Client) despawn(ne *mirrored, reason ExitReason) {
 		}
 	}
 	delete(c.byEnt, ne.e)
+	c.resyncReferrers(ne.id)
 }
 
 // remove applies the server's removal of comp from ne.
@@ -228,6 +233,9 @@ func (c *Client) remove(ne *mirrored, comp *codec.Codec) {
 		return
 	}
 	ne.comps[idx] = nil
+	if comp.HasRefs() {
+		c.trackRefs(ne)
+	}
 	if ne.held(idx) {
 		return // syncWorld runs when the mutations resolve
 	}
@@ -261,6 +269,9 @@ func (c *Client) update(s *session, u *wire.Update) error {
 			ne.comps[idx] = st
 		}
 	}
+	if comp.HasRefs() {
+		c.trackRefs(ne)
+	}
 	c.pushSample(ne, comp, st)
 	if !c.world.Valid(ne.e) {
 		// The game removed the mirror entity; bring it back whole.
@@ -293,11 +304,16 @@ func (c *Client) syncWorld(ne *mirrored, comp *codec.Codec, force bool) {
 		// AddComponent without a value allocates fresh storage; never
 		// hand donburi a pointer to keep.
 		entry.AddComponent(ct)
-		comp.Copy(entry.Component(ct), st.confirmed)
+		c.toWorld(comp, entry.Component(ct), st.confirmed)
 	default:
 		dst := entry.Component(ct)
-		same := !force && comp.Equal(dst, st.confirmed)
-		comp.Copy(dst, st.confirmed) // also when same: Equal ignores sub-step differences
+		src := st.confirmed
+		if comp.HasRefs() {
+			src = c.scratchOf(comp)
+			c.toWorld(comp, src, st.confirmed)
+		}
+		same := !force && comp.Equal(dst, src)
+		comp.Copy(dst, src) // also when same: Equal ignores sub-step differences
 		if same {
 			return
 		}

@@ -1,6 +1,8 @@
 package netclient
 
 import (
+	"unsafe"
+
 	"context"
 	"errors"
 	"fmt"
@@ -286,7 +288,9 @@ type Client struct {
 	// Network-side state, guarded by mu.
 	mu          sync.Mutex
 	live        *session
-	codecs      []*codec.Codec // by local component index
+	codecs      []*codec.Codec                    // by local component index
+	scratch     []unsafe.Pointer                  // per component, for values with entity references
+	refsTo      map[uint32]map[*mirrored]struct{} // referenced net id → the mirror entities referring to it
 	compSubs    map[*codec.Codec]bool
 	entSubs     map[entKey]bool
 	interest    wire.Interest

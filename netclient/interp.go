@@ -219,13 +219,16 @@ func (c *Client) interpolatedInto(e donburi.Entity, idx int, now time.Time, out 
 	}
 	comp := c.codecs[idx]
 	if ne.held(idx) || st.samples == nil || len(st.samples.s) == 0 {
-		src := st.confirmed
 		if entry := c.world.Entry(e); entry.HasComponent(comp.ComponentType()) {
-			src = entry.Component(comp.ComponentType())
+			comp.Copy(out, entry.Component(comp.ComponentType()))
+		} else {
+			c.toWorld(comp, out, st.confirmed)
 		}
-		comp.Copy(out, src)
 		return true
 	}
 	st.samples.at(comp, out, c.clock.renderTick(now.Sub(c.epoch).Seconds()))
+	if comp.HasRefs() {
+		comp.MapRefs(out, c.resolveRef)
+	}
 	return true
 }

@@ -97,7 +97,17 @@ func (c *Client) mutate(e donburi.Entity, idx int, ct donburi.IComponentType, va
 	if s == nil {
 		return fail(ErrNotConnected)
 	}
-	enc := comp.AppendFull(nil, value)
+	var enc []byte
+	if comp.HasRefs() {
+		// Mirror entities travel as the Refs of the server entities they
+		// mirror; value itself keeps them for an optimistic write.
+		wv := c.scratchOf(comp)
+		comp.Copy(wv, value)
+		comp.MapRefs(wv, c.refOf)
+		enc = comp.AppendFull(nil, wv)
+	} else {
+		enc = comp.AppendFull(nil, value)
+	}
 	if len(enc) > wire.MaxValueLen {
 		return fail(fmt.Errorf("netclient: Mutate: value of %d bytes exceeds %d", len(enc), wire.MaxValueLen))
 	}

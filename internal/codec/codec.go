@@ -88,6 +88,13 @@ func appendField(dst []byte, f *field, p unsafe.Pointer) []byte {
 		b := *(*[]byte)(fp)
 		dst = binary.AppendUvarint(dst, uint64(len(b)))
 		return append(dst, b...)
+	case kEntity:
+		r := Ref(*(*uint64)(fp))
+		dst = binary.AppendUvarint(dst, uint64(r.ID()))
+		if r.ID() == 0 {
+			return dst
+		}
+		return binary.AppendUvarint(dst, uint64(r.Gen()))
 	case kArray:
 		a := f.arr
 		for i := 0; i < a.n; i++ {
@@ -186,6 +193,22 @@ func readField(r *wire.Reader, f *field, p unsafe.Pointer) {
 			case !bytes.Equal(*bp, b):
 				*bp = bytes.Clone(b)
 			}
+		}
+	case kEntity:
+		id := r.Uvarint()
+		var gen uint64
+		if id != 0 {
+			gen = r.Uvarint()
+		}
+		if r.Err() != nil {
+			return
+		}
+		if id > math.MaxUint32 || gen > math.MaxUint32 {
+			r.Failf(wire.ErrOverflow, "field %s: entity %d generation %d out of range", f.path, id, gen)
+			return
+		}
+		if fp != nil {
+			*(*uint64)(fp) = uint64(MakeRef(uint32(id), uint32(gen)))
 		}
 	case kArray:
 		a := f.arr
@@ -396,7 +419,7 @@ func fieldEqual(f *field, a, b unsafe.Pointer) bool {
 		return *(*uint16)(ap) == *(*uint16)(bp)
 	case kInt32, kUint32:
 		return *(*uint32)(ap) == *(*uint32)(bp)
-	case kInt64, kUint64:
+	case kInt64, kUint64, kEntity:
 		return *(*uint64)(ap) == *(*uint64)(bp)
 	case kInt, kUint:
 		return *(*uint)(ap) == *(*uint)(bp)

@@ -50,6 +50,7 @@ type Codec struct {
 	ct      donburi.IComponentType
 	typ     reflect.Type
 	fields  []field
+	refs    []uintptr // offsets of donburi.Entity leaves
 	deep    bool // has []byte leaves that need a deep copy
 	plain   bool // no strings or slices: equal memory means equal values
 	size    uintptr
@@ -88,6 +89,7 @@ func Build[T any](name string, index int, ct *donburi.ComponentType[T], opts Opt
 			return nil, fmt.Errorf("%d synced fields, at most %d (split it or implement Marshaler)", len(fs), maxFields)
 		}
 		c.fields = fs
+		c.refs = refOffsets(fs, 0, nil)
 		c.deep = hasBytes(fs)
 		c.plain = !hasPointers(typ)
 		c.size = typ.Size()
@@ -172,3 +174,56 @@ func Bind(f func(component any) *Codec) { of = f }
 
 // Of returns the codec of a *components.Component (nil for nil).
 func Of(component any) *Codec { return of(component) }
+
+var entityType = reflect.TypeFor[donburi.Entity]()
+
+// Ref is an entity reference as it travels: a net id and its generation,
+// 0 for none. A field of type donburi.Entity holds a Ref, not an entity,
+// while a value is being encoded or has just been decoded; MapRefs converts
+// between the two.
+type Ref uint64
+
+// MakeRef returns the reference to net id id at generation gen (none for id
+// 0).
+func MakeRef(id, gen uint32) Ref {
+	if id == 0 {
+		return 0
+	}
+	return Ref(id) | Ref(gen)<<32
+}
+
+// ID returns the reference's net id, 0 for none.
+func (r Ref) ID() uint32 { return uint32(r) }
+
+// Gen returns the reference's generation.
+func (r Ref) Gen() uint32 { return uint32(r >> 32) }
+
+// HasRefs reports whether values have donburi.Entity fields.
+func (c *Codec) HasRefs() bool { return len(c.refs) > 0 }
+
+// MapRefs replaces every donburi.Entity field of the value at p by
+// f(field): an entity by its Ref before encoding, or a decoded Ref by the
+// receiver's entity after decoding.
+func (c *Codec) MapRefs(p unsafe.Pointer, f func(uint64) uint64) {
+	for _, off := range c.refs {
+		fp := (*uint64)(unsafe.Add(p, off))
+		*fp = f(*fp)
+	}
+}
+
+// refOffsets returns the offsets of every entity leaf of fs, array elements
+// included.
+func refOffsets(fs []field, base uintptr, out []uintptr) []uintptr {
+	for i := range fs {
+		f := &fs[i]
+		switch f.kind {
+		case kEntity:
+			out = append(out, base+f.off)
+		case kArray:
+			for j := 0; j < f.arr.n; j++ {
+				out = refOffsets(f.arr.elem, base+f.off+uintptr(j)*f.arr.stride, out)
+			}
+		}
+	}
+	return out
+}

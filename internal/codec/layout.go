@@ -27,8 +27,9 @@ const (
 	kString
 	kBytes
 	kArray
-	kInt  // Go int: int64 on the wire, native width in memory
-	kUint // Go uint: uint64 on the wire, native width in memory
+	kInt    // Go int: int64 on the wire, native width in memory
+	kUint   // Go uint: uint64 on the wire, native width in memory
+	kEntity // donburi.Entity: a reference, as a Ref in memory while encoded or decoded
 )
 
 // maxFields bounds the leaf fields of one component, so a change mask fits
@@ -131,6 +132,13 @@ func parseTag(tag, name string) (float64, error) {
 // leaf builds the field for a non-struct type (arrays recurse).
 func leaf(t reflect.Type, name string, off uintptr, step float64, path string) (field, error) {
 	f := field{name: name, path: path, off: off, step: step}
+	if t == entityType {
+		f.kind, f.typeStr = kEntity, "entity"
+		if step != 0 {
+			return f, fmt.Errorf("field %s: q= applies to float fields, not an entity reference", path)
+		}
+		return f, nil
+	}
 	switch t.Kind() {
 	case reflect.Bool:
 		f.kind, f.typeStr = kBool, "bool"
