@@ -1,8 +1,6 @@
 package netclient
 
 import (
-	"unsafe"
-
 	"context"
 	"errors"
 	"fmt"
@@ -12,6 +10,7 @@ import (
 	"sync"
 	"sync/atomic"
 	"time"
+	"unsafe"
 
 	"github.com/yohamta/donburi"
 	"github.com/yohamta/donburi/ecs"
@@ -266,13 +265,14 @@ func (r ExitReason) String() string {
 // goroutine that calls Update and owns the mirror world; the others are
 // safe for concurrent use.
 type Client struct {
-	reg   *components.Registry
-	world donburi.World
-	opts  Options
-	log   *slog.Logger
-	url   string
-	hello wire.Hello
-	epoch time.Time // monotonic origin of ping nonces and the clock
+	reg    *components.Registry
+	codecs []*codec.Codec // by local component index
+	world  donburi.World
+	opts   Options
+	log    *slog.Logger
+	url    string
+	hello  wire.Hello
+	epoch  time.Time // monotonic origin of ping nonces and the clock
 
 	ctx       context.Context // cancelled by Close
 	cancel    context.CancelFunc
@@ -288,9 +288,6 @@ type Client struct {
 	// Network-side state, guarded by mu.
 	mu          sync.Mutex
 	live        *session
-	codecs      []*codec.Codec                    // by local component index
-	scratch     []unsafe.Pointer                  // per component, for values with entity references
-	refsTo      map[uint32]map[*mirrored]struct{} // referenced net id → the mirror entities referring to it
 	compSubs    map[*codec.Codec]bool
 	entSubs     map[entKey]bool
 	interest    wire.Interest
@@ -308,9 +305,11 @@ type Client struct {
 	controls  map[uint64]*pendingControl
 
 	// Game-goroutine state.
-	gs       *session  // the session whose batches Update applies
-	tick     uint64    // server tick of the last applied batch
-	advances [8]uint64 // TickAdvance of the last batches that advanced
+	scratch  []unsafe.Pointer                  // per component, for values with entity references
+	refsTo   map[uint32]map[*mirrored]struct{} // referenced net id → the mirror entities referring to it
+	gs       *session                          // the session whose batches Update applies
+	tick     uint64                            // server tick of the last applied batch
+	advances [8]uint64                         // TickAdvance of the last batches that advanced
 	nadv     int
 	byNet    map[uint32]*mirrored
 	byEnt    map[donburi.Entity]*mirrored
