@@ -54,6 +54,14 @@ type MutationResult struct {
 	Message string // at most MaxNameLen bytes of UTF-8; empty when Status is StatusOk
 }
 
+// Msg is a server's message in a batch: a value of message type ID (an
+// index into the Welcome's Messages) in its full encoding. Messages come
+// after the batch's state, so they may name entities it spawns.
+type Msg struct {
+	ID    uint64
+	Value []byte
+}
+
 // ControlReply answers a Control with the same Request. Holder is the client
 // id that controls the entity after the request, 0 when none does.
 type ControlReply struct {
@@ -67,7 +75,7 @@ type ControlReply struct {
 // view since the previous batch, TickAdvance server ticks ago.
 //
 // A client applies the lists in this order: Exits, Spawns, Removals,
-// Updates, Results, Controls. Within a list, entries apply in order.
+// Updates, Results, Controls, Messages. Within a list, entries apply in order.
 //
 // A Batch is meant to be reused: Reset and DecodeBatch keep the capacity of
 // its lists, so decoding allocates nothing once they are large enough. A
@@ -80,6 +88,7 @@ type Batch struct {
 	Removals    []Removal
 	Results     []MutationResult
 	Controls    []ControlReply
+	Messages    []Msg
 
 	// comps backs the Comps of decoded Spawns and of Spawns added with
 	// AddSpawn.
@@ -99,6 +108,8 @@ func (b *Batch) Reset() {
 	clear(b.Results)
 	b.Results = b.Results[:0]
 	b.Controls = b.Controls[:0]
+	clear(b.Messages)
+	b.Messages = b.Messages[:0]
 	clear(b.comps)
 	b.comps = b.comps[:0]
 }
@@ -117,6 +128,7 @@ const (
 	minSpawnSize   = 3 // id delta, gen, component count
 	minResultSize  = 3 // request, status, message length
 	minControlSize = 5 // request, result, id, gen, holder
+	minMessageSize = 2 // message id, value length
 )
 
 // AppendBatch appends b as a batch message (header byte KindBatch and body)
@@ -146,7 +158,20 @@ func AppendBatch(dst []byte, b *Batch) []byte {
 	appendUpdates(&w, b.Updates)
 	appendResults(&w, b.Results)
 	appendControls(&w, b.Controls)
+	appendMessages(&w, b.Messages)
 	return w.B
+}
+
+func appendMessages(w *Writer, msgs []Msg) {
+	for i := 0; i < len(msgs); i += MaxItems {
+		j := min(i+MaxItems, len(msgs))
+		w.Byte(OpMessage)
+		w.Uvarint(uint64(j - i))
+		for _, m := range msgs[i:j] {
+			w.Uvarint(m.ID)
+			w.Bytes(m.Value)
+		}
+	}
 }
 
 func appendExits(w *Writer, exits []Exit) {
@@ -379,6 +404,17 @@ func DecodeBatch(body []byte, vs ValueSizer, b *Batch) error {
 					break
 				}
 				b.Controls = append(b.Controls, c)
+			}
+
+		case OpMessage:
+			n := r.Count(MaxItems, minMessageSize, "messages")
+			for range n {
+				id := r.UvarintMax(MaxComponents-1, "message id")
+				v := r.BytesMax(MaxValueLen, "message value")
+				if r.err != nil {
+					break
+				}
+				b.Messages = append(b.Messages, Msg{ID: id, Value: v})
 			}
 
 		default:

@@ -34,6 +34,16 @@ func TestBatchRoundTrip(t *testing.T) {
 	}
 }
 
+// TestMessageCost: an 8-byte message alone in a batch's message section
+// costs 12 bytes: the op, the count, the message id and the length.
+func TestMessageCost(t *testing.T) {
+	empty := len(wire.AppendBatch(nil, &wire.Batch{TickAdvance: 1}))
+	one := len(wire.AppendBatch(nil, &wire.Batch{TickAdvance: 1, Messages: []wire.Msg{{ID: 3, Value: make([]byte, 8)}}}))
+	assert(t, one-empty == 12, "an 8-byte message costs %d bytes", one-empty)
+	two := len(wire.AppendBatch(nil, &wire.Batch{TickAdvance: 1, Messages: []wire.Msg{{ID: 3, Value: make([]byte, 8)}, {ID: 3, Value: make([]byte, 8)}}}))
+	assert(t, two-one == 10, "a second 8-byte message costs %d bytes", two-one)
+}
+
 func TestBatchEmpty(t *testing.T) {
 	msg := wire.AppendBatch(nil, &wire.Batch{TickAdvance: 3})
 	assert(t, bytes.Equal(msg, []byte{byte(wire.KindBatch), 3}), "empty batch = % x", msg)
@@ -157,7 +167,9 @@ func TestDecodeBatchRejects(t *testing.T) {
 	}{
 		{"empty", nil, fakeSizer{}, wire.ErrTruncated},
 		{"unknown op", body(1, byte(0)), fakeSizer{}, wire.ErrMalformed},
-		{"unknown op 8", body(1, byte(8)), fakeSizer{}, wire.ErrMalformed},
+		{"unknown op 9", body(1, byte(9)), fakeSizer{}, wire.ErrMalformed},
+		{"message value past the end", body(1, wire.OpMessage, 1, 0, 5, byte(1)), fakeSizer{}, wire.ErrTruncated},
+		{"message id too large", body(1, wire.OpMessage, 1, wire.MaxComponents, 0), fakeSizer{}, wire.ErrTooLarge},
 		{"exit reason 0", body(1, wire.OpScopeExit, byte(0), 1, 1), fakeSizer{}, wire.ErrMalformed},
 		{"exit reason 5", body(1, wire.OpScopeExit, byte(5), 1, 1), fakeSizer{}, wire.ErrMalformed},
 		{"exit count over limit", body(1, wire.OpScopeExit, byte(1), wire.MaxItems+1), fakeSizer{}, wire.ErrTooLarge},

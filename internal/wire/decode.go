@@ -28,15 +28,25 @@ func DecodeHello(body []byte) (Hello, error) {
 	var m Hello
 	m.Version = r.Uvarint()
 	m.ClientName = r.TextMax(MaxNameLen, "client name")
-	if n := r.Count(MaxComponents, minComponentDescSize, "components"); n > 0 {
-		m.Components = make([]ComponentDesc, n)
+	m.Components = readDescs(&r, "components")
+	m.Messages = readDescs(&r, "messages")
+	if err := r.End(); err != nil {
+		return Hello{}, fmt.Errorf("failed to decode hello: %w", err)
 	}
-	for i := range m.Components {
+	return m, nil
+}
+
+func readDescs(r *Reader, what string) []ComponentDesc {
+	var descs []ComponentDesc
+	if n := r.Count(MaxComponents, minComponentDescSize, what); n > 0 {
+		descs = make([]ComponentDesc, n)
+	}
+	for i := range descs {
 		if r.err != nil {
 			break
 		}
-		c := &m.Components[i]
-		c.Name = r.TextMax(MaxNameLen, "component name")
+		c := &descs[i]
+		c.Name = r.TextMax(MaxNameLen, "name")
 		c.Hash = r.U64()
 		if n := r.Count(MaxFields, minFieldDescSize, "fields"); n > 0 {
 			c.Fields = make([]FieldDesc, n)
@@ -51,10 +61,7 @@ func DecodeHello(body []byte) (Hello, error) {
 			}
 		}
 	}
-	if err := r.End(); err != nil {
-		return Hello{}, fmt.Errorf("failed to decode hello: %w", err)
-	}
-	return m, nil
+	return descs
 }
 
 // DecodeWelcome decodes the body of a Welcome message.
@@ -70,6 +77,12 @@ func DecodeWelcome(body []byte) (Welcome, error) {
 	}
 	for i := range m.Components {
 		m.Components[i] = r.TextMax(MaxNameLen, "component name")
+	}
+	if n := r.Count(MaxComponents, 1, "messages"); n > 0 {
+		m.Messages = make([]string, n)
+	}
+	for i := range m.Messages {
+		m.Messages[i] = r.TextMax(MaxNameLen, "message name")
 	}
 	if err := r.End(); err != nil {
 		return Welcome{}, fmt.Errorf("failed to decode welcome: %w", err)
@@ -169,6 +182,20 @@ func DecodeMutate(body []byte) (Mutate, error) {
 	m.Value = r.BytesMax(MaxValueLen, "value")
 	if err := r.End(); err != nil {
 		return Mutate{}, fmt.Errorf("failed to decode mutate: %w", err)
+	}
+	return m, nil
+}
+
+// DecodeMessage decodes the body of a client's Message. The returned Value
+// aliases body.
+func DecodeMessage(body []byte) (Message, error) {
+	r := Reader{b: body}
+	var m Message
+	m.Request = r.Uvarint()
+	m.ID = r.UvarintMax(MaxComponents-1, "message id")
+	m.Value = r.BytesMax(MaxValueLen, "value")
+	if err := r.End(); err != nil {
+		return Message{}, fmt.Errorf("failed to decode message: %w", err)
 	}
 	return m, nil
 }

@@ -23,20 +23,25 @@ func AppendHello(dst []byte, m *Hello) []byte {
 	w.Byte(byte(KindHello))
 	w.Uvarint(m.Version)
 	writeText(&w, m.ClientName, MaxNameLen)
-	w.Uvarint(uint64(len(m.Components)))
-	for i := range m.Components {
-		c := &m.Components[i]
-		writeText(&w, c.Name, MaxNameLen)
+	appendDescs(&w, m.Components)
+	appendDescs(&w, m.Messages)
+	return w.B
+}
+
+func appendDescs(w *Writer, descs []ComponentDesc) {
+	w.Uvarint(uint64(len(descs)))
+	for i := range descs {
+		c := &descs[i]
+		writeText(w, c.Name, MaxNameLen)
 		w.U64(c.Hash)
 		w.Uvarint(uint64(len(c.Fields)))
 		for j := range c.Fields {
 			f := &c.Fields[j]
-			writeText(&w, f.Name, MaxNameLen)
-			writeText(&w, f.Type, MaxNameLen)
+			writeText(w, f.Name, MaxNameLen)
+			writeText(w, f.Type, MaxNameLen)
 			w.F64(f.Quant)
 		}
 	}
-	return w.B
 }
 
 // AppendWelcome appends a Welcome message to dst.
@@ -49,6 +54,10 @@ func AppendWelcome(dst []byte, m *Welcome) []byte {
 	w.Uvarint(m.Tick)
 	w.Uvarint(uint64(len(m.Components)))
 	for _, name := range m.Components {
+		writeText(&w, name, MaxNameLen)
+	}
+	w.Uvarint(uint64(len(m.Messages)))
+	for _, name := range m.Messages {
 		writeText(&w, name, MaxNameLen)
 	}
 	return w.B
@@ -107,6 +116,16 @@ func AppendMutate(dst []byte, m *Mutate) []byte {
 	w.Uvarint(m.ID)
 	w.Uvarint(m.Gen)
 	w.Uvarint(m.Comp)
+	w.Bytes(m.Value)
+	return w.B
+}
+
+// AppendMessage appends a client's Message to dst.
+func AppendMessage(dst []byte, m *Message) []byte {
+	w := Writer{B: dst}
+	w.Byte(byte(KindMessage))
+	w.Uvarint(m.Request)
+	w.Uvarint(m.ID)
 	w.Bytes(m.Value)
 	return w.B
 }

@@ -114,6 +114,13 @@ func randBatch(rng *rand.Rand) *wire.Batch {
 			Holder:  rng.Uint64N(100),
 		})
 	}
+	for range rng.IntN(4) {
+		v := make([]byte, rng.IntN(20))
+		for i := range v {
+			v[i] = byte(rng.Uint32())
+		}
+		b.Messages = append(b.Messages, wire.Msg{ID: rng.Uint64N(wire.MaxComponents), Value: v})
+	}
 	return b
 }
 
@@ -146,6 +153,11 @@ func batchDiff(a, b *wire.Batch) string {
 	}
 	if !slices.Equal(a.Controls, b.Controls) {
 		return fmt.Sprintf("Controls %v != %v", a.Controls, b.Controls)
+	}
+	if !slices.EqualFunc(a.Messages, b.Messages, func(x, y wire.Msg) bool {
+		return x.ID == y.ID && bytes.Equal(x.Value, y.Value)
+	}) {
+		return fmt.Sprintf("Messages %v != %v", a.Messages, b.Messages)
 	}
 	return ""
 }

@@ -3,7 +3,7 @@ package wire
 import "fmt"
 
 // ProtocolVersion is the version a Hello carries and a Welcome confirms.
-const ProtocolVersion = 2
+const ProtocolVersion = 3
 
 // Limits every decoder enforces. They bound memory per message, not the
 // game: a batch that needs more is split by the server.
@@ -13,7 +13,8 @@ const (
 	// MaxNameLen bounds component names, field names, type strings, client
 	// names and status messages.
 	MaxNameLen = 256
-	// MaxComponents bounds the registry size and component ids.
+	// MaxComponents bounds the registry size and component ids, and
+	// likewise the message types and their ids.
 	MaxComponents = 1024
 	// MaxFields bounds the field count of one component layout.
 	MaxFields = 64
@@ -44,7 +45,7 @@ const (
 type Kind byte
 
 // Valid reports whether k is a known message kind.
-func (k Kind) Valid() bool { return k >= KindHello && k <= KindPong }
+func (k Kind) Valid() bool { return k >= KindHello && k <= KindMessage }
 
 // String returns the kind's name, e.g. "hello", or "kind(N)" for an unknown
 // kind.
@@ -67,6 +68,7 @@ var kindNames = [...]string{
 	KindControl:     "control",
 	KindPing:        "ping",
 	KindPong:        "pong",
+	KindMessage:     "message",
 }
 
 // FlagCompressed is bit 7 of a message's first byte: the body is an lz4 block.
@@ -85,6 +87,7 @@ const (
 	KindControl     Kind = 9  // client → server, take/release
 	KindPing        Kind = 10 // either way
 	KindPong        Kind = 11 // either way, reply to Ping
+	KindMessage     Kind = 12 // client → server, since protocol version 3
 )
 
 // Batch section ops: the first byte of each section of a Batch body.
@@ -96,6 +99,7 @@ const (
 	OpRemove         byte = 5 // comp, count, entity ids: component removed
 	OpMutationResult byte = 6 // request id, status, message
 	OpControlResult  byte = 7 // request id, result, entity id, gen, holder
+	OpMessage        byte = 8 // count, (message id, value length, value)…; since protocol version 3
 )
 
 // ScopeReason says why an entity left a client's scope.
@@ -189,11 +193,13 @@ type ComponentDesc struct {
 	Fields []FieldDesc
 }
 
-// Hello is the client's first message.
+// Hello is the client's first message. Messages describes the registered
+// message types as Components describes components.
 type Hello struct {
 	Version    uint64
 	ClientName string
 	Components []ComponentDesc
+	Messages   []ComponentDesc
 }
 
 // Welcome accepts a Hello. Component ids on the wire are indices into
@@ -204,6 +210,7 @@ type Welcome struct {
 	TickRate   uint64 // server ticks per second
 	Tick       uint64 // the server tick the first batch advances from
 	Components []string
+	Messages   []string // message type ids on the wire index this list
 }
 
 // Error is sent before the server closes a connection for a reason the
@@ -278,6 +285,15 @@ type Control struct {
 	Gen       uint64
 	TimeoutMs uint64 // 0: no timeout
 	Children  bool   // propagate to children
+}
+
+// Message is a client's message to the server: a value of message type ID
+// (an index into the Welcome's Messages), in its full encoding. The server
+// answers it with a MutationResult for Request.
+type Message struct {
+	Request uint64
+	ID      uint64
+	Value   []byte
 }
 
 // Ping carries an opaque nonce that the Pong echoes.

@@ -106,6 +106,7 @@ func TestDecodeRejects(t *testing.T) {
 		wire.KindSubscribe: func(b []byte) error { _, err := wire.DecodeSubscribe(b); return err },
 		wire.KindInterest:  func(b []byte) error { _, err := wire.DecodeInterest(b); return err },
 		wire.KindMutate:    func(b []byte) error { _, err := wire.DecodeMutate(b); return err },
+		wire.KindMessage:   func(b []byte) error { _, err := wire.DecodeMessage(b); return err },
 		wire.KindControl:   func(b []byte) error { _, err := wire.DecodeControl(b); return err },
 		wire.KindPing:      func(b []byte) error { _, err := wire.DecodePing(b); return err },
 	}
@@ -128,7 +129,11 @@ func TestDecodeRejects(t *testing.T) {
 		{"hello NaN quant", wire.KindHello, body(1, "c", 1, "p", hash, 1, "X", "float64", math.NaN()), wire.ErrMalformed},
 		{"hello negative quant", wire.KindHello, body(1, "c", 1, "p", hash, 1, "X", "float64", -0.5), wire.ErrMalformed},
 		{"hello infinite quant", wire.KindHello, body(1, "c", 1, "p", hash, 1, "X", "float64", math.Inf(1)), wire.ErrMalformed},
-		{"hello trailing byte", wire.KindHello, body(1, "c", 0, byte(0)), wire.ErrMalformed},
+		{"hello trailing byte", wire.KindHello, body(1, "c", 0, 0, byte(0)), wire.ErrMalformed},
+		{"hello too many messages", wire.KindHello, body(1, "c", 0, wire.MaxComponents+1), wire.ErrTooLarge},
+		{"welcome too many messages", wire.KindWelcome, body(1, 2, 3, 4, 0, wire.MaxComponents+1), wire.ErrTooLarge},
+		{"message id too large", wire.KindMessage, body(1, wire.MaxComponents, 0), wire.ErrTooLarge},
+		{"message value too long", wire.KindMessage, body(1, 0, wire.MaxValueLen+1), wire.ErrTooLarge},
 		{"welcome too many components", wire.KindWelcome, body(1, 2, 3, 4, wire.MaxComponents+1), wire.ErrTooLarge},
 		{"welcome long name", wire.KindWelcome, body(1, 2, 3, 4, 1, strings.Repeat("n", wire.MaxNameLen+1)), wire.ErrTooLarge},
 		{"error long message", wire.KindError, body(4000, strings.Repeat("m", wire.MaxErrorLen+1)), wire.ErrTooLarge},
@@ -224,5 +229,6 @@ func TestBodyHelperLayout(t *testing.T) {
 	}})
 	want := []byte{byte(wire.KindHello), 1, 1, 'c', 1, 1, 'p', 8, 7, 6, 5, 4, 3, 2, 1, 1, 1, 'X', 1, 'f'}
 	want = binary.LittleEndian.AppendUint64(want, math.Float64bits(0.5))
+	want = append(want, 0) // no message types
 	assert(t, bytes.Equal(msg, want), "hello bytes\n got % x\nwant % x", msg, want)
 }
