@@ -62,9 +62,16 @@ type Component struct {
 }
 
 func init() {
-	codec.Bind(func(component any) *codec.Codec {
-		if c, _ := component.(*Component); c != nil {
-			return c.c
+	codec.Bind(func(v any) *codec.Codec {
+		switch v := v.(type) {
+		case *Component:
+			if v != nil {
+				return v.c
+			}
+		case *MessageType:
+			if v != nil {
+				return v.c
+			}
 		}
 		return nil
 	})
@@ -126,7 +133,8 @@ type FieldLayout struct {
 // client; after that it is frozen, and reading it is safe for concurrent use.
 type Registry struct {
 	list   []*Component
-	typed  []any // *Synced[T] by wire id
+	typed  []any      // *Synced[T] by wire id
+	msgs   []msgEntry // message types by wire id
 	byName map[string]*Component
 	byCT   map[donburi.IComponentType]*Component
 	byType map[reflect.Type]*Component
@@ -184,7 +192,7 @@ func Register[T any](r *Registry, name string, ct *donburi.ComponentType[T], opt
 	if o.MaxRate < 0 || math.IsNaN(o.MaxRate) || math.IsInf(o.MaxRate, 0) {
 		panic(fmt.Sprintf("ebisync: register %q: MaxRate must be a finite number >= 0", name))
 	}
-	cc, err := codec.Build(name, len(r.list), ct, codec.Options(o))
+	cc, err := codec.Build[T](name, len(r.list), ct, codec.Options(o))
 	if err != nil {
 		panic(fmt.Sprintf("ebisync: register %q (%s): %v", name, typ, err))
 	}

@@ -3,6 +3,8 @@ package components
 import (
 	"fmt"
 	"strconv"
+
+	"github.com/ebisync/ebisync/internal/codec"
 )
 
 // Schema is one component's layout as exchanged in the handshake.
@@ -15,10 +17,20 @@ type Schema struct {
 // Schema returns the layouts of every registered component, in wire-id
 // order.
 // It is safe for concurrent use once r is frozen.
-func (r *Registry) Schema() []Schema {
-	out := make([]Schema, len(r.list))
-	for i, c := range r.list {
-		out[i] = Schema{Name: c.Name(), Hash: c.c.SchemaHash(), Fields: c.Fields()}
+func (r *Registry) Schema() []Schema { return schemaOf(r.codecs()) }
+
+// MessageSchema returns the layouts of every registered message type, in
+// wire-id order. It is safe for concurrent use once r is frozen.
+func (r *Registry) MessageSchema() []Schema { return schemaOf(r.msgCodecs()) }
+
+func schemaOf(list []*codec.Codec) []Schema {
+	out := make([]Schema, len(list))
+	for i, c := range list {
+		fs := c.Fields()
+		out[i] = Schema{Name: c.Name(), Hash: c.SchemaHash(), Fields: make([]FieldLayout, len(fs))}
+		for j, f := range fs {
+			out[i].Fields[j] = FieldLayout(f)
+		}
 	}
 	return out
 }
@@ -27,16 +39,21 @@ func (r *Registry) Schema() []Schema {
 // name the first difference found (Field is empty when the component itself
 // is missing on one side).
 type MismatchError struct {
-	Component string
+	Component string // the component or, when Message is set, the message type
 	Field     string
 	Reason    string
+	Message   bool // Component names a message type
 }
 
 func (e *MismatchError) Error() string {
-	if e.Field == "" {
-		return fmt.Sprintf("schema mismatch: component %q: %s", e.Component, e.Reason)
+	what := "component"
+	if e.Message {
+		what = "message"
 	}
-	return fmt.Sprintf("schema mismatch: component %q field %q: %s", e.Component, e.Field, e.Reason)
+	if e.Field == "" {
+		return fmt.Sprintf("schema mismatch: %s %q: %s", what, e.Component, e.Reason)
+	}
+	return fmt.Sprintf("schema mismatch: %s %q field %q: %s", what, e.Component, e.Field, e.Reason)
 }
 
 // Check compares r (the local side) with the remote schema and returns a
@@ -52,42 +69,60 @@ func (r *Registry) Check(remote []Schema) error {
 // CheckSides(remote, "on the server", "on the client").
 // It is safe for concurrent use once r is frozen.
 func (r *Registry) CheckSides(remote []Schema, local, peer string) error {
+	return checkList(remote, r.codecs(), local, peer, false)
+}
+
+// CheckMessages compares r's message types with the remote side's, as
+// CheckSides compares components; the *MismatchError it returns has Message
+// set. It is safe for concurrent use once r is frozen.
+func (r *Registry) CheckMessages(remote []Schema, local, peer string) error {
+	return checkList(remote, r.msgCodecs(), local, peer, true)
+}
+
+func checkList(remote []Schema, list []*codec.Codec, local, peer string, msg bool) error {
+	byName := make(map[string]*codec.Codec, len(list))
+	for _, c := range list {
+		byName[c.Name()] = c
+	}
 	seen := make(map[string]bool, len(remote))
+	mismatch := func(name, field, reason string) error {
+		return &MismatchError{Component: name, Field: field, Reason: reason, Message: msg}
+	}
 	for _, rs := range remote {
 		if seen[rs.Name] {
-			return &MismatchError{Component: rs.Name, Reason: "listed twice " + peer}
+			return mismatch(rs.Name, "", "listed twice "+peer)
 		}
 		seen[rs.Name] = true
-		c, ok := r.byName[rs.Name]
+		c, ok := byName[rs.Name]
 		if !ok {
-			return &MismatchError{Component: rs.Name, Reason: fmt.Sprintf("registered %s but not %s", peer, local)}
+			return mismatch(rs.Name, "", fmt.Sprintf("registered %s but not %s", peer, local))
 		}
-		if c.c.SchemaHash() == rs.Hash && len(rs.Fields) == c.NumFields() {
+		if c.SchemaHash() == rs.Hash && len(rs.Fields) == c.NumFields() {
 			continue
 		}
 		mine := c.Fields()
 		for i := 0; i < len(mine) || i < len(rs.Fields); i++ {
 			switch {
 			case i >= len(rs.Fields):
-				return &MismatchError{Component: c.Name(), Field: mine[i].Name, Reason: "missing " + peer}
+				return mismatch(c.Name(), mine[i].Name, "missing "+peer)
 			case i >= len(mine):
-				return &MismatchError{Component: c.Name(), Field: rs.Fields[i].Name, Reason: "missing " + local}
+				return mismatch(c.Name(), rs.Fields[i].Name, "missing "+local)
 			}
 			l, o := mine[i], rs.Fields[i]
 			switch {
 			case l.Name != o.Name:
-				return &MismatchError{Component: c.Name(), Field: l.Name, Reason: fmt.Sprintf("field %d is %q %s but %q %s (renamed or reordered)", i, l.Name, local, o.Name, peer)}
+				return mismatch(c.Name(), l.Name, fmt.Sprintf("field %d is %q %s but %q %s (renamed or reordered)", i, l.Name, local, o.Name, peer))
 			case l.Type != o.Type:
-				return &MismatchError{Component: c.Name(), Field: l.Name, Reason: fmt.Sprintf("type %s %s but %s %s", l.Type, local, o.Type, peer)}
+				return mismatch(c.Name(), l.Name, fmt.Sprintf("type %s %s but %s %s", l.Type, local, o.Type, peer))
 			case l.Quant != o.Quant:
-				return &MismatchError{Component: c.Name(), Field: l.Name, Reason: fmt.Sprintf("quantisation step %s %s but %s %s", fmtStep(l.Quant), local, fmtStep(o.Quant), peer)}
+				return mismatch(c.Name(), l.Name, fmt.Sprintf("quantisation step %s %s but %s %s", fmtStep(l.Quant), local, fmtStep(o.Quant), peer))
 			}
 		}
-		return &MismatchError{Component: c.Name(), Reason: fmt.Sprintf("schema hash %#x %s but %#x %s", c.c.SchemaHash(), local, rs.Hash, peer)}
+		return mismatch(c.Name(), "", fmt.Sprintf("schema hash %#x %s but %#x %s", c.SchemaHash(), local, rs.Hash, peer))
 	}
-	for _, c := range r.list {
+	for _, c := range list {
 		if !seen[c.Name()] {
-			return &MismatchError{Component: c.Name(), Reason: fmt.Sprintf("registered %s but not %s", local, peer)}
+			return mismatch(c.Name(), "", fmt.Sprintf("registered %s but not %s", local, peer))
 		}
 	}
 	return nil

@@ -62,9 +62,10 @@ type Codec struct {
 	newZero func() unsafe.Pointer
 }
 
-// Build makes the codec of ct's Go type T under the wire name name at wire
-// id index. Its error names the offending field of an unsupported type.
-func Build[T any](name string, index int, ct *donburi.ComponentType[T], opts Options) (*Codec, error) {
+// Build makes the codec of Go type T under the wire name name at wire id
+// index, for the donburi component type ct (nil for a message type). Its
+// error names the offending field of an unsupported type.
+func Build[T any](name string, index int, ct donburi.IComponentType, opts Options) (*Codec, error) {
 	typ := reflect.TypeFor[T]()
 	c := &Codec{
 		name:    name,
@@ -172,7 +173,8 @@ var of func(component any) *Codec
 // at initialisation.
 func Bind(f func(component any) *Codec) { of = f }
 
-// Of returns the codec of a *components.Component (nil for nil).
+// Of returns the codec of a *components.Component or
+// *components.MessageType (nil for nil).
 func Of(component any) *Codec { return of(component) }
 
 var entityType = reflect.TypeFor[donburi.Entity]()

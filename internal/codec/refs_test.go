@@ -58,6 +58,6 @@ func TestEntityFieldQuantised(t *testing.T) {
 	type q struct {
 		E donburi.Entity `ebisync:"q=1"`
 	}
-	_, err := codec.Build("bad", 0, donburi.NewComponentType[q](), codec.Options{})
+	_, err := codec.Build[q]("bad", 0, nil, codec.Options{})
 	assert(t, err != nil, "q= on an entity accepted")
 }
