@@ -122,6 +122,11 @@ func (c *Client) applyBatch(s *session, b *wire.Batch, recv float64) error {
 	for i := range b.Controls {
 		c.finishControl(&b.Controls[i])
 	}
+	for i := range b.Messages {
+		if err := c.deliver(s, &b.Messages[i]); err != nil {
+			return err
+		}
+	}
 	return nil
 }
 

@@ -265,9 +265,10 @@ func (r ExitReason) String() string {
 // goroutine that calls Update and owns the mirror world; the others are
 // safe for concurrent use.
 type Client struct {
-	reg    *components.Registry
-	codecs []*codec.Codec // by local component index
-	world  donburi.World
+	reg       *components.Registry
+	codecs    []*codec.Codec // by local component index
+	msgCodecs []*codec.Codec // by local message type index
+	world     donburi.World
 	opts   Options
 	log    *slog.Logger
 	url    string
@@ -305,6 +306,8 @@ type Client struct {
 	controls  map[uint64]*pendingControl
 
 	// Game-goroutine state.
+	msgHandlers []func(unsafe.Pointer) // by local message type index; nil: drop
+	msgScratch  []unsafe.Pointer       // by local message type index, decoded into
 	scratch  []unsafe.Pointer                  // per component, for values with entity references
 	refsTo   map[uint32]map[*mirrored]struct{} // referenced net id → the mirror entities referring to it
 	gs       *session                          // the session whose batches Update applies

@@ -101,6 +101,7 @@ func Dial(ctx context.Context, url string, reg *components.Registry, opts *Optio
 		}
 		c.hello.Components = append(c.hello.Components, d)
 	}
+	c.initMessages()
 	c.ctx, c.cancel = context.WithCancel(context.Background())
 	c.http = eofClient(o.HTTPClient)
 
@@ -132,7 +133,11 @@ type session struct {
 	welcome    wire.Welcome
 	fromServer []*codec.Codec // by server component id
 	toServer   []uint64       // by local component index
-	start      time.Time
+	// msgFromServer maps server message type ids to local indices, and
+	// msgToServer the reverse.
+	msgFromServer []int
+	msgToServer   []uint64
+	start         time.Time
 
 	out    chan []byte
 	ctx    context.Context // cancelled when the session ends
@@ -318,6 +323,9 @@ func (c *Client) handshake(ctx context.Context, ws *websocket.Conn) (*session, e
 		if !ok {
 			return nil, &components.MismatchError{Component: c.reg.At(i).Name(), Reason: "registered locally but not on the server"}
 		}
+	}
+	if err := s.mapMessages(w.Messages); err != nil {
+		return nil, err
 	}
 	s.ctx, s.cancel = context.WithCancel(context.Background())
 	s.lastRecv.Store(int64(time.Since(c.epoch)))

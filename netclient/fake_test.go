@@ -120,6 +120,9 @@ func (fs *fakeServer) serve(w http.ResponseWriter, r *http.Request) {
 		}
 	}
 	wel.Components = names
+	for _, m := range fs.reg.Messages() {
+		wel.Messages = append(wel.Messages, m.Name())
+	}
 	if err := ws.Write(ctx, websocket.MessageBinary, wire.AppendWelcome(nil, &wel)); err != nil {
 		return
 	}

@@ -36,6 +36,10 @@ type Stats struct {
 	// resyncs on a new one).
 	DecodeErrors uint64
 
+	// GameMessagesIn counts the game messages (of registered message
+	// types) received from the server, handled or not.
+	GameMessagesIn uint64
+
 	// Reconnects counts successful reconnections.
 	Reconnects uint64
 
@@ -70,6 +74,7 @@ func (c *Client) Stats() Stats {
 		CompressedMessagesIn: c.stats.compressedMsgsIn.Load(),
 		DecodeErrors:         c.stats.decodeErrors.Load(),
 		Reconnects:           c.stats.reconnects.Load(),
+		GameMessagesIn:       c.stats.gameMsgsIn.Load(),
 		RTT:                  time.Duration(c.stats.rtt.Load()),
 		RTTLast:              time.Duration(c.stats.rttLast.Load()),
 		Entities:             int(c.stats.entities.Load()),
@@ -87,6 +92,7 @@ type counters struct {
 	compressedIn, uncompressedIn       atomic.Uint64
 	compressedMsgsIn                   atomic.Uint64
 	decodeErrors, reconnects           atomic.Uint64
+	gameMsgsIn                         atomic.Uint64
 	rtt, rttLast                       atomic.Int64
 	entities                           atomic.Int64
 	serverTick                         atomic.Uint64
