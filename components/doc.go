@@ -21,7 +21,11 @@
 // nested structs of those. Pointers, maps, interfaces, funcs, chans and
 // slices other than []byte are refused at registration with the offending
 // field named. Only exported fields are synced; a field tagged
-// `ebisync:"-"` is skipped.
+// `ebisync:"-"` is skipped. Fields that are not synced stay local: the
+// receiver keeps its own values of them when a value arrives. A field of
+// type donburi.Entity is a reference to another entity: it travels as the
+// server's net id and generation, and a client sees its own mirror of that
+// entity, or donburi.Null while it is outside the client's scope.
 //
 // int and uint travel as int64 and uint64, so 32- and 64-bit peers share a
 // schema. On a 32-bit peer, a full value that does not fit its int or uint

@@ -5,6 +5,7 @@ import (
 
 	"github.com/ebisync/ebisync/components"
 	"github.com/ebisync/ebisync/internal/codec"
+	"github.com/ebisync/ebisync/internal/testutil"
 )
 
 // A typical tick of movement at a typical world coordinate: both axes
@@ -18,7 +19,7 @@ func positionComponent(tb testing.TB) *codec.Codec {
 	tb.Helper()
 	r := components.NewRegistry()
 	components.RegisterStandard(r)
-	c, ok := codecOf(r.Of(components.Position))
+	c, ok := testutil.Codec(r.Of(components.Position))
 	assert(tb, ok, "Position not registered")
 	return c
 }
@@ -87,7 +88,7 @@ func TestHotPathsDoNotAllocate(t *testing.T) {
 
 	r := components.NewRegistry()
 	components.RegisterStandard(r)
-	name, _ := codecOf(r.Of(components.Name))
+	name, _ := testutil.Codec(r.Of(components.Name))
 	nameVal := components.NameData{Value: "player one"}
 	nameEnc := name.AppendFull(nil, ptr(&nameVal))
 

@@ -577,6 +577,41 @@ func clampQ(q int64) int64 {
 	return q
 }
 
+// copyFields copies the leaves fs of the value at src into dst, []byte
+// leaves deeply (an empty one becomes nil).
+func copyFields(fs []field, dst, src unsafe.Pointer) {
+	for i := range fs {
+		f := &fs[i]
+		dp, sp := f.ptr(dst), f.ptr(src)
+		switch f.kind {
+		case kBool, kInt8, kUint8:
+			*(*uint8)(dp) = *(*uint8)(sp)
+		case kInt16, kUint16:
+			*(*uint16)(dp) = *(*uint16)(sp)
+		case kInt32, kUint32, kFloat32:
+			*(*uint32)(dp) = *(*uint32)(sp)
+		case kInt64, kUint64, kFloat64, kEntity:
+			*(*uint64)(dp) = *(*uint64)(sp)
+		case kInt, kUint:
+			*(*uint)(dp) = *(*uint)(sp)
+		case kString:
+			*(*string)(dp) = *(*string)(sp)
+		case kBytes:
+			b := *(*[]byte)(sp)
+			if len(b) == 0 {
+				*(*[]byte)(dp) = nil
+			} else {
+				*(*[]byte)(dp) = append([]byte(nil), b...)
+			}
+		case kArray:
+			for j := 0; j < f.arr.n; j++ {
+				o := uintptr(j) * f.arr.stride
+				copyFields(f.arr.elem, unsafe.Add(dp, o), unsafe.Add(sp, o))
+			}
+		}
+	}
+}
+
 // copyBytesFields replaces every []byte leaf of the value at p with a
 // private copy, after a shallow copy made it alias another value's.
 func copyBytesFields(fs []field, p unsafe.Pointer) {

@@ -12,6 +12,7 @@ import (
 
 	"github.com/ebisync/ebisync/components"
 	"github.com/ebisync/ebisync/internal/codec"
+	"github.com/ebisync/ebisync/internal/testutil"
 	"github.com/ebisync/ebisync/internal/wire"
 )
 
@@ -216,7 +217,7 @@ func TestDeltaChainsDoNotDrift(t *testing.T) {
 func TestPositionChainSubStepMotion(t *testing.T) {
 	r := components.NewRegistry()
 	components.RegisterStandard(r)
-	c, _ := codecOf(r.Of(components.Position))
+	c, _ := testutil.Codec(r.Of(components.Position))
 	server := components.PositionData{X: 1234.56, Y: -77.7}
 	client := fullRoundTrip(t, c, &server)
 	sent := 0
@@ -334,7 +335,7 @@ func TestBytesNilAndEmpty(t *testing.T) {
 func TestAppendDeltaIgnoresMaskBitsPastFields(t *testing.T) {
 	r := components.NewRegistry()
 	components.RegisterStandard(r)
-	c, _ := codecOf(r.Of(components.Position))
+	c, _ := testutil.Codec(r.Of(components.Position))
 	old, cur := components.PositionData{X: 1}, components.PositionData{X: 2, Y: 3}
 	delta := c.AppendDelta(nil, ptr(&old), ptr(&cur), ^uint64(0))
 	got := old
@@ -467,7 +468,7 @@ func TestMalformedInputs(t *testing.T) {
 func TestDecodeErrorsNameComponent(t *testing.T) {
 	r := components.NewRegistry()
 	components.RegisterStandard(r)
-	c, _ := codecOf(r.Of(components.Health))
+	c, _ := testutil.Codec(r.Of(components.Health))
 	_, err := c.DecodeFull(nil, ptr(&components.HealthData{}))
 	assert(t, err != nil && bytes.Contains([]byte(err.Error()), []byte("failed to decode ebisync.health")), "error %v", err)
 	_, err = c.DecodeDelta(nil, ptr(&components.HealthData{}))

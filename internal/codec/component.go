@@ -51,8 +51,9 @@ type Codec struct {
 	typ     reflect.Type
 	fields  []field
 	refs    []uintptr // offsets of donburi.Entity leaves
-	deep    bool // has []byte leaves that need a deep copy
-	plain   bool // no strings or slices: equal memory means equal values
+	deep    bool      // has []byte leaves that need a deep copy
+	partial bool      // has fields it does not sync, which Copy leaves alone
+	plain   bool      // no strings or slices: equal memory means equal values
 	size    uintptr
 	words   uintptr // plain and a whole number of up to 4 words: size/8; else 0
 	hash    uint64
@@ -92,6 +93,7 @@ func Build[T any](name string, index int, ct donburi.IComponentType, opts Option
 		c.fields = fs
 		c.refs = refOffsets(fs, 0, nil)
 		c.deep = hasBytes(fs)
+		c.partial = hasUnsynced(typ)
 		c.plain = !hasPointers(typ)
 		c.size = typ.Size()
 		if c.plain && c.size%8 == 0 && c.size <= 32 {

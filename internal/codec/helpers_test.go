@@ -403,13 +403,7 @@ func assertSame[T any](t testing.TB, want, got *T, format string, args ...any) {
 	}
 }
 
-
 // register registers ct in r and returns its codec.
 func register[T any](r *components.Registry, name string, ct *donburi.ComponentType[T], opts *components.Options) *codec.Codec {
 	return codec.Of(components.Register(r, name, ct, opts).Component())
-}
-
-// codecOf is the codec of a Registry.Of result.
-func codecOf(c *components.Component, ok bool) (*codec.Codec, bool) {
-	return codec.Of(c), ok
 }

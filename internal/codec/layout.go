@@ -268,3 +268,20 @@ func hasPointers(t reflect.Type) bool {
 	}
 	return false
 }
+
+// hasUnsynced reports whether values of t hold fields the codec does not
+// sync: unexported ones or ones tagged `ebisync:"-"`, at any depth.
+func hasUnsynced(t reflect.Type) bool {
+	switch t.Kind() {
+	case reflect.Struct:
+		for i := 0; i < t.NumField(); i++ {
+			sf := t.Field(i)
+			if !sf.IsExported() || sf.Tag.Get("ebisync") == "-" || hasUnsynced(sf.Type) {
+				return true
+			}
+		}
+	case reflect.Array:
+		return hasUnsynced(t.Elem())
+	}
+	return false
+}

@@ -167,11 +167,17 @@ func (c *Codec) DecodeDelta(src []byte, p unsafe.Pointer) (int, error) {
 	return n, nil
 }
 
-// Copy copies the value at src into dst. []byte fields are copied deeply,
-// so dst never aliases src; an empty one becomes nil, as after a decode. A
-// Marshaler type is copied by plain Go assignment: whatever slices, maps or
-// pointers it holds are shared by dst and src.
+// Copy copies the synced fields of the value at src into dst; fields the
+// codec does not sync (unexported, or tagged `ebisync:"-"`) keep dst's
+// values. []byte fields are copied deeply, so dst never aliases src; an
+// empty one becomes nil, as after a decode. A Marshaler type is copied
+// whole by plain Go assignment: whatever slices, maps or pointers it holds
+// are shared by dst and src.
 func (c *Codec) Copy(dst, src unsafe.Pointer) {
+	if c.partial && c.custom == nil {
+		copyFields(c.fields, dst, src)
+		return
+	}
 	if c.plain && c.custom == nil {
 		copy(unsafe.Slice((*byte)(dst), c.size), unsafe.Slice((*byte)(src), c.size))
 		return

@@ -8,6 +8,7 @@ import (
 
 	"github.com/ebisync/ebisync/components"
 	"github.com/ebisync/ebisync/internal/codec"
+	"github.com/ebisync/ebisync/internal/testutil"
 )
 
 type lerped struct {
@@ -88,16 +89,15 @@ func TestCopy(t *testing.T) {
 	c.Copy(ptr(&dst), ptr(&src))
 
 	assert(t, string(dst.B) == "\x01\x02\x03" && string(dst.Bufs[0]) == "\x04" && string(dst.Nested.Inner[0].B) == "\x05\x06", "copied %+v", dst)
-	assert(t, dst.S == "s" && dst.N == 7 && dst.hidden == 5, "plain fields not copied: %+v", dst)
+	assert(t, dst.S == "s" && dst.N == 7, "plain fields not copied: %+v", dst)
 	assert(t, dst.Bufs[1] == nil, "an empty []byte copies as %#v, want nil", dst.Bufs[1])
 
 	src.B[0], src.Bufs[0][0], src.Nested.Inner[0].B[0] = 0xEE, 0xEE, 0xEE
 	assert(t, dst.B[0] == 1 && dst.Bufs[0][0] == 4 && dst.Nested.Inner[0].B[0] == 5, "dst aliases src after Copy: %+v", dst)
 	assert(t, c.Diff(ptr(&dst), ptr(&src)) != 0, "Diff misses the mutation")
 
-	// Unsynced fields are copied as Go copies them, shallowly.
-	src.Skip[0] = 0xEE
-	assert(t, dst.Skip[0] == 0xEE, "the skipped field was deep-copied")
+	// Unsynced fields keep the destination's values.
+	assert(t, dst.Skip == nil && dst.hidden == 0, "unsynced fields copied: %+v", dst)
 
 	// Copy of a value into itself is harmless.
 	c.Copy(ptr(&dst), ptr(&dst))
@@ -107,9 +107,33 @@ func TestCopy(t *testing.T) {
 func TestNew(t *testing.T) {
 	r := components.NewRegistry()
 	components.RegisterStandard(r)
-	c, _ := codecOf(r.Of(components.Health))
+	c, _ := testutil.Codec(r.Of(components.Health))
 	p := c.New()
 	h := (*components.HealthData)(p)
 	assert(t, *h == components.HealthData{}, "New is not zero: %+v", *h)
 	assert(t, c.Type().String() == "components.HealthData" && c.ComponentType() == components.Health, "type %v", c.Type())
+}
+
+// TestCopyKeepsUnsynced: Copy leaves the fields the codec does not sync as
+// they are in the destination, at any depth.
+func TestCopyKeepsUnsynced(t *testing.T) {
+	type inner struct {
+		A     int32
+		local int32
+	}
+	type partial struct {
+		X     float64
+		Cache []int `ebisync:"-"`
+		In    [2]inner
+		Blob  []byte
+		flag  bool
+	}
+	c := register(components.NewRegistry(), "test.partial", donburi.NewComponentType[partial](), nil)
+	src := partial{X: 1, Cache: []int{9}, In: [2]inner{{A: 1, local: 5}, {A: 2, local: 6}}, Blob: []byte{1}, flag: true}
+	dst := partial{Cache: []int{7}, In: [2]inner{{local: 50}, {local: 60}}}
+	c.Copy(ptr(&dst), ptr(&src))
+	assert(t, dst.X == 1 && dst.In[0].A == 1 && dst.In[1].A == 2 && len(dst.Blob) == 1, "synced fields not copied: %+v", dst)
+	assert(t, dst.Cache[0] == 7 && dst.In[0].local == 50 && dst.In[1].local == 60 && !dst.flag, "unsynced fields overwritten: %+v", dst)
+	src.Blob[0] = 2
+	assert(t, dst.Blob[0] == 1, "Blob aliases the source")
 }
