@@ -204,6 +204,7 @@ func (c *Client) create(ne *mirrored) {
 	delete(c.byEnt, ne.e)
 	ne.e = e
 	c.byEnt[e] = ne
+	c.linkParent(ne)
 	if c.opts.OnSpawn != nil {
 		c.opts.OnSpawn(e)
 	}
@@ -224,6 +225,7 @@ func (c *Client) despawn(ne *mirrored, reason ExitReason) {
 		// The hook may have removed it, or removed it and created another
 		// entity that reuses its id (Valid compares versions).
 		if c.world.Valid(ne.e) {
+			c.unlink(ne)
 			c.world.Remove(ne.e)
 		}
 	}
@@ -322,6 +324,9 @@ func (c *Client) syncWorld(ne *mirrored, comp *codec.Codec, force bool) {
 		if same {
 			return
 		}
+	}
+	if c.hierarchyComp(comp.Index()) {
+		c.linkParent(ne)
 	}
 	if c.opts.OnChange != nil {
 		c.opts.OnChange(ne.e, c.reg.At(comp.Index()))

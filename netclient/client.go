@@ -306,6 +306,7 @@ type Client struct {
 	controls  map[uint64]*pendingControl
 
 	// Game-goroutine state.
+	parentIdx, transformIdx int // components.Parent and transform.Transform; -1 without both
 	msgHandlers []func(unsafe.Pointer) // by local message type index; nil: drop
 	msgScratch  []unsafe.Pointer       // by local message type index, decoded into
 	scratch  []unsafe.Pointer                  // per component, for values with entity references

@@ -119,6 +119,7 @@ func (c *Client) findMessage(name string) (int, bool) {
 
 // initMessages prepares the client's per-message-type state at Dial.
 func (c *Client) initMessages() {
+	c.initHierarchy()
 	for _, mt := range c.reg.Messages() {
 		c.msgCodecs = append(c.msgCodecs, codec.Of(mt))
 	}
