@@ -7,7 +7,6 @@ import (
 	"io"
 	"log/slog"
 	"net/http/httptest"
-	"runtime"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -306,26 +305,6 @@ func (e *ebisyncServer) close(clients []*rawClient) {
 	e.ts.Close()
 }
 
-// waitUntil polls cond until it holds, sleeping a little between polls. It
-// returns an error naming what after timeout.
-func waitUntil(timeout time.Duration, what func() string, cond func() bool) error {
-	deadline := time.Now().Add(timeout)
-	for i := 0; ; i++ {
-		if cond() {
-			return nil
-		}
-		if time.Now().After(deadline) {
-			return fmt.Errorf("timed out after %s waiting for %s", timeout, what())
-		}
-		if i < 50 {
-			// Delivery over loopback usually takes microseconds.
-			runtime.Gosched()
-		} else {
-			time.Sleep(20 * time.Microsecond)
-		}
-	}
-}
-
 // sums adds the counters of the clients.
 func sums(clients []*rawClient) (msgs, bytes uint64) {
 	for _, c := range clients {
@@ -358,7 +337,7 @@ func waitDelivered(srv *plugin.Server, clients []*rawClient) error {
 // st with ReadStats, which allocates nothing once st has grown; st holds
 // the last reading when it returns.
 func waitDeliveredInto(srv *plugin.Server, clients []*rawClient, st *plugin.Stats) error {
-	return waitUntil(20*time.Second, func() string {
+	return testutil.WaitUntil(20*time.Second, func() string {
 		msgs, bytes := sums(clients)
 		return fmt.Sprintf("delivery: server handed %d batches / wrote %d bytes, clients got %d / %d (reader error: %v)",
 			st.Batches, st.BytesOut, msgs, bytes, firstErr(clients))

@@ -19,6 +19,7 @@ import (
 	"go.uber.org/goleak"
 
 	"github.com/ebisync/ebisync/components"
+	"github.com/ebisync/ebisync/internal/testutil"
 	"github.com/ebisync/ebisync/plugin"
 )
 
@@ -173,7 +174,7 @@ func measureMemoryPerClient(entities, clients int) (*memoryFigures, error) {
 	}
 	// A few ticks with no client first, so that the tick's own buffers
 	// exist.
-	if err := waitUntil(5*time.Second, func() string { return "ticks" }, func() bool { return srv.Stats().Ticks >= 5 }); err != nil {
+	if err := testutil.WaitUntil(5*time.Second, func() string { return "ticks" }, func() bool { return srv.Stats().Ticks >= 5 }); err != nil {
 		return nil, err
 	}
 	f.goroutinesBefore = readMem(&f.before)
@@ -234,7 +235,7 @@ func measureMemoryPerClient(entities, clients int) (*memoryFigures, error) {
 	}
 
 	var st plugin.Stats
-	err = waitUntil(60*time.Second, func() string {
+	err = testutil.WaitUntil(60*time.Second, func() string {
 		return fmt.Sprintf("%d clients admitted with %d subscriptions (want %d and %d), %d of the %d in range of an entity served",
 			st.Clients, st.Subscriptions, clients, 2*clients, f.served, inRange)
 	}, func() bool {
@@ -250,7 +251,7 @@ func measureMemoryPerClient(entities, clients int) (*memoryFigures, error) {
 	if err == nil {
 		// Every batch handed to a writer is written: no message of the
 		// first round is still held.
-		err = waitUntil(30*time.Second, func() string { return "the first batches to be written" }, func() bool {
+		err = testutil.WaitUntil(30*time.Second, func() string { return "the first batches to be written" }, func() bool {
 			srv.ReadStats(&st)
 			var out uint64
 			for _, pc := range st.PerClient {
@@ -269,7 +270,7 @@ func measureMemoryPerClient(entities, clients int) (*memoryFigures, error) {
 	if err != nil {
 		return nil, err
 	}
-	if err := waitUntil(30*time.Second, func() string { return "the clients to leave" }, func() bool {
+	if err := testutil.WaitUntil(30*time.Second, func() string { return "the clients to leave" }, func() bool {
 		return srv.Stats().Connections == 0
 	}); err != nil {
 		return nil, err

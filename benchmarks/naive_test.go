@@ -15,6 +15,7 @@ import (
 
 	"github.com/ebisync/ebisync/components"
 	"github.com/ebisync/ebisync/internal/cputime"
+	"github.com/ebisync/ebisync/internal/testutil"
 )
 
 // naiveServer is the baseline: what a game would write by hand without a
@@ -148,7 +149,7 @@ func runNaive(s *tickScenario, w *tickWorld, maxTicks int) (naiveResult, error) 
 		return res, err
 	}
 	defer n.close(clients)
-	err = waitUntil(30*time.Second, func() string { return fmt.Sprintf("%d naive connections", s.clients) }, func() bool {
+	err = testutil.WaitUntil(30*time.Second, func() string { return fmt.Sprintf("%d naive connections", s.clients) }, func() bool {
 		return n.connections() == s.clients
 	})
 	if err != nil {
@@ -158,7 +159,7 @@ func runNaive(s *tickScenario, w *tickWorld, maxTicks int) (naiveResult, error) 
 
 	var handed uint64
 	deliver := func() error {
-		return waitUntil(60*time.Second, func() string {
+		return testutil.WaitUntil(60*time.Second, func() string {
 			_, got := sums(clients)
 			return fmt.Sprintf("naive delivery: handed %d bytes, clients got %d (reader error: %v)", handed, got, firstErr(clients))
 		}, func() bool {

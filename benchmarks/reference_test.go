@@ -11,6 +11,7 @@ import (
 	"go.uber.org/goleak"
 
 	"github.com/ebisync/ebisync/components"
+	"github.com/ebisync/ebisync/internal/testutil"
 	"github.com/ebisync/ebisync/plugin"
 )
 
@@ -119,25 +120,25 @@ func startReference(tb testing.TB, headings []float64) *referenceRun {
 
 // warmUp ticks until the client holds the three objects.
 func (r *referenceRun) warmUp() error {
-	err := waitUntil(10*time.Second, func() string { return "the connection to register" }, func() bool {
+	err := testutil.WaitUntil(10*time.Second, func() string { return "the connection to register" }, func() bool {
 		return r.es.srv.Stats().Connections == 1
 	})
 	if err != nil {
 		return err
 	}
-	for range 5000 {
+	// Until the server has the Subscribe, a tick sends nothing.
+	var tickErr error
+	err = testutil.WaitUntil(10*time.Second, func() string {
+		return fmt.Sprintf("the spawn of %d objects", len(r.sim.objs))
+	}, func() bool {
 		rec, sent, err := r.tick()
-		if err != nil {
-			return err
-		}
-		if sent && rec.spawns == len(r.sim.objs) {
-			return nil
-		}
-		if !sent {
-			time.Sleep(time.Millisecond) // the Subscribe is still on its way
-		}
+		tickErr = err
+		return err != nil || (sent && rec.spawns == len(r.sim.objs))
+	})
+	if tickErr != nil {
+		return tickErr
 	}
-	return fmt.Errorf("the client never received the spawn of %d objects", len(r.sim.objs))
+	return err
 }
 
 // tick advances the simulation, runs one server tick and, if the tick sent

@@ -16,6 +16,7 @@ import (
 
 	"github.com/ebisync/ebisync/components"
 	"github.com/ebisync/ebisync/internal/cputime"
+	"github.com/ebisync/ebisync/internal/testutil"
 	"github.com/ebisync/ebisync/plugin"
 )
 
@@ -112,24 +113,28 @@ func benchServerTick(b *testing.B, entities, clients int) {
 	}
 	// Warm up: every client joined, subscribed and received its initial
 	// scope, then a few ticks of steady state.
-	err = waitUntil(30*time.Second, func() string { return "connections" }, func() bool {
+	err = testutil.WaitUntil(30*time.Second, func() string { return "connections" }, func() bool {
 		return srv.Stats().Connections == clients
 	})
 	if err != nil {
 		b.Fatal(err)
 	}
-	for i := 0; ; i++ {
-		if err := tick(); err != nil {
-			b.Fatal(err)
+	var warm plugin.Stats
+	var tickErr error
+	err = testutil.WaitUntil(30*time.Second, func() string {
+		return fmt.Sprintf("warm-up: %d clients with %d subscriptions, want %d and %d", warm.Clients, warm.Subscriptions, clients, 2*clients)
+	}, func() bool {
+		if tickErr = tick(); tickErr != nil {
+			return true
 		}
-		st := srv.Stats()
-		if st.Clients == clients && st.Subscriptions == 2*clients {
-			break
-		}
-		if i > 10_000 {
-			b.Fatalf("warm-up: %d clients with %d subscriptions, want %d and %d", st.Clients, st.Subscriptions, clients, 2*clients)
-		}
-		time.Sleep(100 * time.Microsecond)
+		srv.ReadStats(&warm)
+		return warm.Clients == clients && warm.Subscriptions == 2*clients
+	})
+	if tickErr != nil {
+		b.Fatal(tickErr)
+	}
+	if err != nil {
+		b.Fatal(err)
 	}
 	for range 10 {
 		if err := tick(); err != nil {

@@ -147,7 +147,7 @@ func TestApply(t *testing.T) {
 	b.AddSpawn(1, 3, []wire.CompValue{full(t, reg, components.Position, p1), full(t, reg, components.Health, h1)})
 	b.AddSpawn(2, 1, []wire.CompValue{full(t, reg, components.Position, components.PositionData{X: 5})})
 	fc.send(t, &b)
-	pump(t, c, func() bool { return c.Stats().Entities == 2 })
+	updateUntil(t, c, func() bool { return c.Stats().Entities == 2 })
 
 	assertEqual(t, "spawned", spawned, 2)
 	assertEqual(t, "world entities", c.World().Len(), 2)
@@ -176,7 +176,7 @@ func TestApply(t *testing.T) {
 		fullUpdate(t, reg, components.Name, 2, components.NameData{Value: "two"}),
 	}
 	fc.send(t, &b)
-	pump(t, c, func() bool { return c.ServerTick() == fs.tick+2 })
+	updateUntil(t, c, func() bool { return c.ServerTick() == fs.tick+2 })
 
 	p, _ = get(t, c, 1, components.Position)
 	if !near(p.X, p2.X) || !near(p.Y, p2.Y) {
@@ -199,7 +199,7 @@ func TestApply(t *testing.T) {
 	b.TickAdvance = 2
 	b.Updates = []wire.Update{deltaUpdate(t, reg, components.Position, 1, p2, p3)}
 	fc.send(t, &b)
-	pump(t, c, func() bool { return c.ServerTick() == fs.tick+4 })
+	updateUntil(t, c, func() bool { return c.ServerTick() == fs.tick+4 })
 	p, _ = get(t, c, 1, components.Position)
 	if !near(p.X, p3.X) || !near(p.Y, p3.Y) {
 		t.Fatalf("position after second delta = %+v, want %+v", p, p3)
@@ -210,7 +210,7 @@ func TestApply(t *testing.T) {
 	b.TickAdvance = 1
 	b.Exits = []wire.Exit{{Reason: wire.ReasonOutOfRange, ID: 1}}
 	fc.send(t, &b)
-	pump(t, c, func() bool { return c.Stats().Entities == 1 })
+	updateUntil(t, c, func() bool { return c.Stats().Entities == 1 })
 	assertEqual(t, "despawned", despawned, 1)
 	assertEqual(t, "reason", lastReason, netclient.ExitOutOfRange)
 	assertEqual(t, "world entities", c.World().Len(), 1)
@@ -235,7 +235,7 @@ func TestCompressedBatch(t *testing.T) {
 		t.Fatal("batch did not compress")
 	}
 	fc.sendRaw(t, msg)
-	pump(t, c, func() bool { return c.Stats().Entities == 50 })
+	updateUntil(t, c, func() bool { return c.Stats().Entities == 50 })
 	st := c.Stats()
 	if st.CompressedIn != uint64(len(msg)) || st.UncompressedIn <= st.CompressedIn {
 		t.Fatalf("compressed %d uncompressed %d, message %d", st.CompressedIn, st.UncompressedIn, len(msg))
@@ -255,7 +255,7 @@ func TestGameRemovedMirrorEntity(t *testing.T) {
 		full(t, reg, components.Health, components.HealthData{Current: 5}),
 	})
 	fc.send(t, &b)
-	pump(t, c, func() bool { return spawned == 1 })
+	updateUntil(t, c, func() bool { return spawned == 1 })
 
 	e, _ := c.Entity(4)
 	c.World().Remove(e)
@@ -268,7 +268,7 @@ func TestGameRemovedMirrorEntity(t *testing.T) {
 	b.Updates = []wire.Update{deltaUpdate(t, reg, components.Position, 4, components.PositionData{X: 1}, components.PositionData{X: 2})}
 	b.Removals = []wire.Removal{{Comp: compID(t, reg, components.Velocity), ID: 4}} // not present: ignored
 	fc.send(t, &b)
-	pump(t, c, func() bool { return spawned == 2 })
+	updateUntil(t, c, func() bool { return spawned == 2 })
 	p, ok := get(t, c, 4, components.Position)
 	if !ok || !near(p.X, 2) {
 		t.Fatalf("position = %+v, %v", p, ok)
@@ -285,12 +285,12 @@ func TestGameRemovedMirrorEntity(t *testing.T) {
 	b.TickAdvance = 1
 	b.Updates = []wire.Update{fullUpdate(t, reg, components.Health, 4, components.HealthData{Current: 6})}
 	fc.send(t, &b)
-	pump(t, c, func() bool { h, ok := get(t, c, 4, components.Health); return ok && h.Current == 6 })
+	updateUntil(t, c, func() bool { h, ok := get(t, c, 4, components.Health); return ok && h.Current == 6 })
 	c.World().Remove(e)
 	b.Reset()
 	b.Exits = []wire.Exit{{Reason: wire.ReasonDespawned, ID: 4}}
 	fc.send(t, &b)
-	pump(t, c, func() bool { return c.Stats().Entities == 0 })
+	updateUntil(t, c, func() bool { return c.Stats().Entities == 0 })
 	assertEqual(t, "decode errors", c.Stats().DecodeErrors, uint64(0))
 }
 
@@ -310,7 +310,7 @@ func TestMalformedBatchReconnects(t *testing.T) {
 	var b wire.Batch
 	b.AddSpawn(1, 1, []wire.CompValue{full(t, reg, components.Position, components.PositionData{X: 1})})
 	fc.send(t, &b)
-	pump(t, c, func() bool { return c.Stats().Entities == 1 })
+	updateUntil(t, c, func() bool { return c.Stats().Entities == 1 })
 
 	// A section op that does not exist.
 	fc.sendRaw(t, []byte{byte(wire.KindBatch), 1, 99, 0})
@@ -329,7 +329,7 @@ func TestMalformedBatchReconnects(t *testing.T) {
 	b.Reset()
 	b.AddSpawn(2, 1, []wire.CompValue{full(t, reg, components.Position, components.PositionData{X: 2})})
 	fc2.send(t, &b)
-	pump(t, c, func() bool { _, ok := c.Entity(2); return ok })
+	updateUntil(t, c, func() bool { _, ok := c.Entity(2); return ok })
 	st := c.Stats()
 	assertEqual(t, "decode errors", st.DecodeErrors, uint64(1))
 	assertEqual(t, "reconnects", st.Reconnects, uint64(1))
@@ -349,10 +349,10 @@ func TestDesyncReconnects(t *testing.T) {
 	var b wire.Batch
 	b.Updates = []wire.Update{deltaUpdate(t, reg, components.Position, 9, components.PositionData{}, components.PositionData{X: 1})}
 	fc.send(t, &b)
-	pump(t, c, func() bool { return c.Stats().DecodeErrors == 1 })
+	updateUntil(t, c, func() bool { return c.Stats().DecodeErrors == 1 })
 	assertEqual(t, "close code", fc.waitClosed(t), websocket.StatusCode(wire.CloseProtocolError))
 	fs.accept(t)
-	pump(t, c, func() bool { return c.Stats().Reconnects == 1 && c.Connected() })
+	updateUntil(t, c, func() bool { return c.Stats().Reconnects == 1 && c.Connected() })
 }
 
 func TestMutation(t *testing.T) {
@@ -362,7 +362,7 @@ func TestMutation(t *testing.T) {
 	var b wire.Batch
 	b.AddSpawn(3, 2, []wire.CompValue{full(t, reg, components.Health, components.HealthData{Current: 1, Max: 10})})
 	fc.send(t, &b)
-	pump(t, c, func() bool { return c.Stats().Entities == 1 })
+	updateUntil(t, c, func() bool { return c.Stats().Entities == 1 })
 	e, _ := c.Entity(3)
 
 	res := netclient.Mutate(c, e, testutil.Handle(c.Registry(), components.Health), components.HealthData{Current: 7, Max: 10}, nil)
@@ -386,7 +386,7 @@ func TestMutation(t *testing.T) {
 	b.Results = []wire.MutationResult{{Request: m.Request, Status: wire.StatusOk}}
 	fc.send(t, &b)
 	var r netclient.MutationResult
-	pump(t, c, func() bool {
+	updateUntil(t, c, func() bool {
 		select {
 		case r = <-res:
 			return true
@@ -420,7 +420,7 @@ func TestOptimisticMutationReverted(t *testing.T) {
 	h0 := components.HealthData{Current: 1, Max: 10}
 	b.AddSpawn(3, 1, []wire.CompValue{full(t, reg, components.Health, h0)})
 	fc.send(t, &b)
-	pump(t, c, func() bool { return c.Stats().Entities == 1 })
+	updateUntil(t, c, func() bool { return c.Stats().Entities == 1 })
 	e, _ := c.Entity(3)
 
 	res := netclient.Mutate(c, e, testutil.Handle(c.Registry(), components.Health), components.HealthData{Current: 99, Max: 10}, &netclient.MutateOptions{Optimistic: true})
@@ -434,7 +434,7 @@ func TestOptimisticMutationReverted(t *testing.T) {
 	b.TickAdvance = 1
 	b.Updates = []wire.Update{deltaUpdate(t, reg, components.Health, 3, h0, h1)}
 	fc.send(t, &b)
-	pump(t, c, func() bool { return c.ServerTick() == fs.tick+1 })
+	updateUntil(t, c, func() bool { return c.ServerTick() == fs.tick+1 })
 	h, _ = get(t, c, 3, components.Health)
 	assertEqual(t, "held optimistic value", h.Current, int32(99))
 	assertEqual(t, "changes while held", changes, 0)
@@ -443,7 +443,7 @@ func TestOptimisticMutationReverted(t *testing.T) {
 	b.Results = []wire.MutationResult{{Request: m.Request, Status: wire.StatusForbidden, Message: "not yours"}}
 	fc.send(t, &b)
 	var r netclient.MutationResult
-	pump(t, c, func() bool {
+	updateUntil(t, c, func() bool {
 		select {
 		case r = <-res:
 			return true
@@ -472,7 +472,7 @@ func TestPendingResolvedOnDisconnect(t *testing.T) {
 	h0 := components.HealthData{Current: 1}
 	b.AddSpawn(5, 1, []wire.CompValue{full(t, reg, components.Health, h0)})
 	fc.send(t, &b)
-	pump(t, c, func() bool { return c.Stats().Entities == 1 })
+	updateUntil(t, c, func() bool { return c.Stats().Entities == 1 })
 	e, _ := c.Entity(5)
 
 	mut := netclient.Mutate(c, e, testutil.Handle(c.Registry(), components.Health), components.HealthData{Current: 50}, &netclient.MutateOptions{Optimistic: true})
@@ -488,7 +488,7 @@ func TestPendingResolvedOnDisconnect(t *testing.T) {
 	fc.ws.Close(websocket.StatusGoingAway, "bye")
 	var mr netclient.MutationResult
 	var cr netclient.ControlResult
-	pump(t, c, func() bool {
+	updateUntil(t, c, func() bool {
 		select {
 		case mr = <-mut:
 		default:
@@ -519,7 +519,7 @@ func TestControl(t *testing.T) {
 	var b wire.Batch
 	b.AddSpawn(8, 4, []wire.CompValue{full(t, reg, components.Control, components.ControlData{})})
 	fc.send(t, &b)
-	pump(t, c, func() bool { return c.Stats().Entities == 1 })
+	updateUntil(t, c, func() bool { return c.Stats().Entities == 1 })
 	e, _ := c.Entity(8)
 
 	take := c.TakeControl(e, 0, true)
@@ -536,7 +536,7 @@ func TestControl(t *testing.T) {
 	}
 	fc.send(t, &b)
 	var tr, rr netclient.ControlResult
-	pump(t, c, func() bool {
+	updateUntil(t, c, func() bool {
 		select {
 		case tr = <-take:
 			rr = <-release
@@ -564,7 +564,7 @@ func TestServerPing(t *testing.T) {
 		t.Fatalf("pong %+v, %v", p, err)
 	}
 	// The fake server answers the client's pings.
-	pump(t, c, func() bool { return c.Stats().RTT > 0 })
+	updateUntil(t, c, func() bool { return c.Stats().RTT > 0 })
 	st := c.Stats()
 	if st.MessagesOut < 2 || st.BytesOut == 0 || st.MessagesIn < 2 || st.BytesInPerSec <= 0 {
 		t.Fatalf("stats %+v", st)
@@ -577,7 +577,7 @@ func TestNoReconnect(t *testing.T) {
 	c, fc := dial(t, fs, &netclient.Options{NoReconnect: true})
 	fc.ws.Close(websocket.StatusGoingAway, "maintenance")
 	var err error
-	pump(t, c, func() bool { err = c.Update(); return err != nil })
+	updateUntil(t, c, func() bool { err = c.Update(); return err != nil })
 	if !strings.Contains(err.Error(), "maintenance") {
 		t.Fatalf("Update error %v does not say why", err)
 	}
@@ -594,7 +594,7 @@ func TestReconnectRefusedIsPermanent(t *testing.T) {
 	fs.setRefuse(&wire.Error{Code: wire.CloseSchemaMismatch, Message: msg})
 	fc.ws.Close(websocket.StatusGoingAway, "restart")
 	var err error
-	pump(t, c, func() bool { err = c.Update(); return err != nil })
+	updateUntil(t, c, func() bool { err = c.Update(); return err != nil })
 	if !strings.Contains(err.Error(), msg) {
 		t.Fatalf("Update error %v lacks the server's message", err)
 	}
@@ -607,7 +607,7 @@ func TestUpdateAfterClose(t *testing.T) {
 	var b wire.Batch
 	b.AddSpawn(1, 1, []wire.CompValue{full(t, reg, components.Health, components.HealthData{})})
 	fc.send(t, &b)
-	pump(t, c, func() bool { return c.Stats().Entities == 1 })
+	updateUntil(t, c, func() bool { return c.Stats().Entities == 1 })
 	e, _ := c.Entity(1)
 	res := netclient.Mutate(c, e, testutil.Handle(c.Registry(), components.Health), components.HealthData{Current: 3}, nil)
 	fc.expect(t, wire.KindMutate)

@@ -40,6 +40,8 @@ func Example() {
 	}
 
 	var pending <-chan netclient.MutationResult
+	frames := time.NewTicker(time.Second / 60)
+	defer frames.Stop()
 	for frame := 0; frame < 600; frame++ { // the game loop, 60 frames a second
 		if err := c.Update(); err != nil {
 			log.Fatal(err) // closed for good, e.g. the server's schema changed
@@ -65,7 +67,7 @@ func Example() {
 			}
 		default:
 		}
-		time.Sleep(time.Second / 60)
+		<-frames.C
 	}
 	st := c.Stats()
 	fmt.Printf("%d entities, rtt %v, %.0f B/s in\n", st.Entities, st.RTT, st.BytesInPerSec)

@@ -258,23 +258,16 @@ func dial(t *testing.T, fs *fakeServer, opts *netclient.Options) (*netclient.Cli
 	return c, fs.accept(t)
 }
 
-// pump calls Update (the test goroutine is the game goroutine) until cond
-// holds.
-func pump(t *testing.T, c *netclient.Client, cond func() bool) {
+// updateUntil calls Update (the test goroutine is the game goroutine) until
+// cond holds.
+func updateUntil(t *testing.T, c *netclient.Client, cond func() bool) {
 	t.Helper()
-	deadline := time.Now().Add(waitFor)
-	for {
+	testutil.Eventually(t, waitFor, "the condition after Update", func() bool {
 		if err := c.Update(); err != nil && !errors.Is(err, netclient.ErrClosed) {
 			t.Logf("Update: %v", err)
 		}
-		if cond() {
-			return
-		}
-		if time.Now().After(deadline) {
-			t.Fatal("condition not reached")
-		}
-		time.Sleep(time.Millisecond)
-	}
+		return cond()
+	})
 }
 
 // full encodes v as component ct's full value, with the component's

@@ -30,7 +30,7 @@ func TestInterpolation(t *testing.T) {
 	b.TickAdvance = 1
 	b.Updates = []wire.Update{fullUpdate(t, reg, components.Position, 1, components.PositionData{X: 10, Y: -4})}
 	fc.send(t, &b)
-	pump(t, c, func() bool { return c.ServerTick() == fs.tick+2 })
+	updateUntil(t, c, func() bool { return c.ServerTick() == fs.tick+2 })
 	e, _ := c.Entity(1)
 
 	at := func(tick float64) components.PositionData {
@@ -60,7 +60,7 @@ func TestInterpolation(t *testing.T) {
 	b.TickAdvance = 8
 	b.Updates = []wire.Update{fullUpdate(t, reg, components.Position, 1, components.PositionData{X: 20, Y: -4})}
 	fc.send(t, &b)
-	pump(t, c, func() bool { return c.ServerTick() == fs.tick+10 })
+	updateUntil(t, c, func() bool { return c.ServerTick() == fs.tick+10 })
 	check(base+5, 10, -4)
 	check(base+9, 10, -4)
 	check(base+9.5, 15, -4)

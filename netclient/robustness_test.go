@@ -35,7 +35,7 @@ func TestServerComponentOrder(t *testing.T) {
 	var b wire.Batch
 	b.AddSpawn(1, 1, []wire.CompValue{{Comp: healthID, Value: comp.AppendFull(nil, unsafe.Pointer(&h))}})
 	fc.send(t, &b)
-	pump(t, c, func() bool { return c.Stats().Entities == 1 })
+	updateUntil(t, c, func() bool { return c.Stats().Entities == 1 })
 	got, ok := get(t, c, 1, components.Health)
 	if !ok || got != h {
 		t.Fatalf("health = %+v, %v", got, ok)
@@ -59,7 +59,7 @@ func TestIdleTimeoutReconnects(t *testing.T) {
 	fs.noPong = false
 	fs.mu.Unlock()
 	fs.accept(t)
-	pump(t, c, func() bool { return c.Stats().Reconnects >= 1 && c.Connected() })
+	updateUntil(t, c, func() bool { return c.Stats().Reconnects >= 1 && c.Connected() })
 }
 
 func TestBackpressureLosesNothing(t *testing.T) {
@@ -79,16 +79,10 @@ func TestBackpressureLosesNothing(t *testing.T) {
 		}
 	}()
 	// Without Update the reader fills the queue and waits.
-	deadline := time.Now().Add(waitFor)
-	for c.Stats().PendingBatches != 2 {
-		if time.Now().After(deadline) {
-			t.Fatalf("pending batches %d, want 2", c.Stats().PendingBatches)
-		}
-		time.Sleep(time.Millisecond)
-	}
-	time.Sleep(20 * time.Millisecond)
-	assertEqual(t, "pending batches", c.Stats().PendingBatches, 2)
-	pump(t, c, func() bool { return c.Stats().Entities == n })
+	twoPending := func() bool { return c.Stats().PendingBatches == 2 }
+	testutil.Eventually(t, waitFor, "two pending batches", twoPending)
+	testutil.Consistently(t, 20*time.Millisecond, "two pending batches, and no more, without Update", twoPending)
+	updateUntil(t, c, func() bool { return c.Stats().Entities == n })
 	assertEqual(t, "server tick", c.ServerTick(), fs.tick+n)
 	h, _ := get(t, c, n, components.Health)
 	assertEqual(t, "last value", h.Current, int32(n))
@@ -102,7 +96,7 @@ func TestOptimisticMutationAccepted(t *testing.T) {
 	p0 := components.PositionData{X: 1, Y: 1}
 	b.AddSpawn(2, 1, []wire.CompValue{full(t, reg, components.Position, p0)})
 	fc.send(t, &b)
-	pump(t, c, func() bool { return c.Stats().Entities == 1 })
+	updateUntil(t, c, func() bool { return c.Stats().Entities == 1 })
 	e, _ := c.Entity(2)
 
 	opt := &netclient.MutateOptions{Optimistic: true}
@@ -123,7 +117,7 @@ func TestOptimisticMutationAccepted(t *testing.T) {
 	b.Updates = []wire.Update{deltaUpdate(t, reg, components.Position, 2, p0, components.PositionData{X: 2, Y: 1})}
 	b.Results = []wire.MutationResult{{Request: m1.Request}}
 	fc.send(t, &b)
-	pump(t, c, func() bool { return len(r1) == 1 })
+	updateUntil(t, c, func() bool { return len(r1) == 1 })
 	p, _ = get(t, c, 2, components.Position)
 	assertEqual(t, "still the latest optimistic value", p.X, 3.004)
 
@@ -134,7 +128,7 @@ func TestOptimisticMutationAccepted(t *testing.T) {
 	b.Updates = []wire.Update{deltaUpdate(t, reg, components.Position, 2, components.PositionData{X: 2, Y: 1}, components.PositionData{X: 3, Y: 1})}
 	b.Results = []wire.MutationResult{{Request: m2.Request}}
 	fc.send(t, &b)
-	pump(t, c, func() bool { return len(r2) == 1 })
+	updateUntil(t, c, func() bool { return len(r2) == 1 })
 	if r := <-r2; r.Err != nil {
 		t.Fatalf("result %+v", r)
 	}
@@ -180,13 +174,13 @@ func TestDesyncCases(t *testing.T) {
 		var b wire.Batch
 		tc.batch(&b)
 		fc.send(t, &b)
-		pump(t, c, func() bool { return c.Stats().DecodeErrors == uint64(i+1) })
+		updateUntil(t, c, func() bool { return c.Stats().DecodeErrors == uint64(i+1) })
 		if code := fc.waitClosed(t); code != websocket.StatusCode(wire.CloseProtocolError) {
 			t.Fatalf("%s: close code %v", tc.name, code)
 		}
 		fc = fs.accept(t)
-		pump(t, c, func() bool { return c.Stats().Reconnects == uint64(i+1) && c.Connected() })
-		pump(t, c, func() bool { return c.Stats().Entities == 0 })
+		updateUntil(t, c, func() bool { return c.Stats().Reconnects == uint64(i+1) && c.Connected() })
+		updateUntil(t, c, func() bool { return c.Stats().Entities == 0 })
 	}
 }
 
@@ -301,7 +295,7 @@ func TestRandomBatches(t *testing.T) {
 		}
 		fc.send(t, &b)
 		if step%50 == 49 || step == steps-1 {
-			pump(t, c, func() bool { return c.ServerTick() == tick && c.Stats().PendingBatches == 0 })
+			updateUntil(t, c, func() bool { return c.ServerTick() == tick && c.Stats().PendingBatches == 0 })
 			c.Update()
 			// Compare the mirror with the model.
 			assertEqual(t, "entities", c.Stats().Entities, len(model))
@@ -350,11 +344,11 @@ func TestHostileServer(t *testing.T) {
 		// The first message may already end the connection.
 		fc.ws.Write(fs.ctx, websocket.MessageBinary, msg)
 		fc.ws.Write(fs.ctx, websocket.MessageBinary, []byte{byte(wire.KindBatch), 0, 99}) // surely bad
-		pump(t, c, func() bool { return !c.Connected() || c.Stats().DecodeErrors > uint64(i) })
+		updateUntil(t, c, func() bool { return !c.Connected() || c.Stats().DecodeErrors > uint64(i) })
 		fc.waitClosed(t)
 		fc = fs.accept(t)
 	}
-	pump(t, c, func() bool { return c.Connected() })
+	updateUntil(t, c, func() bool { return c.Connected() })
 	if c.Stats().DecodeErrors < 40 {
 		t.Fatalf("decode errors %d", c.Stats().DecodeErrors)
 	}

@@ -11,6 +11,7 @@ import (
 	"github.com/yohamta/donburi"
 
 	"github.com/ebisync/ebisync/components"
+	"github.com/ebisync/ebisync/internal/testutil"
 	"github.com/ebisync/ebisync/internal/wire"
 	"github.com/ebisync/ebisync/plugin"
 )
@@ -95,7 +96,7 @@ func TestAmplification(t *testing.T) {
 			}
 		}()
 	}
-	eventually(t, 30*time.Second, "every client's snapshot", func() bool {
+	testutil.Eventually(t, 30*time.Second, "every client's snapshot", func() bool {
 		st := h.srv.Stats()
 		return received.Load() == n && st.Clients == n && st.ScopeEntries == n*len(tags)
 	})
@@ -115,7 +116,7 @@ func TestAmplification(t *testing.T) {
 		ws.Close(websocket.StatusNormalClosure, "")
 	}
 	wg.Wait()
-	eventually(t, 10*time.Second, "the clients to be freed", func() bool {
+	testutil.Eventually(t, 10*time.Second, "the clients to be freed", func() bool {
 		st := h.srv.Stats()
 		return st.Connections == 0 && st.Clients == 0 && st.ScopeEntries == 0 && st.Subscriptions == 0
 	})

@@ -23,6 +23,7 @@ import (
 	"go.uber.org/goleak"
 
 	"github.com/ebisync/ebisync/components"
+	"github.com/ebisync/ebisync/internal/testutil"
 	"github.com/ebisync/ebisync/netclient"
 	"github.com/ebisync/ebisync/plugin"
 )
@@ -126,7 +127,7 @@ func TestChaos(t *testing.T) {
 			}
 			return nc, err
 		}
-		c.p = pump(t, proxyURL, reg, &netclient.Options{
+		c.p = startClientLoop(t, proxyURL, reg, &netclient.Options{
 			Name:             fmt.Sprintf("chaos-%d", i),
 			MinBackoff:       2 * time.Millisecond,
 			MaxBackoff:       30 * time.Millisecond,
@@ -145,10 +146,10 @@ func TestChaos(t *testing.T) {
 	if err := warm.p.c.SubscribeAll(); err != nil {
 		t.Fatal(err)
 	}
-	eventually(t, 10*time.Second, "warm-up client to see entities", func() bool { return warm.p.c.Stats().Entities > 0 })
+	testutil.Eventually(t, 10*time.Second, "warm-up client to see entities", func() bool { return warm.p.c.Stats().Entities > 0 })
 	warm.close()
 	clients, warm = nil, nil // unreachable: the baseline is the server's
-	eventually(t, 10*time.Second, "warm-up client to leave", func() bool {
+	testutil.Eventually(t, 10*time.Second, "warm-up client to leave", func() bool {
 		st := h.srv.Stats()
 		return st.Connections == 0 && st.Clients == 0
 	})
@@ -212,7 +213,7 @@ func TestChaos(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	eventually(t, 10*time.Second, "every client to see entities", func() bool {
+	testutil.Eventually(t, 10*time.Second, "every client to see entities", func() bool {
 		for _, c := range clients {
 			if c.p.c.Stats().Entities == 0 {
 				return false
@@ -238,7 +239,7 @@ func TestChaos(t *testing.T) {
 		if len(targets) == 0 {
 			targets = append(targets, clients[rng.IntN(len(clients))])
 		}
-		eventually(t, 10*time.Second, fmt.Sprintf("round %d: clients connected", round), func() bool {
+		testutil.Eventually(t, 10*time.Second, fmt.Sprintf("round %d: clients connected", round), func() bool {
 			for _, c := range targets {
 				if !c.p.c.Connected() {
 					return false
@@ -267,7 +268,7 @@ func TestChaos(t *testing.T) {
 		// little (pings every 20ms), so after a while the link is cut at
 		// once wherever it is.
 		forceAt := time.Now().Add(400 * time.Millisecond)
-		eventually(t, 15*time.Second, fmt.Sprintf("round %d: %d cut clients to reconnect", round, len(cuts)), func() bool {
+		testutil.Eventually(t, 15*time.Second, fmt.Sprintf("round %d: %d cut clients to reconnect", round, len(cuts)), func() bool {
 			if time.Now().After(forceAt) {
 				for _, a := range cuts {
 					a.l.force()
@@ -285,7 +286,7 @@ func TestChaos(t *testing.T) {
 		for i, a := range cuts {
 			bytesIn[i] = a.c.p.c.Stats().BytesIn
 		}
-		eventually(t, 10*time.Second, fmt.Sprintf("round %d: data on the new connections", round), func() bool {
+		testutil.Eventually(t, 10*time.Second, fmt.Sprintf("round %d: data on the new connections", round), func() bool {
 			for i, a := range cuts {
 				if a.c.p.c.Stats().BytesIn <= bytesIn[i] {
 					return false
@@ -300,7 +301,7 @@ func TestChaos(t *testing.T) {
 
 	// Settle: every client connected (an accept-time cut may have struck
 	// just before the cutting stopped), the world still, then the oracle.
-	eventually(t, 15*time.Second, "every client connected after the cuts", func() bool {
+	testutil.Eventually(t, 15*time.Second, "every client connected after the cuts", func() bool {
 		for _, c := range clients {
 			if !c.p.c.Connected() {
 				return false
@@ -316,23 +317,15 @@ func TestChaos(t *testing.T) {
 		var want map[uint64]expectation
 		var band map[uint64]bool
 		h.do(func(sw donburi.World) { want, band = view(sw, reg, c.subs, c.cx, c.cy, c.r, hyst) })
-		for {
-			var got map[uint64]expectation
-			c.p.do(func(mw donburi.World) { got = mirrorView(mw, reg) })
-			err := compareViews(reg, got, want, band)
-			if err == nil {
-				st := c.p.c.Stats()
-				reconnects += st.Reconnects
-				decodeErrors += st.DecodeErrors
-				t.Logf("client %d: converged after %d reconnects; mirror holds %d entities, view %d (+%d in band)", i, st.Reconnects, len(got), len(want), len(band))
-				break
-			}
-			if time.Now().After(deadline) {
-				dumpLog()
-				t.Fatalf("client %d (subs %v, interest (%.0f, %.0f) r %.0f) did not converge: %v; stats %+v", i, slices.Sorted(maps.Keys(c.subs)), c.cx, c.cy, c.r, err, c.p.c.Stats())
-			}
-			time.Sleep(10 * time.Millisecond)
+		held, err := awaitConvergence(c.p, reg, want, band, time.Until(deadline))
+		if err != nil {
+			dumpLog()
+			t.Fatalf("client %d (subs %v, interest (%.0f, %.0f) r %.0f) did not converge: %v; stats %+v", i, slices.Sorted(maps.Keys(c.subs)), c.cx, c.cy, c.r, err, c.p.c.Stats())
 		}
+		st := c.p.c.Stats()
+		reconnects += st.Reconnects
+		decodeErrors += st.DecodeErrors
+		t.Logf("client %d: converged after %d reconnects; mirror holds %d entities, view %d (+%d in band)", i, st.Reconnects, held, len(want), len(band))
 		if len(want) == 0 {
 			t.Errorf("client %d sees nothing: the test is not testing", i)
 		}
@@ -361,7 +354,7 @@ func TestChaos(t *testing.T) {
 	// its heap is back near the baseline.
 	closeClients()
 	clients = nil
-	eventually(t, 15*time.Second, "the server to forget every client", func() bool {
+	testutil.Eventually(t, 15*time.Second, "the server to forget every client", func() bool {
 		st := h.srv.Stats()
 		return st.Connections == 0 && st.Clients == 0 && st.Subscriptions == 0 && st.ScopeEntries == 0
 	})
@@ -375,10 +368,10 @@ func TestChaos(t *testing.T) {
 	closeHarness()
 }
 
-// chaosClient is a pumped netclient whose transport remembers the local
-// address of its last connection, so the proxy's link can be found.
+// chaosClient is a netclient on a clientLoop whose transport remembers the
+// local address of its last connection, so the proxy's link can be found.
 type chaosClient struct {
-	p         *pumped
+	p         *clientLoop
 	tr        *http.Transport
 	local     atomic.Value // string
 	subs      map[int]bool

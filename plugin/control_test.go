@@ -9,6 +9,7 @@ import (
 	"github.com/yohamta/donburi/features/transform"
 
 	"github.com/ebisync/ebisync/components"
+	"github.com/ebisync/ebisync/internal/testutil"
 	"github.com/ebisync/ebisync/internal/wire"
 	"github.com/ebisync/ebisync/plugin"
 )
@@ -82,7 +83,7 @@ func TestExclusiveControl(t *testing.T) {
 	reply := func(rc *rawClient, req uint64) wire.ControlReply {
 		t.Helper()
 		var r wire.ControlReply
-		eventually(t, 5*time.Second, "control reply", func() bool {
+		testutil.Eventually(t, 5*time.Second, "control reply", func() bool {
 			var ok bool
 			r, ok = rc.controlReplies()[req]
 			return ok
@@ -120,7 +121,7 @@ func TestExclusiveControl(t *testing.T) {
 	}
 	loser.send(wire.AppendMutate(nil, &wire.Mutate{Request: 3, ID: uint64(child.NetID), Gen: uint64(child.Gen), Comp: uint64(sc.Index()), Value: encodeValue(sc, scoreData{Points: 1})}))
 	winner.send(wire.AppendMutate(nil, &wire.Mutate{Request: 3, ID: uint64(child.NetID), Gen: uint64(child.Gen), Comp: uint64(sc.Index()), Value: encodeValue(sc, scoreData{Points: 2})}))
-	eventually(t, 5*time.Second, "mutation results", func() bool {
+	testutil.Eventually(t, 5*time.Second, "mutation results", func() bool {
 		_, l := loser.results()[3]
 		_, w := winner.results()[3]
 		return l && w
@@ -152,14 +153,14 @@ func TestExclusiveControl(t *testing.T) {
 	if r := reply(loser, 6); r.Result != wire.ControlTaken {
 		t.Fatalf("take with timeout: %+v", r)
 	}
-	eventually(t, 5*time.Second, "timeout to release", func() bool { return controlOf(h)[child.NetID] == 0 })
+	testutil.Eventually(t, 5*time.Second, "timeout to release", func() bool { return controlOf(h)[child.NetID] == 0 })
 	// Disconnect releases.
 	take(loser, 7, grandchild, 0, false)
 	if r := reply(loser, 7); r.Result != wire.ControlTaken {
 		t.Fatalf("take: %+v", r)
 	}
 	loser.close()
-	eventually(t, 5*time.Second, "disconnect to release", func() bool { return controlOf(h)[grandchild.NetID] == 0 })
+	testutil.Eventually(t, 5*time.Second, "disconnect to release", func() bool { return controlOf(h)[grandchild.NetID] == 0 })
 	// Unknown entity.
 	take(winner, 8, components.ReplicatedData{NetID: 999, Gen: 1}, 0, false)
 	if r := reply(winner, 8); r.Result != wire.ControlNotFound {
@@ -201,7 +202,7 @@ func TestBandwidthBudget(t *testing.T) {
 	}
 	var want map[uint64]expectation
 	h.do(func(w donburi.World) { want, _ = view(w, reg, subs, 0, 0, 0, 1) })
-	eventually(t, 30*time.Second, "every change delivered", func() bool {
+	testutil.Eventually(t, 30*time.Second, "every change delivered", func() bool {
 		_, bodies, err := rc.snapshot()
 		if err != nil {
 			t.Fatal(err)
@@ -235,7 +236,7 @@ func TestControlThenCreate(t *testing.T) {
 	rc := dialRaw(t, h.url, reg, true)
 	defer rc.close()
 	rc.send(wire.AppendControl(nil, &wire.Control{Request: 1, Op: wire.ControlTake, ID: uint64(tag.NetID), Gen: uint64(tag.Gen)}))
-	eventually(t, 5*time.Second, "control taken", func() bool { return rc.controlReplies()[1].Result == wire.ControlTaken })
+	testutil.Eventually(t, 5*time.Second, "control taken", func() bool { return rc.controlReplies()[1].Result == wire.ControlTaken })
 	h.do(func(w donburi.World) {
 		// The game creates an entity of the layout the server moved into.
 		e := w.Create(components.Replicated, score, note, components.Control)

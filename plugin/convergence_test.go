@@ -11,20 +11,23 @@ import (
 	"github.com/yohamta/donburi"
 
 	"github.com/ebisync/ebisync/components"
+	"github.com/ebisync/ebisync/internal/testutil"
 	"github.com/ebisync/ebisync/netclient"
 	"github.com/ebisync/ebisync/plugin"
 )
 
-// pumped is a netclient whose Update runs on its own goroutine, the
-// client's "game goroutine"; tests reach its mirror world with do.
-type pumped struct {
+// clientLoop is a netclient whose Update runs every 2 ms on its own
+// goroutine, the client's "game goroutine"; tests reach its mirror world
+// with do.
+type clientLoop struct {
 	c    *netclient.Client
 	jobs chan func()
 	stop chan struct{}
 	done chan struct{}
 }
 
-func pump(t testing.TB, url string, reg *components.Registry, opts *netclient.Options) *pumped {
+// startClientLoop dials url and starts the client's game goroutine.
+func startClientLoop(t testing.TB, url string, reg *components.Registry, opts *netclient.Options) *clientLoop {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()
@@ -38,7 +41,7 @@ func pump(t testing.TB, url string, reg *components.Registry, opts *netclient.Op
 	if err != nil {
 		t.Fatalf("dial: %v", err)
 	}
-	p := &pumped{c: c, jobs: make(chan func()), stop: make(chan struct{}), done: make(chan struct{})}
+	p := &clientLoop{c: c, jobs: make(chan func()), stop: make(chan struct{}), done: make(chan struct{})}
 	go func() {
 		defer close(p.done)
 		tk := time.NewTicker(2 * time.Millisecond)
@@ -57,13 +60,14 @@ func pump(t testing.TB, url string, reg *components.Registry, opts *netclient.Op
 	return p
 }
 
-func (p *pumped) do(f func(w donburi.World)) {
+// do runs Update, then f on the mirror world, on the game goroutine.
+func (p *clientLoop) do(f func(w donburi.World)) {
 	ch := make(chan struct{})
 	p.jobs <- func() { _ = p.c.Update(); f(p.c.World()); close(ch) }
 	<-ch
 }
 
-func (p *pumped) close() {
+func (p *clientLoop) close() {
 	close(p.stop)
 	<-p.done
 	p.c.Close()
@@ -91,6 +95,23 @@ func mirrorView(w donburi.World, reg *components.Registry) map[uint64]expectatio
 		}
 	}
 	return out
+}
+
+// awaitConvergence waits until p's mirror holds want (and nothing else
+// but entities in band). It returns how many entities the mirror holds,
+// and after timeout the difference it last found.
+func awaitConvergence(p *clientLoop, reg *components.Registry, want map[uint64]expectation, band map[uint64]bool, timeout time.Duration) (held int, err error) {
+	var last error
+	if testutil.WaitUntil(timeout, func() string { return "convergence" }, func() bool {
+		var got map[uint64]expectation
+		p.do(func(mw donburi.World) { got = mirrorView(mw, reg) })
+		held = len(got)
+		last = compareViews(reg, got, want, band)
+		return last == nil
+	}) != nil {
+		return held, last
+	}
+	return held, nil
 }
 
 func compareViews(reg *components.Registry, got, want map[uint64]expectation, band map[uint64]bool) error {
@@ -137,7 +158,7 @@ func TestConvergence(t *testing.T) {
 	health, _ := reg.Of(components.Health)
 	name, _ := reg.Of(components.Name)
 	type watcher struct {
-		p      *pumped
+		p      *clientLoop
 		subs   map[int]bool
 		cx, cy float64
 		r      float64
@@ -147,19 +168,19 @@ func TestConvergence(t *testing.T) {
 	for i := range reg.Len() {
 		all[i] = true
 	}
-	a := pump(t, h.url, reg, nil)
+	a := startClientLoop(t, h.url, reg, nil)
 	defer a.close()
 	if err := a.c.SubscribeAll(); err != nil {
 		t.Fatal(err)
 	}
 	ws = append(ws, &watcher{p: a, subs: all})
-	b := pump(t, h.url, reg, nil)
+	b := startClientLoop(t, h.url, reg, nil)
 	defer b.close()
 	if err := b.c.Subscribe(components.Position, components.Health); err != nil {
 		t.Fatal(err)
 	}
 	ws = append(ws, &watcher{p: b, subs: map[int]bool{pos.Index(): true, health.Index(): true}})
-	c := pump(t, h.url, reg, nil)
+	c := startClientLoop(t, h.url, reg, nil)
 	defer c.close()
 	if err := c.c.Subscribe(components.Position, components.Name); err != nil {
 		t.Fatal(err)
@@ -181,21 +202,11 @@ func TestConvergence(t *testing.T) {
 		var want map[uint64]expectation
 		var band map[uint64]bool
 		h.do(func(sw donburi.World) { want, band = view(sw, reg, w.subs, w.cx, w.cy, w.r, hyst) })
-		var last error
-		deadline := time.Now().Add(10 * time.Second)
-		for {
-			var got map[uint64]expectation
-			w.p.do(func(mw donburi.World) { got = mirrorView(mw, reg) })
-			last = compareViews(reg, got, want, band)
-			if last == nil {
-				t.Logf("client %d: mirror holds %d entities, view %d (+%d in band)", i, len(got), len(want), len(band))
-				break
-			}
-			if time.Now().After(deadline) {
-				t.Fatalf("client %d did not converge: %v", i, last)
-			}
-			time.Sleep(10 * time.Millisecond)
+		held, err := awaitConvergence(w.p, reg, want, band, 10*time.Second)
+		if err != nil {
+			t.Fatalf("client %d did not converge: %v", i, err)
 		}
+		t.Logf("client %d: mirror holds %d entities, view %d (+%d in band)", i, held, len(want), len(band))
 		if len(want) == 0 {
 			t.Errorf("client %d sees nothing: the test is not testing", i)
 		}

@@ -7,6 +7,7 @@ import (
 	"github.com/yohamta/donburi"
 
 	"github.com/ebisync/ebisync/components"
+	"github.com/ebisync/ebisync/internal/testutil"
 	"github.com/ebisync/ebisync/plugin"
 )
 
@@ -58,7 +59,7 @@ func TestServerFollowEntity(t *testing.T) {
 		}
 		return out
 	}
-	eventually(t, 5*time.Second, "ship and its neighbour in scope", func() bool {
+	testutil.Eventually(t, 5*time.Second, "ship and its neighbour in scope", func() bool {
 		got := xs()
 		return len(got) == 2 && got[5000] && got[5100]
 	})
@@ -66,7 +67,7 @@ func TestServerFollowEntity(t *testing.T) {
 	h.do(func(w donburi.World) {
 		components.Position.SetValue(w.Entry(ships[rc.wel.ClientID]), components.PositionData{X: 9050, Y: 9000})
 	})
-	eventually(t, 5*time.Second, "scope to follow the ship", func() bool {
+	testutil.Eventually(t, 5*time.Second, "scope to follow the ship", func() bool {
 		got := xs()
 		return len(got) == 3 && got[9050] && got[9000] && got[9100]
 	})

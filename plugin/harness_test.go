@@ -4,6 +4,7 @@ import (
 	"io"
 	"log/slog"
 	"net/http/httptest"
+	"sync"
 	"testing"
 	"time"
 	"unsafe"
@@ -27,6 +28,9 @@ type harness struct {
 	jobs chan func()
 	stop chan struct{}
 	done chan struct{}
+
+	mu     sync.Mutex
+	ticked chan struct{} // closed, and replaced, after each tick
 }
 
 func quietLogger() *slog.Logger { return slog.New(slog.NewTextHandler(io.Discard, nil)) }
@@ -40,7 +44,7 @@ func newHarness(t testing.TB, reg *components.Registry, opts *plugin.Options, pe
 	if opts.Logger == nil {
 		opts.Logger = quietLogger()
 	}
-	h := &harness{t: t, w: donburi.NewWorld(), reg: reg, jobs: make(chan func()), stop: make(chan struct{}), done: make(chan struct{})}
+	h := &harness{t: t, w: donburi.NewWorld(), reg: reg, jobs: make(chan func()), stop: make(chan struct{}), done: make(chan struct{}), ticked: make(chan struct{})}
 	h.srv = plugin.New(h.w, reg, opts)
 	h.ts = httptest.NewServer(h.srv)
 	h.url = wsURL(h.ts)
@@ -56,6 +60,10 @@ func newHarness(t testing.TB, reg *components.Registry, opts *plugin.Options, pe
 				f()
 			case <-tk.C:
 				h.srv.Tick()
+				h.mu.Lock()
+				close(h.ticked)
+				h.ticked = make(chan struct{})
+				h.mu.Unlock()
 			}
 		}
 	}()
@@ -71,13 +79,22 @@ func (h *harness) do(f func(w donburi.World)) {
 
 // ticks waits until n more ticks have completed.
 func (h *harness) ticks(n int) {
-	start := h.srv.CurrentTick()
-	deadline := time.Now().Add(10 * time.Second)
-	for h.srv.CurrentTick() < start+uint64(n) {
-		if time.Now().After(deadline) {
+	h.t.Helper()
+	end := h.srv.CurrentTick() + uint64(n)
+	timeout := time.NewTimer(10 * time.Second)
+	defer timeout.Stop()
+	for {
+		h.mu.Lock()
+		ticked := h.ticked
+		h.mu.Unlock()
+		if h.srv.CurrentTick() >= end {
+			return
+		}
+		select {
+		case <-ticked:
+		case <-timeout.C:
 			h.t.Fatalf("server did not tick %d times", n)
 		}
-		time.Sleep(time.Millisecond)
 	}
 }
 
@@ -86,18 +103,6 @@ func (h *harness) close() {
 	h.ts.Close()
 	close(h.stop)
 	<-h.done
-}
-
-// eventually polls cond until it holds or the timeout passes.
-func eventually(t testing.TB, timeout time.Duration, what string, cond func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(timeout)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out waiting for %s", what)
-		}
-		time.Sleep(5 * time.Millisecond)
-	}
 }
 
 func standardRegistry() *components.Registry {

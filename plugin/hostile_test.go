@@ -20,6 +20,7 @@ import (
 	"github.com/ebisync/ebisync/components"
 	"github.com/ebisync/ebisync/internal/codec"
 	"github.com/ebisync/ebisync/internal/hostile"
+	"github.com/ebisync/ebisync/internal/testutil"
 	"github.com/ebisync/ebisync/internal/wire"
 	"github.com/ebisync/ebisync/netclient"
 	"github.com/ebisync/ebisync/plugin"
@@ -272,13 +273,13 @@ func TestHostileInput(t *testing.T) {
 
 	// 20 honest clients: half see everything, half an interest circle.
 	type honest struct {
-		p      *pumped
+		p      *clientLoop
 		cx, cy float64
 		r      float64
 	}
 	var honests []*honest
 	for i := range 20 {
-		p := pump(t, h.url, reg, &netclient.Options{HTTPHeader: creds(fmt.Sprintf("player-%d", i), fmt.Sprintf("honest-%d", i))})
+		p := startClientLoop(t, h.url, reg, &netclient.Options{HTTPHeader: creds(fmt.Sprintf("player-%d", i), fmt.Sprintf("honest-%d", i))})
 		defer p.close()
 		if err := p.c.SubscribeAll(); err != nil {
 			t.Fatal(err)
@@ -350,18 +351,8 @@ func TestHostileInput(t *testing.T) {
 		var want map[uint64]expectation
 		var band map[uint64]bool
 		h.do(func(sw donburi.World) { want, band = view(sw, reg, subs, hc.cx, hc.cy, hc.r, hyst) })
-		var last error
-		deadline := time.Now().Add(10 * time.Second)
-		for {
-			var got map[uint64]expectation
-			hc.p.do(func(mw donburi.World) { got = mirrorView(mw, reg) })
-			if last = compareViews(reg, got, want, band); last == nil {
-				break
-			}
-			if time.Now().After(deadline) {
-				t.Fatalf("honest client %d did not converge: %v", i, last)
-			}
-			time.Sleep(10 * time.Millisecond)
+		if _, err := awaitConvergence(hc.p, reg, want, band, 10*time.Second); err != nil {
+			t.Fatalf("honest client %d did not converge: %v", i, err)
 		}
 		if len(want) == 0 {
 			t.Fatalf("honest client %d sees nothing: the test is not testing", i)
@@ -377,7 +368,7 @@ func TestHostileInput(t *testing.T) {
 // waitQuiet waits until only the 20 honest clients are connected.
 func (e *hostileEnv) waitQuiet(t testing.TB) {
 	t.Helper()
-	eventually(t, 5*time.Second, "the attackers to be gone", func() bool {
+	testutil.Eventually(t, 5*time.Second, "the attackers to be gone", func() bool {
 		st := e.h.srv.Stats()
 		return st.Connections == 20 && st.Clients == 20
 	})
@@ -583,7 +574,7 @@ func hostileAttacks() []attack {
 			c.Close()
 			// The peer vanished: no refusal is counted (it is a Debug
 			// log), and the server forgets the connection.
-			eventually(t, 5*time.Second, "the half-sent connection to be forgotten", func() bool {
+			testutil.Eventually(t, 5*time.Second, "the half-sent connection to be forgotten", func() bool {
 				return e.h.srv.Stats().Connections == 20
 			})
 			after := e.h.srv.Stats().Refusals
@@ -605,7 +596,7 @@ func hostileAttacks() []attack {
 			if _, err := c.Write(append(hostile.FrameHeader(len(hello)), hello...)); err != nil {
 				t.Fatal(err)
 			}
-			eventually(t, 5*time.Second, "the handshake", func() bool { return e.h.srv.Stats().Clients == 21 })
+			testutil.Eventually(t, 5*time.Second, "the handshake", func() bool { return e.h.srv.Stats().Clients == 21 })
 			if _, err := c.Write(hostile.FrameHeader(10)); err != nil {
 				t.Fatal(err)
 			}
@@ -627,7 +618,7 @@ func hostileAttacks() []attack {
 			ws := dialWS(t, e.h.url, e.reg, attacker(), true)
 			send(t, ws, websocket.MessageBinary, []byte{0x04, 0x01, 0x02, 0xa0, 0x8d, 0x06, 0x00})
 			ws.CloseNow()
-			eventually(t, 5*time.Second, "the attacker to be dropped", func() bool {
+			testutil.Eventually(t, 5*time.Second, "the attacker to be dropped", func() bool {
 				return e.h.srv.Stats().Clients == 20
 			})
 			e.h.ticks(5) // the server ticks on
@@ -727,11 +718,13 @@ func hostileAttacks() []attack {
 			ws := dialWS(t, e.h.url, e.reg, attacker(), true)
 			defer ws.CloseNow()
 			send(t, ws, websocket.MessageBinary, wire.AppendSubscribe(nil, wire.KindSubscribe, &wire.Subscribe{Subs: []wire.Sub{{Kind: wire.SubComponent, ID: 0}}}))
+			pace := time.NewTicker(2 * time.Millisecond) // paces the attack, not a wait for a result
+			defer pace.Stop()
 			for i := range 60 {
 				in := wire.Interest{Mode: wire.InterestPoint, X: float64(i%2) * 2000, Y: 0, Radius: 2000}
 				send(t, ws, websocket.MessageBinary, wire.AppendInterest(nil, &in))
 				send(t, ws, websocket.MessageBinary, wire.AppendSubscribe(nil, wire.KindSubscribe, &wire.Subscribe{}))
-				time.Sleep(2 * time.Millisecond) // paces the attack, not a wait for a result
+				<-pace.C
 			}
 			expectAlive(t, ws)
 		}},
@@ -798,7 +791,7 @@ func hostileAttacks() []attack {
 			for _, ws := range held {
 				ws.CloseNow()
 			}
-			eventually(t, 5*time.Second, "handshakes to end", func() bool { return e.h.srv.Stats().Connections == 20 })
+			testutil.Eventually(t, 5*time.Second, "handshakes to end", func() bool { return e.h.srv.Stats().Connections == 20 })
 		}},
 		{"connections over the server limit", func(t *testing.T, e *hostileEnv) {
 			e.waitQuiet(t)
@@ -806,12 +799,12 @@ func hostileAttacks() []attack {
 			for range 60 - 20 {
 				held = append(held, dialWS(t, e.h.url, e.reg, attacker(), true))
 			}
-			eventually(t, 5*time.Second, "60 connections", func() bool { return e.h.srv.Stats().Connections == 60 })
+			testutil.Eventually(t, 5*time.Second, "60 connections", func() bool { return e.h.srv.Stats().Connections == 60 })
 			expectHTTP(t, e.h.url, attacker(), http.StatusServiceUnavailable)
 			for _, ws := range held {
 				ws.CloseNow()
 			}
-			eventually(t, 5*time.Second, "connections to end", func() bool { return e.h.srv.Stats().Connections == 20 })
+			testutil.Eventually(t, 5*time.Second, "connections to end", func() bool { return e.h.srv.Stats().Connections == 20 })
 		}},
 	}
 }

@@ -46,7 +46,7 @@ func TestReconnectSoak(t *testing.T) {
 	rc.subscribeAll()
 	h.ticks(3)
 	rc.close()
-	eventually(t, 5*time.Second, "warm-up client to leave", func() bool { return h.srv.Stats().Clients == 0 })
+	testutil.Eventually(t, 5*time.Second, "warm-up client to leave", func() bool { return h.srv.Stats().Clients == 0 })
 
 	baseG := runtime.NumGoroutine()
 	baseHeap := heapAfterGC()
@@ -60,7 +60,7 @@ func TestReconnectSoak(t *testing.T) {
 			rc.ws.CloseNow() // vanish without a close frame
 		}
 	}
-	eventually(t, 20*time.Second, "every client freed", func() bool {
+	testutil.Eventually(t, 20*time.Second, "every client freed", func() bool {
 		st := h.srv.Stats()
 		return st.Clients == 0 && st.Connections == 0 && st.Subscriptions == 0 && st.ScopeEntries == 0
 	})
@@ -68,7 +68,7 @@ func TestReconnectSoak(t *testing.T) {
 	if st.Connects < uint64(cycles) {
 		t.Fatalf("server counted %d handshakes, want >= %d", st.Connects, cycles)
 	}
-	eventually(t, 10*time.Second, "goroutines back to baseline", func() bool { return runtime.NumGoroutine() <= baseG })
+	testutil.Eventually(t, 10*time.Second, "goroutines back to baseline", func() bool { return runtime.NumGoroutine() <= baseG })
 	if grown := int64(heapAfterGC()) - int64(baseHeap); grown > 2<<20 {
 		t.Fatalf("heap grew by %d bytes over %d cycles, want < 2 MiB", grown, cycles)
 	}
@@ -109,30 +109,33 @@ func TestSlowClient(t *testing.T) {
 	for _, rc := range []*rawClient{fast1, fast2, slow} {
 		rc.subscribeAll()
 	}
-	eventually(t, 5*time.Second, "three clients", func() bool { return h.srv.Stats().Clients == 3 })
+	testutil.Eventually(t, 5*time.Second, "three clients", func() bool { return h.srv.Stats().Clients == 3 })
 
-	// Every tick, every blob changes to incompressible text: ~32 KiB a tick.
+	// Every tick, every blob changes to incompressible text: ~32 KiB a
+	// tick. The churn is paced at the tick period, the game's own rate;
+	// it waits for no result.
 	stop := make(chan struct{})
 	churned := make(chan struct{})
 	go func() {
 		defer close(churned)
+		pace := time.NewTicker(4 * time.Millisecond)
+		defer pace.Stop()
 		for {
-			select {
-			case <-stop:
-				return
-			default:
-			}
 			h.do(func(w donburi.World) {
 				for _, e := range ents {
 					blob.SetValue(w.Entry(e), blobData{Data: randText(rng, 2048)})
 				}
 			})
-			time.Sleep(4 * time.Millisecond)
+			select {
+			case <-stop:
+				return
+			case <-pace.C:
+			}
 		}
 	}()
 	startTick := h.srv.CurrentTick()
 	var peakHeap uint64
-	eventually(t, 20*time.Second, "slow client dropped", func() bool {
+	testutil.Eventually(t, 20*time.Second, "slow client dropped", func() bool {
 		var ms runtime.MemStats
 		runtime.ReadMemStats(&ms)
 		peakHeap = max(peakHeap, ms.HeapAlloc)
@@ -160,7 +163,7 @@ func TestSlowClient(t *testing.T) {
 	bc, _ := testutil.Codec(reg.Of(blob))
 	h.ticks(5)
 	for i, rc := range []*rawClient{fast1, fast2} {
-		eventually(t, 10*time.Second, "fast client to converge", func() bool {
+		testutil.Eventually(t, 10*time.Second, "fast client to converge", func() bool {
 			got := rc.blobValues(bc)
 			for id, v := range want {
 				if got[id] != v {
@@ -290,7 +293,7 @@ func TestCloseDuringHandshake(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer deaf.CloseNow()
-	eventually(t, 5*time.Second, "two handshakes", func() bool { return h.srv.Stats().Connections == 2 })
+	testutil.Eventually(t, 5*time.Second, "two handshakes", func() bool { return h.srv.Stats().Connections == 2 })
 	closed := make(chan error, 1)
 	go func() {
 		_, _, err := reader.Read(ctx)
@@ -313,7 +316,7 @@ func TestCloseBound(t *testing.T) {
 	h := newHarness(t, reg, nil, 5*time.Millisecond)
 	deaf := dialWS(t, h.url, reg, nil, true) // handshaken, then never reads
 	defer deaf.CloseNow()
-	eventually(t, 5*time.Second, "the client to be admitted", func() bool { return h.srv.Stats().Clients == 1 })
+	testutil.Eventually(t, 5*time.Second, "the client to be admitted", func() bool { return h.srv.Stats().Clients == 1 })
 	start := time.Now()
 	h.close()
 	if d := time.Since(start); d > 2500*time.Millisecond {

@@ -11,6 +11,7 @@ import (
 	"github.com/yohamta/donburi"
 
 	"github.com/ebisync/ebisync/components"
+	"github.com/ebisync/ebisync/internal/testutil"
 	"github.com/ebisync/ebisync/internal/wire"
 	"github.com/ebisync/ebisync/plugin"
 )
@@ -300,7 +301,7 @@ func TestInterestConvergence(t *testing.T) {
 		var want map[uint64]expectation
 		var band map[uint64]bool
 		h.do(func(w donburi.World) { want, band = view(w, reg, wt.subs, wt.cx, wt.cy, wt.r, hyst) })
-		eventually(t, 5*time.Second, fmt.Sprintf("client %d to converge", i), func() bool {
+		testutil.Eventually(t, 5*time.Second, fmt.Sprintf("client %d to converge", i), func() bool {
 			_, bodies, _ := wt.rc.snapshot()
 			if err := wt.m.apply(bodies); err != nil {
 				t.Fatal(err)

@@ -137,7 +137,7 @@ func TestMutationStatuses(t *testing.T) {
 		cases[i].m.Request = uint64(i + 1)
 		rc.send(wire.AppendMutate(nil, &cases[i].m))
 	}
-	eventually(t, 5*time.Second, "all mutation results", func() bool { return len(rc.results()) == len(cases) })
+	testutil.Eventually(t, 5*time.Second, "all mutation results", func() bool { return len(rc.results()) == len(cases) })
 	got := rc.results()
 	for i, tc := range cases {
 		r := got[uint64(i+1)]
@@ -180,7 +180,7 @@ func TestMutationRateLimited(t *testing.T) {
 	for i := 1; i <= n; i++ {
 		rc.send(wire.AppendMutate(nil, &wire.Mutate{Request: uint64(i), ID: uint64(tag.NetID), Gen: uint64(tag.Gen), Comp: uint64(sc.Index()), Value: encodeValue(sc, scoreData{Points: int32(i)})}))
 	}
-	eventually(t, 5*time.Second, "all results", func() bool { return len(rc.results()) == n })
+	testutil.Eventually(t, 5*time.Second, "all results", func() bool { return len(rc.results()) == n })
 	ok, limited := 0, 0
 	for _, r := range rc.results() {
 		switch r.Status {
@@ -201,7 +201,7 @@ func TestMutationRateLimited(t *testing.T) {
 	for i := 1; i <= nc; i++ {
 		rc.send(wire.AppendControl(nil, &wire.Control{Request: uint64(n + i), Op: wire.ControlRelease, ID: uint64(tag.NetID), Gen: uint64(tag.Gen)}))
 	}
-	eventually(t, 5*time.Second, "all control replies", func() bool { return len(rc.controlReplies()) == nc })
+	testutil.Eventually(t, 5*time.Second, "all control replies", func() bool { return len(rc.controlReplies()) == nc })
 	limited = 0
 	for _, r := range rc.controlReplies() {
 		switch r.Result {
@@ -255,12 +255,12 @@ func TestMutationExplicit(t *testing.T) {
 		}
 		return -1
 	}
-	eventually(t, 5*time.Second, "spawn", func() bool { return points(watcher) == 0 })
+	testutil.Eventually(t, 5*time.Second, "spawn", func() bool { return points(watcher) == 0 })
 	writer.send(wire.AppendMutate(nil, &wire.Mutate{Request: 1, ID: uint64(tag.NetID), Gen: uint64(tag.Gen), Comp: uint64(sc.Index()), Value: encodeValue(codec.Of(sc.Component()), scoreData{Points: 9})}))
-	eventually(t, 5*time.Second, "mutation result", func() bool { _, ok := writer.results()[1]; return ok })
+	testutil.Eventually(t, 5*time.Second, "mutation result", func() bool { _, ok := writer.results()[1]; return ok })
 	if r := writer.results()[1]; r.Status != wire.StatusOk {
 		t.Fatalf("mutation answered %s %q, want Ok", r.Status.String(), r.Message)
 	}
-	eventually(t, 5*time.Second, "mutated value at the watcher", func() bool { return points(watcher) == 9 })
-	eventually(t, 5*time.Second, "mutated value at the writer", func() bool { return points(writer) == 9 })
+	testutil.Eventually(t, 5*time.Second, "mutated value at the watcher", func() bool { return points(watcher) == 9 })
+	testutil.Eventually(t, 5*time.Second, "mutated value at the writer", func() bool { return points(writer) == 9 })
 }

@@ -85,7 +85,7 @@ func TestMutationBadInput(t *testing.T) {
 	target := findTag(h, func(*donburi.Entry) bool { return true })
 
 	// A well-behaved client watches the world throughout.
-	good := pump(t, h.url, reg, nil)
+	good := startClientLoop(t, h.url, reg, nil)
 	defer good.close()
 	if err := good.c.SubscribeAll(); err != nil {
 		t.Fatal(err)
@@ -111,7 +111,7 @@ func TestMutationBadInput(t *testing.T) {
 		cases[i].m.Request = uint64(i + 1)
 		bad.send(wire.AppendMutate(nil, &cases[i].m))
 	}
-	eventually(t, 5*time.Second, "bad-input results", func() bool { return len(bad.results()) >= len(cases) })
+	testutil.Eventually(t, 5*time.Second, "bad-input results", func() bool { return len(bad.results()) >= len(cases) })
 	for i, tc := range cases {
 		if r := bad.results()[uint64(i+1)]; r.Status != tc.want {
 			t.Errorf("%s: %s %q, want %s", tc.name, r.Status.String(), r.Message, tc.want.String())
@@ -122,7 +122,7 @@ func TestMutationBadInput(t *testing.T) {
 	for i := 0; i < flood; i++ {
 		bad.send(wire.AppendMutate(nil, &wire.Mutate{Request: uint64(100 + i), ID: uint64(target.NetID), Gen: uint64(target.Gen), Comp: uint64(sc.Index()), Value: encodeValue(sc, scoreData{Points: int32(i)})}))
 	}
-	eventually(t, 10*time.Second, "flood results", func() bool { return len(bad.results()) >= len(cases)+flood })
+	testutil.Eventually(t, 10*time.Second, "flood results", func() bool { return len(bad.results()) >= len(cases)+flood })
 	limited := 0
 	for i := 0; i < flood; i++ {
 		if bad.results()[uint64(100+i)].Status == wire.StatusRateLimited {
@@ -150,7 +150,7 @@ func TestMutationBadInput(t *testing.T) {
 	}
 	var want map[uint64]expectation
 	h.do(func(w donburi.World) { want, _ = view(w, reg, all, 0, 0, 0, 1) })
-	eventually(t, 5*time.Second, "good client to converge", func() bool {
+	testutil.Eventually(t, 5*time.Second, "good client to converge", func() bool {
 		var got map[uint64]expectation
 		good.do(func(mw donburi.World) { got = mirrorView(mw, reg) })
 		return compareViews(reg, got, want, nil) == nil
@@ -181,13 +181,13 @@ func TestOptimisticRevert(t *testing.T) {
 		e := w.Create(components.Replicated, score)
 		score.SetValue(w.Entry(e), scoreData{Points: 10})
 	})
-	p := pump(t, h.url, reg, nil)
+	p := startClientLoop(t, h.url, reg, nil)
 	defer p.close()
 	if err := p.c.SubscribeAll(); err != nil {
 		t.Fatal(err)
 	}
 	var local donburi.Entity
-	eventually(t, 5*time.Second, "entity mirrored", func() bool {
+	testutil.Eventually(t, 5*time.Second, "entity mirrored", func() bool {
 		ok := false
 		p.do(func(w donburi.World) {
 			for _, a := range w.Archetypes() {
@@ -221,7 +221,7 @@ func TestOptimisticRevert(t *testing.T) {
 	if res.Status != ebisync.Forbidden {
 		t.Fatalf("status %v, want Forbidden", res.Status)
 	}
-	eventually(t, 5*time.Second, "revert", func() bool { return read() == 10 })
+	testutil.Eventually(t, 5*time.Second, "revert", func() bool { return read() == 10 })
 
 	// Accepted: the mirror keeps (then confirms) the value.
 	h.do(func(donburi.World) { refuse = false })
@@ -236,7 +236,7 @@ func TestOptimisticRevert(t *testing.T) {
 	if res.Status != ebisync.Ok {
 		t.Fatalf("status %v %q, want Ok", res.Status, res.Message)
 	}
-	eventually(t, 5*time.Second, "confirmed value", func() bool { return read() == 42 })
+	testutil.Eventually(t, 5*time.Second, "confirmed value", func() bool { return read() == 42 })
 	var server int32
 	h.do(func(w donburi.World) {
 		for _, a := range w.Archetypes() {

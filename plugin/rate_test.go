@@ -7,6 +7,7 @@ import (
 	"github.com/yohamta/donburi"
 
 	"github.com/ebisync/ebisync/components"
+	"github.com/ebisync/ebisync/internal/testutil"
 	"github.com/ebisync/ebisync/plugin"
 )
 
@@ -62,10 +63,10 @@ func TestFilterHidesEntities(t *testing.T) {
 		}
 		return
 	}
-	eventually(t, 5*time.Second, "own team only", func() bool { a, b := count(); return a == 5 && b == 0 })
+	testutil.Eventually(t, 5*time.Second, "own team only", func() bool { a, b := count(); return a == 5 && b == 0 })
 	// Switch the client's team: the rule's answer changes, the scope follows.
 	h.do(func(donburi.World) { clientTeam[rc.wel.ClientID] ^= 1 })
-	eventually(t, 5*time.Second, "other team only", func() bool { a, b := count(); return a == 0 && b == 5 })
+	testutil.Eventually(t, 5*time.Second, "other team only", func() bool { a, b := count(); return a == 0 && b == 5 })
 }
 
 // TestMaxRateCoalesces: a component capped at 10 updates per second on a

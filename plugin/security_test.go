@@ -57,7 +57,7 @@ func TestOrigin(t *testing.T) {
 		t.Fatalf("%d origin refusals counted, want 4", n)
 	}
 	// netclient sends no Origin: unaffected by the check.
-	p := pump(t, h.url, reg, nil)
+	p := startClientLoop(t, h.url, reg, nil)
 	p.close()
 }
 
@@ -123,11 +123,11 @@ func TestAuthenticate(t *testing.T) {
 		t.Fatalf("refusals %v", st.Refusals)
 	}
 
-	alice := pump(t, h.url, reg, &netclient.Options{Token: "tok-alice"})
+	alice := startClientLoop(t, h.url, reg, &netclient.Options{Token: "tok-alice"})
 	defer alice.close()
-	bob := pump(t, h.url, reg, &netclient.Options{Token: "tok-bob"})
+	bob := startClientLoop(t, h.url, reg, &netclient.Options{Token: "tok-bob"})
 	defer bob.close()
-	for _, p := range []*pumped{alice, bob} {
+	for _, p := range []*clientLoop{alice, bob} {
 		if err := p.c.SubscribeAll(); err != nil {
 			t.Fatal(err)
 		}
@@ -138,7 +138,7 @@ func TestAuthenticate(t *testing.T) {
 		components.Owner.SetValue(w.Entry(e), components.OwnerData{Client: bob.c.ClientID()})
 	})
 	var bobShip donburi.Entity
-	eventually(t, 5*time.Second, "bob's ship in alice's mirror", func() bool {
+	testutil.Eventually(t, 5*time.Second, "bob's ship in alice's mirror", func() bool {
 		alice.do(func(w donburi.World) { bobShip = findOwned(w, bob.c.ClientID()) })
 		return bobShip != donburi.Null
 	})
@@ -154,7 +154,7 @@ func TestAuthenticate(t *testing.T) {
 			t.Errorf("bob's ship thrust %+v after alice's mutation", v)
 		}
 	})
-	eventually(t, 5*time.Second, "the identities to reach the hooks", func() bool {
+	testutil.Eventually(t, 5*time.Second, "the identities to reach the hooks", func() bool {
 		mu.Lock()
 		defer mu.Unlock()
 		for _, hook := range []string{"OnConnect", "Filter"} {
@@ -193,9 +193,9 @@ func TestConnectionLimits(t *testing.T) {
 	t.Run("total", func(t *testing.T) {
 		h := newHarness(t, reg, &plugin.Options{MaxConnections: 3}, 2*time.Millisecond)
 		defer h.close()
-		var ps []*pumped
+		var ps []*clientLoop
 		for range 3 {
-			ps = append(ps, pump(t, h.url, reg, nil))
+			ps = append(ps, startClientLoop(t, h.url, reg, nil))
 		}
 		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 		defer cancel()
@@ -205,8 +205,8 @@ func TestConnectionLimits(t *testing.T) {
 			t.Fatalf("fourth Dial: %v, want HTTP 503 (ErrServerBusy)", err)
 		}
 		ps[0].close()
-		eventually(t, 5*time.Second, "a free place", func() bool { return h.srv.Stats().Connections == 2 })
-		p := pump(t, h.url, reg, nil) // admitted again
+		testutil.Eventually(t, 5*time.Second, "a free place", func() bool { return h.srv.Stats().Connections == 2 })
+		p := startClientLoop(t, h.url, reg, nil) // admitted again
 		p.close()
 		for _, p := range ps[1:] {
 			p.close()
@@ -223,7 +223,7 @@ func TestConnectionLimits(t *testing.T) {
 		expectHTTP(t, h.url, nil, http.StatusTooManyRequests)
 		a.CloseNow()
 		b.CloseNow()
-		eventually(t, 5*time.Second, "the address to be free", func() bool { return h.srv.Stats().Connections == 0 })
+		testutil.Eventually(t, 5*time.Second, "the address to be free", func() bool { return h.srv.Stats().Connections == 0 })
 		c := dialWS(t, h.url, reg, nil, true)
 		c.Close(websocket.StatusNormalClosure, "")
 		if n := h.srv.Stats().Refusals[plugin.RefusedPerAddress]; n != 1 {
@@ -239,7 +239,7 @@ func TestConnectionLimits(t *testing.T) {
 		defer deaf.CloseNow()
 		send(t, deaf, websocket.MessageBinary, []byte{0x3f}) // not a Hello; then it never reads
 		start := time.Now()
-		eventually(t, 5*time.Second, "the place to be free", func() bool { return h.srv.Stats().Connections == 0 })
+		testutil.Eventually(t, 5*time.Second, "the place to be free", func() bool { return h.srv.Stats().Connections == 0 })
 		if d := time.Since(start); d > 2*time.Second {
 			t.Fatalf("the refused peer held its handshake place for %v", d)
 		}
@@ -254,7 +254,7 @@ func TestConnectionLimits(t *testing.T) {
 		// the places.
 		expectClose(t, a, plugin.StatusProtocolError)
 		expectClose(t, b, plugin.StatusProtocolError)
-		eventually(t, 5*time.Second, "the handshakes to end", func() bool { return h.srv.Stats().Connections == 0 })
+		testutil.Eventually(t, 5*time.Second, "the handshakes to end", func() bool { return h.srv.Stats().Connections == 0 })
 		c := dialWS(t, h.url, reg, nil, true)
 		c.Close(websocket.StatusNormalClosure, "")
 		st := h.srv.Stats()
@@ -316,7 +316,7 @@ func TestControlRules(t *testing.T) {
 		id := req
 		rc.send(wire.AppendControl(nil, &wire.Control{Request: id, Op: op, ID: uint64(ship.NetID), Gen: uint64(ship.Gen), TimeoutMs: timeoutMs}))
 		var r wire.ControlReply
-		eventually(t, 5*time.Second, "control reply", func() bool {
+		testutil.Eventually(t, 5*time.Second, "control reply", func() bool {
 			var ok bool
 			r, ok = rc.controlReplies()[id]
 			return ok
@@ -329,7 +329,7 @@ func TestControlRules(t *testing.T) {
 		id := req
 		rc.send(wire.AppendMutate(nil, &wire.Mutate{Request: id, ID: uint64(ship.NetID), Gen: uint64(ship.Gen), Comp: uint64(tc.Index()), Value: encodeValue(tc, thrustData{X: float64(id)})}))
 		var r wire.MutationResult
-		eventually(t, 5*time.Second, "mutation result", func() bool {
+		testutil.Eventually(t, 5*time.Second, "mutation result", func() bool {
 			var ok bool
 			r, ok = rc.results()[id]
 			return ok
@@ -363,7 +363,7 @@ func TestControlRules(t *testing.T) {
 	if r := control(owner, wire.ControlRelease, 0); r.Result != wire.ControlReleased {
 		t.Fatalf("owner's release of the admin's hold: %+v", r)
 	}
-	eventually(t, 5*time.Second, "the hold to end", func() bool { return holder() == 0 })
+	testutil.Eventually(t, 5*time.Second, "the hold to end", func() bool { return holder() == 0 })
 	// A hold in use lasts past the idle timeout; an unused one ends after
 	// it, though it was taken with no timeout.
 	if r := control(admin, wire.ControlTake, 0); r.Result != wire.ControlTaken {
@@ -371,6 +371,8 @@ func TestControlRules(t *testing.T) {
 	}
 	start := time.Now()
 	var lastUse time.Time
+	steer := time.NewTicker(50 * time.Millisecond) // the admin steers at 20 Hz: pacing, not a wait for a result
+	defer steer.Stop()
 	for time.Since(start) < 700*time.Millisecond {
 		if r := mutate(admin); r.Status != wire.StatusOk {
 			t.Fatalf("admin's mutation: %+v", r)
@@ -379,9 +381,9 @@ func TestControlRules(t *testing.T) {
 		if holder() != admin.wel.ClientID {
 			t.Fatalf("a hold in use ended after %v", time.Since(start))
 		}
-		time.Sleep(50 * time.Millisecond) // the admin steers at 20 Hz
+		<-steer.C
 	}
-	eventually(t, 5*time.Second, "the idle hold to end", func() bool { return holder() == 0 })
+	testutil.Eventually(t, 5*time.Second, "the idle hold to end", func() bool { return holder() == 0 })
 	if d := time.Since(lastUse); d < 250*time.Millisecond {
 		t.Fatalf("the hold ended %v after its last use, before the idle timeout", d)
 	}
@@ -418,7 +420,7 @@ func TestRescanRate(t *testing.T) {
 	for range 200 {
 		send(t, ws, websocket.MessageBinary, wire.AppendSubscribe(nil, wire.KindSubscribe, &wire.Subscribe{}))
 	}
-	eventually(t, 5*time.Second, "the Subscribes to arrive", func() bool {
+	testutil.Eventually(t, 5*time.Second, "the Subscribes to arrive", func() bool {
 		st := h.srv.Stats()
 		return len(st.PerClient) == 1 && st.PerClient[0].MessagesIn >= 201
 	})
@@ -431,10 +433,12 @@ func TestRescanRate(t *testing.T) {
 	// at most 10 a second are evaluated, plus the first.
 	before = h.srv.Stats().Rescans
 	start := h.srv.CurrentTick()
+	pace := time.NewTicker(time.Millisecond) // paces the client, not a wait for a result
+	defer pace.Stop()
 	for i := 0; h.srv.CurrentTick() < start+50; i++ {
 		in := wire.Interest{Mode: wire.InterestPoint, X: float64(i % 2 * 400), Y: 0, Radius: 300}
 		send(t, ws, websocket.MessageBinary, wire.AppendInterest(nil, &in))
-		time.Sleep(time.Millisecond) // paces the client, not a wait for a result
+		<-pace.C
 	}
 	ticks := h.srv.CurrentTick() - start
 	n := h.srv.Stats().Rescans - before
@@ -489,7 +493,7 @@ func TestRefusalLogs(t *testing.T) {
 			t.Fatalf("%s: %d log lines, want 1 with count=1:\n%s", reason, len(l), strings.Join(l, "\n"))
 		}
 	}
-	time.Sleep(interval) // every first line was written before now: their interval passes
+	testutil.LetTimePass(interval) // every first line was written before now: their interval passes
 	burst(1)
 	for _, reason := range []string{plugin.RefusedProtocol, plugin.RefusedOrigin} {
 		if l := lines(reason); len(l) != 2 || !strings.Contains(l[1], "count=10 ") {
@@ -513,7 +517,7 @@ func TestMaxRadiusHoldsForGlobal(t *testing.T) {
 	rc := dialRaw(t, h.url, reg, true)
 	defer rc.close()
 	rc.subscribeAll()
-	eventually(t, 5*time.Second, "the scope", func() bool { return h.srv.Stats().ScopeEntries == 3 })
+	testutil.Eventually(t, 5*time.Second, "the scope", func() bool { return h.srv.Stats().ScopeEntries == 3 })
 	rc.send(wire.AppendInterest(nil, &wire.Interest{Mode: wire.InterestGlobal}))
 	rc.send(wire.AppendInterest(nil, &wire.Interest{Mode: wire.InterestPoint, X: 0, Y: 0, Radius: 1e9}))
 	rc.send(wire.AppendInterest(nil, &wire.Interest{Mode: wire.InterestGlobal}))

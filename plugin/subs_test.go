@@ -11,6 +11,7 @@ import (
 	"github.com/yohamta/donburi"
 
 	"github.com/ebisync/ebisync/components"
+	"github.com/ebisync/ebisync/internal/testutil"
 	"github.com/ebisync/ebisync/internal/wire"
 	"github.com/ebisync/ebisync/plugin"
 )
@@ -37,7 +38,7 @@ func TestEntitySubscription(t *testing.T) {
 	subscribeTo(rc, pos.Index())
 	rc.send(wire.AppendSubscribe(nil, wire.KindSubscribe, &wire.Subscribe{Subs: []wire.Sub{{Kind: wire.SubEntity, ID: uint64(farTag.NetID), Gen: uint64(farTag.Gen)}}}))
 	m := newRawMirror(reg)
-	eventually(t, 5*time.Second, "near (Position only) and far (everything)", func() bool {
+	testutil.Eventually(t, 5*time.Second, "near (Position only) and far (everything)", func() bool {
 		_, bodies, _ := rc.snapshot()
 		if err := m.apply(bodies); err != nil {
 			t.Fatal(err)
@@ -55,7 +56,7 @@ func TestEntitySubscription(t *testing.T) {
 	})
 	// Unsubscribing the entity takes it out of scope (it is out of range).
 	rc.send(wire.AppendSubscribe(nil, wire.KindUnsubscribe, &wire.Subscribe{Subs: []wire.Sub{{Kind: wire.SubEntity, ID: uint64(farTag.NetID), Gen: uint64(farTag.Gen)}}}))
-	eventually(t, 5*time.Second, "far entity to leave", func() bool {
+	testutil.Eventually(t, 5*time.Second, "far entity to leave", func() bool {
 		_, bodies, _ := rc.snapshot()
 		if err := m.apply(bodies); err != nil {
 			t.Fatal(err)
@@ -90,7 +91,7 @@ func TestExplicitTouch(t *testing.T) {
 		}
 		return -1, len(bodies)
 	}
-	eventually(t, 5*time.Second, "spawn", func() bool { v, _ := value(); return v == 0 })
+	testutil.Eventually(t, 5*time.Second, "spawn", func() bool { v, _ := value(); return v == 0 })
 	h.do(func(w donburi.World) { score.Get(w.Entry(e)).Points = 5 })
 	h.ticks(10)
 	if v, _ := value(); v != 0 {
@@ -102,7 +103,7 @@ func TestExplicitTouch(t *testing.T) {
 		t.Fatalf("%d batches sent on idle ticks", n-idle)
 	}
 	h.do(func(w donburi.World) { reg.Touch(w.Entry(e), score) })
-	eventually(t, 5*time.Second, "touched value", func() bool { v, _ := value(); return v == 5 })
+	testutil.Eventually(t, 5*time.Second, "touched value", func() bool { v, _ := value(); return v == 5 })
 }
 
 // errorCounter is a slog handler that counts records at Error level.
@@ -134,12 +135,11 @@ func TestVanishedPeersAreNotErrors(t *testing.T) {
 	done := make(chan struct{})
 	go func() { // keep the world changing so writes are in flight
 		defer close(done)
+		// Paced, every millisecond (about every tick): the churn waits
+		// for no result.
+		pace := time.NewTicker(time.Millisecond)
+		defer pace.Stop()
 		for {
-			select {
-			case <-stop:
-				return
-			default:
-			}
 			h.do(func(w donburi.World) {
 				for _, a := range w.Archetypes() {
 					if a.Layout().HasComponent(components.Position) {
@@ -149,7 +149,11 @@ func TestVanishedPeersAreNotErrors(t *testing.T) {
 					}
 				}
 			})
-			time.Sleep(time.Millisecond)
+			select {
+			case <-stop:
+				return
+			case <-pace.C:
+			}
 		}
 	}()
 	for i := 0; i < 60; i++ {
@@ -168,7 +172,7 @@ func TestVanishedPeersAreNotErrors(t *testing.T) {
 	}
 	close(stop)
 	<-done
-	eventually(t, 10*time.Second, "clients freed", func() bool { return h.srv.Stats().Clients == 0 })
+	testutil.Eventually(t, 10*time.Second, "clients freed", func() bool { return h.srv.Stats().Clients == 0 })
 	if n := counter.n.Load(); n != 0 {
 		t.Fatalf("%d Error-level logs for peers that simply left", n)
 	}
@@ -197,5 +201,5 @@ func TestOversizedMessage(t *testing.T) {
 	if h.srv.CurrentTick() < before+3 {
 		t.Fatal("server stopped ticking")
 	}
-	eventually(t, 5*time.Second, "only the good client left", func() bool { return h.srv.Stats().Clients == 1 })
+	testutil.Eventually(t, 5*time.Second, "only the good client left", func() bool { return h.srv.Stats().Clients == 1 })
 }

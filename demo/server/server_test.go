@@ -6,11 +6,12 @@ import (
 	"net/http"
 	"regexp"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
 	"github.com/coder/websocket"
+
+	"github.com/ebisync/ebisync/internal/testutil"
 )
 
 func TestRunForDuration(t *testing.T) {
@@ -41,57 +42,17 @@ func TestRunRejectsNegativeMaxPerAddr(t *testing.T) {
 	}
 }
 
-// syncBuffer is a bytes.Buffer safe for the server's writes and the test's
-// reads, which signals each write.
-type syncBuffer struct {
-	mu    sync.Mutex
-	buf   bytes.Buffer
-	wrote chan struct{}
-}
-
-func (b *syncBuffer) Write(p []byte) (int, error) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	select {
-	case b.wrote <- struct{}{}:
-	default:
-	}
-	return b.buf.Write(p)
-}
-
-func (b *syncBuffer) String() string {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.String()
-}
-
-// await waits until the output matches re and returns the match.
-func (b *syncBuffer) await(t *testing.T, re *regexp.Regexp) []string {
-	t.Helper()
-	timeout := time.After(time.Minute)
-	for {
-		if m := re.FindStringSubmatch(b.String()); m != nil {
-			return m
-		}
-		select {
-		case <-b.wrote:
-		case <-timeout:
-			t.Fatalf("output never matched %v:\n%s", re, b.String())
-		}
-	}
-}
-
 // TestMaxPerAddrAndRefusals: -max-per-addr 1 refuses a second connection
 // from the same address with 429, and the stats line counts the refusal.
 func TestMaxPerAddrAndRefusals(t *testing.T) {
-	out := &syncBuffer{wrote: make(chan struct{}, 1)}
+	var out testutil.SyncBuffer
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
 	done := make(chan error, 1)
 	go func() {
-		done <- run(ctx, []string{"-listen", "127.0.0.1:0", "-entities", "10", "-max-per-addr", "1", "-stats", "20ms"}, out)
+		done <- run(ctx, []string{"-listen", "127.0.0.1:0", "-entities", "10", "-max-per-addr", "1", "-stats", "20ms"}, &out)
 	}()
-	url := out.await(t, regexp.MustCompile(`listening on (ws://\S+/sync)`))[1]
+	url := out.Await(t, time.Minute, regexp.MustCompile(`listening on (ws://\S+/sync)`))[1]
 
 	dctx, dcancel := context.WithTimeout(ctx, 10*time.Second)
 	defer dcancel()
@@ -108,7 +69,7 @@ func TestMaxPerAddrAndRefusals(t *testing.T) {
 	if resp == nil || resp.StatusCode != http.StatusTooManyRequests {
 		t.Fatalf("second connection: %v (response %v), want HTTP 429", err, resp)
 	}
-	out.await(t, regexp.MustCompile(`stats: .*\| refusals address-limit:1`))
+	out.Await(t, time.Minute, regexp.MustCompile(`stats: .*\| refusals address-limit:1`))
 	cancel()
 	if err := <-done; err != nil {
 		t.Fatalf("run: %v\n%s", err, out.String())

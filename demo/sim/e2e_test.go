@@ -41,8 +41,8 @@ func startHost(t *testing.T, cfg *sim.HostConfig) (*sim.Host, string) {
 	return h, "ws://" + ln.Addr().String() + "/sync"
 }
 
-// player is one test client: a netclient.Client and its Pilot, pumped on
-// the test goroutine.
+// player is one test client: a netclient.Client and its Pilot, whose game
+// loop is the test goroutine.
 type player struct {
 	c *netclient.Client
 	p *sim.Pilot
@@ -59,26 +59,24 @@ func join(t *testing.T, url, name string, radius float64) *player {
 	return &player{c: c, p: sim.NewPilot(c, radius, nil)}
 }
 
-func (pl *player) pump(t *testing.T) {
+// frame runs one frame of the player's game loop: the client's Update,
+// then the pilot's.
+func (pl *player) frame(t *testing.T) {
 	t.Helper()
 	err := pl.c.Update()
 	assert(t, err == nil, "Update: %v", err)
 	pl.p.Update()
 }
 
-// until pumps the players every few milliseconds until cond holds.
+// until runs the players' frames until cond holds.
 func until(t *testing.T, what string, cond func() bool, players ...*player) {
 	t.Helper()
-	deadline := time.Now().Add(10 * time.Second)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out waiting for %s", what)
-		}
-		time.Sleep(5 * time.Millisecond)
+	testutil.Eventually(t, 10*time.Second, what, func() bool {
 		for _, pl := range players {
-			pl.pump(t)
+			pl.frame(t)
 		}
-	}
+		return cond()
+	})
 }
 
 func TestPilotFindsFollowsAndSteersItsShip(t *testing.T) {

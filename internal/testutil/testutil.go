@@ -5,9 +5,11 @@ import (
 	"github.com/yohamta/donburi"
 
 	"fmt"
+	"regexp"
 	"strings"
 	"sync"
 	"testing"
+	"time"
 
 	"github.com/ebisync/ebisync/components"
 	"github.com/ebisync/ebisync/internal/codec"
@@ -16,15 +18,52 @@ import (
 // SyncBuffer is a log destination a test reads while other goroutines
 // write to it. It is safe for concurrent use.
 type SyncBuffer struct {
-	mu sync.Mutex
-	b  strings.Builder
+	mu    sync.Mutex
+	b     strings.Builder
+	wrote chan struct{} // signalled after each write; see written
 }
 
 // Write appends p.
 func (s *SyncBuffer) Write(p []byte) (int, error) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
+	select {
+	case s.written() <- struct{}{}:
+	default:
+	}
 	return s.b.Write(p)
+}
+
+// written returns the channel signalled after each write, making it on
+// first use. s.mu is held.
+func (s *SyncBuffer) written() chan struct{} {
+	if s.wrote == nil {
+		s.wrote = make(chan struct{}, 1)
+	}
+	return s.wrote
+}
+
+// Await waits until what was written matches re, and returns the match
+// (as regexp.FindStringSubmatch). It fails t after timeout. One goroutine
+// at a time may Await.
+func (s *SyncBuffer) Await(t testing.TB, timeout time.Duration, re *regexp.Regexp) []string {
+	t.Helper()
+	timer := time.NewTimer(timeout)
+	defer timer.Stop()
+	for {
+		s.mu.Lock()
+		m := re.FindStringSubmatch(s.b.String())
+		wrote := s.written()
+		s.mu.Unlock()
+		if m != nil {
+			return m
+		}
+		select {
+		case <-wrote:
+		case <-timer.C:
+			t.Fatalf("output did not match %v within %s:\n%s", re, timeout, s.String())
+		}
+	}
 }
 
 // String returns what was written so far.

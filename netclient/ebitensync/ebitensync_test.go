@@ -72,19 +72,21 @@ func TestSystemAppliesAndPositionInterpolates(t *testing.T) {
 	game := ecs.NewECS(c.World())
 	game.AddSystem(ebitensync.System(c))
 	var e donburi.Entity
-	deadline := time.Now().Add(5 * time.Second)
-	for e == donburi.Null {
-		assert(t, time.Now().Before(deadline), "the entity never arrived")
-		time.Sleep(5 * time.Millisecond)
+	testutil.Eventually(t, 5*time.Second, "the entity to arrive", func() bool {
 		game.Update()
 		e, _ = c.Entity(1)
-	}
+		return e != donburi.Null
+	})
 
 	// Interpolated positions between frames only move forward, and stay
-	// behind the newest value the server sent.
+	// behind the newest value the server sent. The frames are paced (not
+	// a wait for a result): interpolation is about time passing between
+	// them.
+	frames := time.NewTicker(4 * time.Millisecond)
+	defer frames.Stop()
 	var last float64
 	for i := 0; i < 40; i++ {
-		time.Sleep(4 * time.Millisecond)
+		<-frames.C
 		game.Update()
 		x, y, ok := ebitensync.Position(c, e, time.Now())
 		assert(t, ok, "no position for a mirrored entity")
@@ -112,10 +114,14 @@ func TestOverlayDraws(t *testing.T) {
 	assert(t, !o.Visible(), "visible by default")
 	o.SetVisible(true)
 	assert(t, o.Visible(), "SetVisible(true)")
+	// Frames twice as fast as the overlay samples, so that its graphs
+	// fill: pacing, not a wait for a result.
+	frames := time.NewTicker(time.Millisecond / 2)
+	defer frames.Stop()
 	for i := 0; i < 2*ebitensync.GraphSamples; i++ {
 		_ = c.Update()
 		o.Update()
-		time.Sleep(time.Millisecond / 2)
+		<-frames.C
 	}
 	// Drawing off-screen before the game loop runs is allowed; it must
 	// not panic, visible or not.
