@@ -30,14 +30,13 @@ type ClientInfo struct {
 // goroutine touches it.
 type client struct {
 	// Read for every changed entity the client sees or is near, so kept
-	// together at the start. sendNow, direct and usedNow are set by plan
-	// before scopes are updated, so the changes of this tick can be written
-	// into the batch as they are found (entity by entity, while the entity
-	// is in cache) instead of being listed and looked up again per client.
+	// together at the start. direct and usedNow are set by plan before
+	// scopes are updated, so the changes of this tick can be written into
+	// the batch as they are found (entity by entity, while the entity is
+	// in cache) instead of being listed and looked up again per client.
 	s        *Server
 	mode     wire.InterestMode
-	sendNow  bool   // the client gets a batch this tick
-	direct   bool   // ... and it is uncapped: emit changes as they are found
+	direct   bool   // the client gets an uncapped batch this tick: emit changes as they are found
 	nsubs    int    // entity subscriptions
 	typeSubs uint64 // mask of subscribed component ids
 	cx, cy   float64
@@ -66,20 +65,15 @@ type client struct {
 	results  []wire.MutationResult
 	controls []wire.ControlReply
 
-	interval   uint32 // ticks between batches
-	minIntv    uint32
-	lastSent   uint32
-	good       int
-	busyRun    int
-	lastSlow   int64
-	batch      wire.Batch // exits, removals, results, control replies
-	outBuf     []byte     // the encoded batch; reused once the writer is idle
-	sizes      []int
-	order      []dirtyRef
-	rank       []uint32
-	dirtyTmp   []dirtyRef
-	prio       []float64
-	spawnComps []wire.CompValue
+	interval uint32 // ticks between batches
+	minIntv  uint32
+	lastSent uint32
+	good     int
+	busyRun  int
+	lastSlow int64
+	batch    wire.Batch // exits, removals, results, control replies
+	outBuf   []byte     // the encoded batch; reused once the writer is idle
+	dirtyTmp []dirtyRef // chooseSized's second dirty list, swapped with dirty
 }
 
 // dirtyRef names an in-scope entity with something to send: its net id

@@ -67,8 +67,8 @@ func TestFastPathSameBytes(t *testing.T) {
 			}
 			// The comparison means something only if the fast path ran,
 			// and the general one too.
-			if a.s.fastViews < 1000 || b.s.fastViews != 0 {
-				t.Fatalf("fast path wrote %d views (want many) and %d with it off (want 0)", a.s.fastViews, b.s.fastViews)
+			if a.s.test.fastViews < 1000 || b.s.test.fastViews != 0 {
+				t.Fatalf("fast path wrote %d views (want many) and %d with it off (want 0)", a.s.test.fastViews, b.s.test.fastViews)
 			}
 			// Every archetype took the quick check, odd sizes included.
 			for k := range a.s.archs {
@@ -76,7 +76,7 @@ func TestFastPathSameBytes(t *testing.T) {
 					t.Fatalf("archetype %d (components %b) has no quick check", ar.index, ar.mask)
 				}
 			}
-			t.Logf("fast path: %d views", a.s.fastViews)
+			t.Logf("fast path: %d views", a.s.test.fastViews)
 		})
 	}
 }
@@ -113,7 +113,7 @@ func newFastPathGame(t *testing.T, sendRate int, noFast bool) *fastPathGame {
 	components.Register(reg, "test.big", big, nil)
 	w := donburi.NewWorld()
 	s := New(w, reg, &Options{CellSize: 100, TickRate: 60, SendRate: sendRate})
-	s.noFastPath, s.noQuick = noFast, noFast
+	s.test.noFastPath, s.test.noQuick = noFast, noFast
 	g := &fastPathGame{t: t, s: s, w: w, rng: rand.New(rand.NewPCG(7, 8))}
 	for range 300 {
 		g.spawn()

@@ -145,6 +145,8 @@ type clientGrid struct {
 	refs       []clientRef
 	// Sparse form.
 	cells map[cellKey][]clientRef
+	// The clients with global interest, which are in no cell.
+	global []*client
 }
 
 // maxDenseCells bounds the dense form's index (4 bytes a cell).
@@ -155,9 +157,10 @@ const maxDenseCells = 1 << 16
 type clientRef struct {
 	x, y, r2 float64 // centre and squared enter radius
 	c        *client
-	// Server.stamp of the changed entity last seen in the client's scope:
-	// the search for clients an entity enters skips those already seeing
-	// it here, in memory it is reading anyway, not in the client.
+	// The stamp of the changed entity last seen in the client's scope
+	// this tick (never 0): the search for clients an entity enters skips
+	// those already seeing it here, in memory it is reading anyway, not
+	// in the client.
 	stamp uint64
 }
 
@@ -176,10 +179,15 @@ func (g *clientGrid) rebuild(clients []*client) {
 	}
 	clear(g.refs)
 	g.refs = g.refs[:0]
+	clear(g.global) // no pointer to a client that left outlives the tick
+	g.global = g.global[:0]
 	g.dense = false
 	g.size = 0
 	for _, c := range clients {
 		c.ref = nil
+		if !c.radiusMode() {
+			g.global = append(g.global, c)
+		}
 	}
 	for _, c := range clients {
 		if c.radiusMode() && c.enterR > g.size {

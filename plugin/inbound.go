@@ -10,24 +10,25 @@ import (
 )
 
 // applyInbound drains every client's inbound queue, in arrival order per
-// connection.
-func (s *Server) applyInbound() {
+// connection, into f's buffers, and applies it: to the World, and as
+// replies queued for the client's next batch.
+func (s *Server) applyInbound(f *frame) {
 	for _, c := range s.clients {
-		s.limitedBuf = c.cn.takeLimited(s.limitedBuf)
-		for _, l := range s.limitedBuf {
+		f.limited = c.cn.takeLimited(f.limited)
+		for _, l := range f.limited {
 			if l.control {
 				s.controlReply(c, &l.ctl, wire.ControlRateLimited, 0)
 			} else {
 				s.result(c, l.request, wire.StatusRateLimited, "mutation rate limit exceeded")
 			}
 		}
-		s.inboundBuf = c.cn.takeInbound(s.inboundBuf)
-		for i := range s.inboundBuf {
-			if !s.applyOne(c, &s.inboundBuf[i]) {
+		f.inbound = c.cn.takeInbound(f.inbound)
+		for i := range f.inbound {
+			if !s.applyOne(c, &f.inbound[i]) {
 				break // the client was closed; the rest is dropped with it
 			}
 		}
-		clear(s.inboundBuf) // drop the references to subscriptions and values
+		clear(f.inbound) // drop the references to subscriptions and values
 	}
 }
 

@@ -11,21 +11,16 @@ import (
 )
 
 // updateScopes decides, for every client, which entities enter and leave
-// its scope and which in-scope entities have something new to send. Its
-// cost follows the changes: a changed entity is checked against the clients
-// that see it and the clients near it, not against every client.
-func (s *Server) updateScopes() {
+// its scope and which in-scope entities have something new to send, and
+// writes what it can into the batches of out at once. Its cost follows
+// the changes in ch: a changed entity is checked against the clients that
+// see it and the clients near it, not against every client.
+func (s *Server) updateScopes(ch *changes, out *batches) {
+	leaveRemoved(ch.removed)
 	for _, c := range s.clients {
 		s.updateCentre(c)
 	}
 	s.cgrid.rebuild(s.clients)
-	clear(s.globalClients) // no pointer to a client that left outlives the tick
-	s.globalClients = s.globalClients[:0]
-	for _, c := range s.clients {
-		if !c.radiusMode() {
-			s.globalClients = append(s.globalClients, c)
-		}
-	}
 
 	// Rescans first: a change written into a batch below must not be
 	// followed by the entity's exit in the same batch.
@@ -35,21 +30,22 @@ func (s *Server) updateScopes() {
 	for _, c := range s.clients {
 		if (c.needScan || s.scanDue(c)) && s.tick >= c.nextScan {
 			s.rescan(c)
+			out.rescans++
 		}
 	}
 
-	for k, id := range s.changed {
-		s.prefetchChanged(k)
-		r := s.recs[id]
+	for k, x := range ch.ids {
+		prefetchChanged(s.recs, ch.ids, k)
+		r := s.recs[x.id()]
 		if r == nil {
 			continue
 		}
-		r.dirty = false
 		// Clients that see it: still visible → dirty, else exit. They are
 		// stamped, so the search for clients it enters skips them without
-		// a look at their scope.
-		s.stamp++
-		f := &s.plans[r.plan]
+		// a look at their scope. The client grid is rebuilt every tick, so
+		// a changed entity's place in ch.ids stamps it uniquely.
+		stamp := uint64(k + 1)
+		p := &ch.plans[x.plan()]
 		simple := s.opts.Filter == nil && r.hasPos
 		for i := 0; i < len(r.views); {
 			v := &r.views[i]
@@ -67,16 +63,16 @@ func (s *Server) updateScopes() {
 				continue
 			}
 			if c.ref != nil {
-				c.ref.stamp = s.stamp
+				c.ref.stamp = stamp
 			}
-			if !s.emitFast(r, v, f) && !s.emitNow(r, i) {
+			if !s.emitFast(ch, r, v, p) && !s.emitNow(out, r, i) {
 				markDirty(r, i)
 			}
 			i++
 		}
 		// Clients that may start seeing it.
 		if r.hasPos {
-			s.cgrid.near(r.x, r.y, s.stamp, func(c *client) { s.maybeEnter(c, r) })
+			s.cgrid.near(r.x, r.y, stamp, func(c *client) { s.maybeEnter(c, r) })
 		} else {
 			for _, c := range s.clients {
 				if c.radiusMode() {
@@ -84,12 +80,32 @@ func (s *Server) updateScopes() {
 				}
 			}
 		}
-		for _, c := range s.globalClients {
+		for _, c := range s.cgrid.global {
 			s.maybeEnter(c, r)
 		}
 		for _, c := range r.subs {
 			s.maybeEnter(c, r)
 		}
+	}
+}
+
+// leaveRemoved takes the records of entities that left the World out of
+// every client's scope, with an exit for each client that was sent the
+// spawn, and ends their entity subscriptions.
+func leaveRemoved(removed []*entityRec) {
+	for _, r := range removed {
+		for i := range r.views {
+			v := &r.views[i]
+			if !v.pending {
+				v.c.exits = append(v.c.exits, wire.Exit{Reason: reasonDespawned, ID: uint64(r.id)})
+			}
+			v.c.clearMember(r.id)
+		}
+		r.views = nil
+		for _, cl := range r.subs {
+			cl.forgetEntitySub(r.id)
+		}
+		r.subs = nil
 	}
 }
 
@@ -157,7 +173,6 @@ func (s *Server) rescan(c *client) {
 	c.needScan = false
 	c.lastScan = s.tick
 	c.nextScan = s.tick + s.scanGap
-	s.tickRescans++
 	c.scanX, c.scanY = c.cx, c.cy
 	c.eachMember(func(id uint32) {
 		r := s.recs[id]
@@ -195,19 +210,18 @@ const (
 )
 
 // prefetchChanged asks for the memory the scope pass will read of the
-// entities a few places after changed[k]: their records now, their view
+// entities a few places after ids[k]: their records at once, their view
 // lists once those records are in cache. Met one at a time, these are a
 // cache miss each (detection and the network goroutines have evicted
-// them), and they were the largest part of the scope pass's per-entity
-// cost.
-func (s *Server) prefetchChanged(k int) {
-	if j := k + aheadRec; j < len(s.changed) {
-		if r := s.recs[s.changed[j]]; r != nil {
+// them).
+func prefetchChanged(recs []*entityRec, ids []change, k int) {
+	if j := k + aheadRec; j < len(ids) {
+		if r := recs[ids[j].id()]; r != nil {
 			prefetchRec(r)
 		}
 	}
-	if j := k + aheadViews; j < len(s.changed) {
-		if r := s.recs[s.changed[j]]; r != nil && len(r.views) > 0 {
+	if j := k + aheadViews; j < len(ids) {
+		if r := recs[ids[j].id()]; r != nil && len(r.views) > 0 {
 			prefetch.Line(unsafe.Pointer(&r.views[0]))
 			prefetch.Line(unsafe.Pointer(&r.views[len(r.views)/4]))
 		}

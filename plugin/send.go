@@ -23,27 +23,11 @@ const (
 // its component values: id delta, generation, counts, component ids.
 const perEntityOverhead = 16
 
-// plan decides, before scopes are updated, which clients get a batch this
-// tick, and starts those batches.
-func (s *Server) plan() {
-	for _, c := range s.clients {
-		c.sendNow = s.pace(c)
-		c.direct = false
-		c.usedNow = 0
-		if c.sendNow {
-			c.batch.Reset()
-			c.build.Reset()
-			c.spawnComps = c.spawnComps[:0]
-			c.direct = s.budget(c) >= maxBatch-4096
-		}
-	}
-}
-
 // emitNow writes what the client needs of view i of r, which changed this
 // tick, straight into the client's batch. It reports false, leaving the
 // caller to mark the view dirty, when the batch is not being built this
 // tick or might not have room.
-func (s *Server) emitNow(r *entityRec, i int) bool {
+func (s *Server) emitNow(out *batches, r *entityRec, i int) bool {
 	v := &r.views[i]
 	c := v.c
 	if !c.direct || v.dirty {
@@ -55,40 +39,27 @@ func (s *Server) emitNow(r *entityRec, i int) bool {
 		c.usedNow+s.entitySize(c, r, v)+reserve > maxBatch {
 		return false
 	}
-	c.usedNow += s.emitEntity(c, r, v)
+	c.usedNow += s.emitEntity(out, c, r, v)
 	return true
 }
 
-// fastPath is what the common view of a changed entity needs: a client
-// that holds every component it receives and was up to date before this
-// tick gets the encoded delta of each component that changed, and nothing
-// else. Detection records it for each changed entity (entityRec.plan) with
-// the encoded deltas in per-tick arrays (Server.plans, Server.planDeltas),
-// so emitFast applies it to one view in a few comparisons without reading
-// the entity's component records, which are cache misses by then.
-type fastPath struct {
-	ok      bool   // false when a component was added this tick
-	minSync uint32 // a view synced before this has more to catch up
-	changed uint64 // components with a delta this tick
-	first   int32  // index in Server.planDeltas of the first changed component's delta
-	size    int32  // batch bytes of the entity when every changed component is sent
-}
-
-// emitFast writes view v of r into its client's batch when the fast path
-// applies and reports whether it did.
-func (s *Server) emitFast(r *entityRec, v *view, f *fastPath) bool {
+// emitFast writes view v of r into its client's batch when p, r's fast
+// path in ch, applies to it, and reports whether it did.
+func (s *Server) emitFast(ch *changes, r *entityRec, v *view, p *fastPath) bool {
 	c := v.c
-	if !f.ok || s.noFastPath || !c.direct || v.dirty || v.pending || v.sync < f.minSync || c.nsubs != 0 || v.held != c.typeSubs&r.present {
+	if !p.ok || s.test.noFastPath || !c.direct || v.dirty || v.pending || v.sync < p.minSync || c.nsubs != 0 || v.held != c.typeSubs&r.present {
 		return false
 	}
 	// The same room rule as emitNow, with the entity's exact size.
-	send := f.changed & v.held
-	size := int(f.size)
-	if send != f.changed {
+	send := p.changed & v.held
+	var size int
+	if send == p.changed {
+		size = perEntityOverhead + int(p.bytes) + bits.OnesCount64(p.changed)*perRecordOverhead
+	} else {
 		size = perEntityOverhead
-		for m, k := f.changed, f.first; m != 0; m &= m - 1 {
+		for m, k := p.changed, p.first; m != 0; m &= m - 1 {
 			if send&(m&-m) != 0 {
-				size += len(s.planDeltas[k]) + perRecordOverhead
+				size += len(ch.deltas[k]) + perRecordOverhead
 			}
 			k++
 		}
@@ -96,30 +67,30 @@ func (s *Server) emitFast(r *entityRec, v *view, f *fastPath) bool {
 	if c.usedNow+size+8*c.count+4096+batchOverhead > maxBatch {
 		return false
 	}
-	for m, k := f.changed, f.first; m != 0; m &= m - 1 {
+	for m, k := p.changed, p.first; m != 0; m &= m - 1 {
 		if send&(m&-m) != 0 {
-			c.build.Update(uint64(bits.TrailingZeros64(m)), uint64(r.id), true, s.planDeltas[k])
+			c.build.Update(uint64(bits.TrailingZeros64(m)), uint64(r.id), true, ch.deltas[k])
 		}
 		k++
 	}
 	c.usedNow += size
 	v.sync = s.tick
-	s.fastViews++
+	s.test.fastViews++
 	return true
 }
 
-// send builds each client's batch, then hands them all to the writers
-// through the dispatcher.
-func (s *Server) send() {
-	s.handoff = s.handoff[:0]
-	for _, c := range s.clients {
-		s.sendTo(c)
+// send encodes the batch of each client in out and hands them all to the
+// writers through the dispatcher.
+func (s *Server) send(out *batches) {
+	out.ready = out.ready[:0]
+	for _, c := range out.clients {
+		s.sendTo(out, c)
 	}
-	if len(s.handoff) == 0 {
+	if len(out.ready) == 0 {
 		return
 	}
 	s.disp.mu.Lock()
-	for i, c := range s.handoff {
+	for i, c := range out.ready {
 		// busy before the batch leaves the tick: the tick builds nothing
 		// more for the client until its writer has taken and written it.
 		c.cn.busy.Store(true)
@@ -127,12 +98,12 @@ func (s *Server) send() {
 		if cap(c.outBuf) > batchKeep {
 			c.outBuf = nil // the writer's alone: garbage once written
 		}
-		s.handoff[i] = nil
+		out.ready[i] = nil
 	}
 	start := !s.disp.running
 	s.disp.running = true
 	s.disp.mu.Unlock()
-	s.tickBatches += uint64(len(s.handoff))
+	out.sent += uint64(len(out.ready))
 	if start {
 		s.startDispatch()
 	}
@@ -197,59 +168,15 @@ func (s *Server) dispatch() {
 	d.mu.Unlock()
 }
 
-// budget returns the most bytes the client's next batch may carry.
-func (s *Server) budget(c *client) int {
-	if s.opts.BytesPerSecond <= 0 {
-		return maxBatch
-	}
-	b := s.opts.BytesPerSecond * int(s.tick-c.lastSent) / s.opts.TickRate
-	if b > maxBatch {
-		b = maxBatch
-	}
-	return b
-}
-
-// pace adapts the client's send interval. A writer still busy on two
-// build attempts in a row, or two writes slower than a tick since the last
-// look, doubles it (up to 8× the base, at most a second); a run of prompt
-// batches worth about half a second steps it back down by one. One slow
-// write alone (a GC pause, a busy core) changes nothing.
-func (s *Server) pace(c *client) bool {
-	if c.cn.busy.Load() {
-		c.good = 0
-		c.busyRun++
-		if c.busyRun >= 2 {
-			c.busyRun = 0
-			s.slowDown(c)
-		}
-		s.tickSkipped++
-		return false
-	}
-	c.busyRun = 0
-	if slow := c.cn.slowWrites.Load(); slow-c.lastSlow >= 2 {
-		c.lastSlow = slow
-		c.good = 0
-		s.slowDown(c)
-	}
-	return s.tick-c.lastSent >= c.interval
-}
-
-func (s *Server) slowDown(c *client) {
-	if c.interval < 8*c.minIntv && c.interval < uint32(s.opts.TickRate) {
-		c.interval *= 2
-	}
-}
-
 // batchKeep is the largest batch whose buffers a client keeps for the
 // next one. Steady ticks reuse their buffers without allocating; a larger
 // batch (a snapshot, a spawn burst) allocates its own, so an idle client
 // does not hold the room of the largest batch it was ever sent.
 const batchKeep = 64 << 10
 
-func (s *Server) sendTo(c *client) {
-	if !c.sendNow {
-		return
-	}
+// sendTo writes out what is left for the client (exits, results, control
+// replies, its dirty entities within its budget) and encodes its batch.
+func (s *Server) sendTo(out *batches, c *client) {
 	b := &c.batch
 	if len(c.exits) == 0 && len(c.dirty) == 0 && len(c.results) == 0 && len(c.controls) == 0 && c.build.Empty() && len(b.Removals) == 0 {
 		return
@@ -278,13 +205,13 @@ func (s *Server) sendTo(c *client) {
 			slices.SortFunc(c.dirty, byID)
 		}
 		if c.direct {
-			s.emitUncapped(c, budget-c.usedNow)
+			s.emitUncapped(out, c, budget-c.usedNow)
 		} else {
-			s.chooseSized(c, budget)
-			slices.SortFunc(c.order, byID)
-			for _, d := range c.order {
+			s.chooseSized(out, c, budget)
+			slices.SortFunc(out.order, byID)
+			for _, d := range out.order {
 				if r, v := c.resolve(d); v != nil {
-					s.emitEntity(c, r, v)
+					s.emitEntity(out, c, r, v)
 				}
 			}
 		}
@@ -301,21 +228,13 @@ func (s *Server) sendTo(c *client) {
 	if len(c.outBuf) > batchKeep {
 		c.build = wire.Builder{} // a snapshot's room is not kept for the deltas after it
 	}
-	s.handoff = append(s.handoff, c)
-	c.lastSent = s.tick
-	if c.interval > c.minIntv {
-		c.good++
-		if c.good >= max(1, s.opts.TickRate/(2*int(c.interval))) {
-			c.interval--
-			c.good = 0
-			c.lastSlow = c.cn.slowWrites.Load()
-		}
-	}
+	out.ready = append(out.ready, c)
+	s.sent(c)
 }
 
 // emitUncapped emits dirty entities in order, stopping only near the
 // message size limit; the rest stay dirty for the next batch.
-func (s *Server) emitUncapped(c *client, budget int) {
+func (s *Server) emitUncapped(out *batches, c *client, budget int) {
 	used := 0
 	for i, d := range c.dirty {
 		r, v := c.resolve(d)
@@ -330,16 +249,16 @@ func (s *Server) emitUncapped(c *client, budget int) {
 				return
 			}
 		}
-		used += s.emitEntity(c, r, v)
+		used += s.emitEntity(out, c, r, v)
 	}
 	c.dirty = c.dirty[:0]
 }
 
-// chooseSized fills c.order with the dirty entities that fit the budget,
+// chooseSized fills out.order with the dirty entities that fit the budget,
 // most urgent first when they do not all fit; the rest stay dirty.
-func (s *Server) chooseSized(c *client, budget int) {
-	c.order = c.order[:0]
-	c.sizes = c.sizes[:0]
+func (s *Server) chooseSized(out *batches, c *client, budget int) {
+	out.order = out.order[:0]
+	out.sizes = out.sizes[:0]
 	total := 0
 	n := 0
 	for _, d := range c.dirty {
@@ -350,35 +269,35 @@ func (s *Server) chooseSized(c *client, budget int) {
 		c.dirty[n] = d
 		n++
 		sz := s.entitySize(c, r, v)
-		c.sizes = append(c.sizes, sz)
+		out.sizes = append(out.sizes, sz)
 		total += sz
 	}
 	c.dirty = c.dirty[:n]
 	if total <= budget {
-		c.order = append(c.order, c.dirty...)
+		out.order = append(out.order, c.dirty...)
 		c.dirty = c.dirty[:0]
 		return
 	}
 	// Over budget: rank by how long each waited, weighted by closeness.
-	c.prio = c.prio[:0]
-	c.rank = c.rank[:0]
+	out.prio = out.prio[:0]
+	out.rank = out.rank[:0]
 	for i, d := range c.dirty {
 		r, v := c.resolve(d)
 		waited := float64(s.tick - max(v.sync, v.since))
-		c.prio = append(c.prio, waited*(1+c.closeness(r)))
-		c.rank = append(c.rank, uint32(i))
+		out.prio = append(out.prio, waited*(1+c.closeness(r)))
+		out.rank = append(out.rank, uint32(i))
 	}
-	slices.SortFunc(c.rank, func(a, b uint32) int { return cmp.Compare(c.prio[b], c.prio[a]) })
+	slices.SortFunc(out.rank, func(a, b uint32) int { return cmp.Compare(out.prio[b], out.prio[a]) })
 	used := 0
 	rest := c.dirtyTmp[:0]
-	for _, i := range c.rank {
-		sz := c.sizes[i]
-		if used+sz > budget && len(c.order) > 0 {
+	for _, i := range out.rank {
+		sz := out.sizes[i]
+		if used+sz > budget && len(out.order) > 0 {
 			rest = append(rest, c.dirty[i])
 			continue
 		}
 		used += sz
-		c.order = append(c.order, c.dirty[i])
+		out.order = append(out.order, c.dirty[i])
 	}
 	c.dirtyTmp = c.dirty[:0]
 	c.dirty = rest
@@ -388,7 +307,7 @@ func (s *Server) chooseSized(c *client, budget int) {
 func (s *Server) entitySize(c *client, r *entityRec, e *view) int {
 	mask := c.recvMask(r) & r.present
 	size := perEntityOverhead
-	for i := range s.comps {
+	for i, cd := range s.comps {
 		bit := uint64(1) << uint(i)
 		if mask&bit == 0 {
 			if e.held&bit != 0 {
@@ -396,43 +315,38 @@ func (s *Server) entitySize(c *client, r *entityRec, e *view) int {
 			}
 			continue
 		}
-		cr := &r.comps[i]
 		switch {
 		case e.pending || e.held&bit == 0:
-			size += len(s.fullBytes(r, i)) + perRecordOverhead
-		case cr.version > e.sync:
-			if cr.prevVersion != 0 && cr.prevVersion <= e.sync {
-				size += len(cr.delta) + perRecordOverhead
-			} else {
-				size += len(s.fullBytes(r, i)) + perRecordOverhead
-			}
+			size += len(s.full(r, i, cd)) + perRecordOverhead
+		case r.comps[i].version > e.sync:
+			v, _ := s.catchUp(r, i, cd, e.sync)
+			size += len(v) + perRecordOverhead
 		}
 	}
 	return size
 }
 
 // emitEntity adds what the client needs of one entity to its batch and
-// records that it now holds it.
-func (s *Server) emitEntity(c *client, r *entityRec, e *view) int {
+// records that the client holds it as of this tick.
+func (s *Server) emitEntity(out *batches, c *client, r *entityRec, e *view) int {
 	id := r.id
 	size := perEntityOverhead
 	b := &c.batch
 	mask := c.recvMask(r) & r.present
 	if e.pending {
-		c.spawnComps = c.spawnComps[:0]
-		for i := range s.comps {
+		out.spawn = out.spawn[:0]
+		for i, cd := range s.comps {
 			if mask&(1<<uint(i)) != 0 {
-				v := s.fullBytes(r, i)
+				v := s.full(r, i, cd)
 				size += len(v) + perRecordOverhead
-				c.spawnComps = append(c.spawnComps, wire.CompValue{Comp: uint64(i), Value: v})
+				out.spawn = append(out.spawn, wire.CompValue{Comp: uint64(i), Value: v})
 			}
 		}
-		c.build.Spawn(uint64(id), uint64(r.gen), c.spawnComps)
+		c.build.Spawn(uint64(id), uint64(r.gen), out.spawn)
 	} else {
 		for m := mask | e.held; m != 0; m &= m - 1 {
 			i := bits.TrailingZeros64(m)
 			bit := uint64(1) << uint(i)
-			cr := &r.comps[i]
 			switch {
 			case mask&bit == 0:
 				if e.held&bit != 0 {
@@ -440,18 +354,13 @@ func (s *Server) emitEntity(c *client, r *entityRec, e *view) int {
 					size += perRecordOverhead
 				}
 			case e.held&bit == 0:
-				v := s.fullBytes(r, i)
+				v := s.full(r, i, s.comps[i])
 				size += len(v) + perRecordOverhead
 				c.build.Update(uint64(i), uint64(id), false, v)
-			case cr.version > e.sync:
-				if cr.prevVersion != 0 && cr.prevVersion <= e.sync {
-					size += len(cr.delta) + perRecordOverhead
-					c.build.Update(uint64(i), uint64(id), true, cr.delta)
-				} else {
-					v := s.fullBytes(r, i)
-					size += len(v) + perRecordOverhead
-					c.build.Update(uint64(i), uint64(id), false, v)
-				}
+			case r.comps[i].version > e.sync:
+				v, delta := s.catchUp(r, i, s.comps[i], e.sync)
+				size += len(v) + perRecordOverhead
+				c.build.Update(uint64(i), uint64(id), delta, v)
 			}
 		}
 	}

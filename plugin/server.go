@@ -9,7 +9,6 @@ import (
 	"sync"
 	"sync/atomic"
 	"time"
-	"unsafe"
 
 	"github.com/yohamta/donburi"
 	"github.com/yohamta/donburi/ecs"
@@ -39,41 +38,24 @@ type Server struct {
 	comps []*codec.Codec // registry order
 	ctrl  *codec.Codec   // built-in Control
 
-	// Game-goroutine state.
-	tick          uint32
-	recs          []*entityRec // by net id; nil for free ids
-	freeIDs       []uint32
-	copts         []compOpts
-	archSeen      int
-	archs         []archRef
-	grid          grid
-	globals       idSet // replicated entities without a position
-	changed       []uint32
-	posIndex      int    // registry index of components.Position when it gives positions; -1 otherwise
-	stamp         uint64 // counts changed entities checked, see clientRef.stamp
-	removed       []uint32
-	clients       []*client
-	globalClients []*client
-	ids           []idRec // by net id, as recs
-	slabs         []slab  // by registry index
-	byID          map[uint64]*client
-	cgrid         clientGrid
-	controls      map[uint32]*controlHold
-	limitedBuf    []limitedReq
-	inboundBuf    []inbound
-	tickDur       time.Duration
-	scanGap       uint32    // least ticks between two rescans of one client
-	handoff       []*client // clients whose batch is ready this tick
-	disp          dispatcher
-	plans         []fastPath // by changed entity this tick, see entityRec.plan
-	planDeltas    [][]byte   // the plans' encoded deltas
-	noFastPath    bool       // tests: every view through emitNow
-	noQuick       bool       // tests: every entity through detectEntity
-	fastViews     int        // views emitFast wrote (tests)
-	// Counted during the tick and published once at its end: an atomic
-	// add per batch would share a cache line with the writers' counters.
-	tickBatches, tickSkipped, tickRescans uint64
-	tickEntities                          int64
+	// Game-goroutine state, kept from tick to tick.
+	tick     uint32
+	records  // the replicated entities by net id (records.go)
+	copts    []compOpts
+	archSeen int       // archetypes of the World looked at
+	archs    []archRef // those with the Replicated tag
+	posIndex int       // registry index of components.Position when it gives positions; -1 otherwise
+	grid     grid      // entities with a position
+	globals  idSet     // replicated entities without a position
+	clients  []*client
+	byID     map[uint64]*client
+	cgrid    clientGrid // clients by their centre, rebuilt every tick
+	controls map[uint32]*controlHold
+	tickDur  time.Duration
+	scanGap  uint32 // least ticks between two rescans of one client
+	disp     dispatcher
+	frame    frame // the buffers of one tick's data, reused by every tick
+	test     testKnobs
 
 	// Cross-goroutine state.
 	mu     sync.Mutex
@@ -96,17 +78,12 @@ type Server struct {
 	hsCancel context.CancelFunc
 }
 
-// archRef is an archetype with the Replicated tag, and how to read its
-// values without an Entry per entity: through donburi's public
-// Storage.Component, by the entity's row in Archetype.Entities().
-type archRef struct {
-	index int
-	mask  uint64                     // registered components the archetype holds
-	tag   func(i int) unsafe.Pointer // Replicated of the archetype's entity i
-	vals  []func(i int) unsafe.Pointer
-	// The quick check of this tick: see Server.planQuick.
-	quick    []quickComp
-	explicit uint64 // Explicit components: compared only when touched
+// testKnobs turns the tick's shortcuts off and counts their use, for the
+// tests that compare the shortcuts with the general way.
+type testKnobs struct {
+	noFastPath bool // every view through emitNow
+	noQuick    bool // every entity through detectEntity
+	fastViews  int  // views emitFast wrote
 }
 
 // compOpts is a component's options as the tick uses them.
@@ -133,8 +110,6 @@ func New(world donburi.World, reg *components.Registry, opts *Options) *Server {
 		conns:    make(map[*conn]struct{}),
 		perAddr:  make(map[string]int),
 		controls: make(map[uint32]*controlHold),
-		recs:     make([]*entityRec, 1), // net id 0 is never used
-		ids:      make([]idRec, 1),
 		tickDur:  time.Second / time.Duration(o.TickRate),
 	}
 	s.hsCtx, s.hsCancel = context.WithCancel(context.Background())
@@ -162,8 +137,8 @@ func New(world donburi.World, reg *components.Registry, opts *Options) *Server {
 			co.minTicks = uint32(math.Ceil(float64(s.opts.TickRate) / o.MaxRate))
 		}
 		s.copts = append(s.copts, co)
-		s.slabs = append(s.slabs, newSlab(c.PlainSize()))
 	}
+	s.records = newRecords(s.comps)
 	s.grid.init(o.CellSize)
 	s.cgrid.init()
 	return s
@@ -197,18 +172,20 @@ func (s *Server) Tick() {
 		// every baseline, so stop replicating loudly instead.
 		panic("ebisync: server tick counter exhausted")
 	}
+	// Each step takes the value the step before returns (see frame).
+	f := s.frame.reset()
 	s.admit()
-	s.applyInbound()
+	s.applyInbound(f)
 	t1 := time.Now()
-	s.detect()
+	ch := s.detect(&f.changes)
 	t2 := time.Now()
 	s.expireControls()
-	s.plan()
-	s.updateScopes()
+	out := s.plan(&f.out)
+	s.updateScopes(ch, out)
 	t3 := time.Now()
-	s.send()
+	s.send(out)
 	t4 := time.Now()
-	s.publishStats()
+	s.publishStats(ch, out)
 	s.stats.phases[0].Store(int64(t1.Sub(start)))
 	s.stats.phases[1].Store(int64(t2.Sub(t1)))
 	s.stats.phases[2].Store(int64(t3.Sub(t2)))

@@ -139,23 +139,20 @@ func (s *Server) ReadStats(st *Stats) {
 	st.PerClient = per
 }
 
-// publishStats stores the per-tick figures for Stats.
-func (s *Server) publishStats() {
-	if s.tickBatches != 0 {
-		s.stats.batches.Add(s.tickBatches)
-		s.tickBatches = 0
+// publishStats stores the figures of the tick that found ch and sent out
+// for Stats.
+func (s *Server) publishStats(ch *changes, out *batches) {
+	if out.sent != 0 {
+		s.stats.batches.Add(out.sent)
 	}
-	if s.tickRescans != 0 {
-		s.stats.rescans.Add(s.tickRescans)
-		s.tickRescans = 0
+	if out.rescans != 0 {
+		s.stats.rescans.Add(out.rescans)
 	}
-	if s.tickSkipped != 0 {
-		s.stats.skipped.Add(s.tickSkipped)
-		s.tickSkipped = 0
+	if out.skipped != 0 {
+		s.stats.skipped.Add(out.skipped)
 	}
-	if s.tickEntities != 0 {
-		s.stats.entities.Add(s.tickEntities)
-		s.tickEntities = 0
+	if ch.entities != 0 {
+		s.stats.entities.Add(ch.entities)
 	}
 	subs, state := 0, 0
 	for _, c := range s.clients {

@@ -136,8 +136,8 @@ func benchTick(b *testing.B, nEnt, nCli int) {
 		phases[0] += st.Phases.Detect
 		phases[1] += st.Phases.Scopes
 		phases[2] += st.Phases.Send
-		for _, id := range s.changed {
-			if r := s.recs[id]; r != nil {
+		for _, x := range s.frame.changes.ids {
+			if r := s.recs[x.id()]; r != nil {
 				pairs += len(r.views)
 			}
 		}
