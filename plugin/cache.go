@@ -47,7 +47,7 @@ func (e *encoded) fullOf(c *codec.Codec, v unsafe.Pointer, version uint32) []byt
 // as of its version.
 func (rs *records) full(r *entityRec, i int, c *codec.Codec) []byte {
 	cr := &r.comps[i]
-	return cr.enc.fullOf(c, rs.shadow(r, i, c), cr.version)
+	return cr.enc.fullOf(c, rs.wireValue(c, rs.shadow(r, i, c), 0), cr.version)
 }
 
 // catchUp returns what brings a client that holds component i of r as of

@@ -62,6 +62,8 @@ type client struct {
 	member []uint64 // bitset by net id: entities in scope (or pending spawn)
 
 	exits    []wire.Exit
+	msgs     []queuedMsg // the game's messages for the next batches
+	msgBytes int         // their size, against Options.MessageQueueBytes
 	results  []wire.MutationResult
 	controls []wire.ControlReply
 
@@ -318,6 +320,7 @@ func (s *Server) dropClient(c *client) {
 	}
 	s.releaseClient(c)
 	c.member, c.dirty, c.exits, c.results, c.controls, c.entSubs = nil, nil, nil, nil, nil, nil
+	c.msgs, c.msgBytes = nil, 0
 	c.count = 0
 	c.nsubs = 0
 	c.typeSubs = 0

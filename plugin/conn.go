@@ -46,12 +46,13 @@ type inbound struct {
 	interest wire.Interest
 	mutate   wire.Mutate
 	control  wire.Control
+	message  wire.Message
 }
 
 // cost is what the message holds of server memory while it is queued, as
 // counted against Options.InboundQueueBytes.
 func (m *inbound) cost() int {
-	return int(unsafe.Sizeof(*m)) + len(m.subs)*int(unsafe.Sizeof(wire.Sub{})) + len(m.mutate.Value)
+	return int(unsafe.Sizeof(*m)) + len(m.subs)*int(unsafe.Sizeof(wire.Sub{})) + len(m.mutate.Value) + len(m.message.Value)
 }
 
 // conn is the network side of one client: its goroutines and the queues
@@ -255,15 +256,11 @@ func (s *Server) handshake(cn *conn) error {
 	if hello.Version != wire.ProtocolVersion {
 		return cn.refuse(refSchema, StatusSchema, fmt.Sprintf("protocol version %d not supported (server speaks %d)", hello.Version, wire.ProtocolVersion))
 	}
-	remote := make([]components.Schema, len(hello.Components))
-	for i, c := range hello.Components {
-		fs := make([]components.FieldLayout, len(c.Fields))
-		for j, f := range c.Fields {
-			fs[j] = components.FieldLayout{Name: f.Name, Type: f.Type, Quant: f.Quant}
-		}
-		remote[i] = components.Schema{Name: c.Name, Hash: c.Hash, Fields: fs}
-	}
+	remote := schemaOf(hello.Components)
 	if err := s.reg.CheckSides(remote, "on the server", "on the client"); err != nil {
+		return cn.refuse(refSchema, StatusSchema, err.Error())
+	}
+	if err := s.reg.CheckMessages(schemaOf(hello.Messages), "on the server", "on the client"); err != nil {
 		return cn.refuse(refSchema, StatusSchema, err.Error())
 	}
 	cn.id = s.nextID.Add(1)
@@ -273,12 +270,17 @@ func (s *Server) handshake(cn *conn) error {
 	for i, c := range s.comps {
 		names[i] = c.Name()
 	}
+	msgNames := make([]string, len(s.msgTypes))
+	for i, mt := range s.msgTypes {
+		msgNames[i] = mt.Name()
+	}
 	wel := wire.AppendWelcome(nil, &wire.Welcome{
 		Version:    wire.ProtocolVersion,
 		ClientID:   cn.id,
 		TickRate:   uint64(s.opts.TickRate),
 		Tick:       uint64(cn.welcomeTick),
 		Components: names,
+		Messages:   msgNames,
 	})
 	if err := cn.ws.Write(ctx, websocket.MessageBinary, wel); err != nil {
 		s.log.Debug("ebisync: client left during handshake", "remote", cn.addr, "err", err)
@@ -448,6 +450,19 @@ func (cn *conn) handle(msg []byte) error {
 		}
 		m.Value = append([]byte(nil), m.Value...) // body aliases the read buffer
 		item.mutate = m
+	case wire.KindMessage:
+		m, err := wire.DecodeMessage(body)
+		if err != nil {
+			return cn.violation(refProtocol, StatusProtocolError, err.Error())
+		}
+		if m.ID >= uint64(len(s.msgTypes)) {
+			return cn.violation(refProtocol, StatusProtocolError, fmt.Sprintf("message type id %d past the %d in the Welcome", m.ID, len(s.msgTypes)))
+		}
+		if !cn.take() {
+			return cn.refuseLimited(limitedReq{request: m.Request})
+		}
+		m.Value = append([]byte(nil), m.Value...) // body aliases the read buffer
+		item.message = m
 	case wire.KindControl:
 		m, err := wire.DecodeControl(body)
 		if err != nil {
@@ -772,4 +787,17 @@ func (g *lzGate) result(raw, framed int) {
 	} else {
 		g.misses = 0
 	}
+}
+
+// schemaOf converts a Hello's descriptions for the registry's checks.
+func schemaOf(descs []wire.ComponentDesc) []components.Schema {
+	out := make([]components.Schema, len(descs))
+	for i, c := range descs {
+		fs := make([]components.FieldLayout, len(c.Fields))
+		for j, f := range c.Fields {
+			fs[j] = components.FieldLayout{Name: f.Name, Type: f.Type, Quant: f.Quant}
+		}
+		out[i] = components.Schema{Name: c.Name, Hash: c.Hash, Fields: fs}
+	}
+	return out
 }

@@ -267,7 +267,10 @@ func (s *Server) compareComp(r *entityRec, i int, tag *components.ReplicatedData
 		}
 		return nil, false
 	}
-	delta := cr.enc.setDelta(c, shadow, cur, mask)
+	if c.HasRefs() && s.refsPending(c, cur) {
+		return nil, false // named entities get their net ids this tick; sent next tick
+	}
+	delta := cr.enc.setDelta(c, s.wireValue(c, shadow, 0), s.wireValue(c, cur, 1), mask)
 	c.Copy(shadow, cur)
 	cr.prevVersion, cr.version = cr.version, s.tick
 	tag.Versions[i] = s.tick

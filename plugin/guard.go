@@ -66,6 +66,7 @@ const (
 	RefusedSubscriptions   = "subscription-limit" // 4002: entity subscriptions, or their rate, past the limits
 	RefusedPanic           = "panic"              // 1011: handling the client's input panicked
 	RefusedTooSlow         = "too-slow"           // 4003: a write to the client timed out
+	RefusedMessages        = "message-overflow"   // 4003: the game's messages to the client overflowed Options.MessageQueueBytes
 )
 
 // refusal indexes the counters of refusalNames.
@@ -86,6 +87,7 @@ const (
 	refSubscriptions
 	refPanic
 	refTooSlow
+	refMessages
 	refusalKinds
 )
 
@@ -93,7 +95,7 @@ var refusalNames = [refusalKinds]string{
 	RefusedOrigin, RefusedUnauthenticated, RefusedAccessDenied, RefusedConnections,
 	RefusedHandshakes, RefusedPerAddress, RefusedHandshake, RefusedSchema,
 	RefusedProtocol, RefusedReadLimit, RefusedFlood, RefusedSubscriptions,
-	RefusedPanic, RefusedTooSlow,
+	RefusedPanic, RefusedTooSlow, RefusedMessages,
 }
 
 // refusals counts refusals by reason and logs each reason at most once per

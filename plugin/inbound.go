@@ -56,6 +56,8 @@ func (s *Server) applyOne(c *client, m *inbound) (ok bool) {
 		s.mutate(c, &m.mutate)
 	case wire.KindControl:
 		s.control(c, &m.control)
+	case wire.KindMessage:
+		s.handleMessage(c, &m.message)
 	}
 	return c.cn.ctx.Err() == nil
 }

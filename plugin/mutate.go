@@ -1,6 +1,8 @@
 package plugin
 
 import (
+	"slices"
+
 	"errors"
 	"fmt"
 	"math"
@@ -147,6 +149,9 @@ func (s *Server) mutate(c *client, m *wire.Mutate) {
 		s.result(c, m.Request, wire.StatusValidationError, "not a finite number: "+field)
 		return
 	}
+	if comp.HasRefs() {
+		comp.MapRefs(val, s.entityOf)
+	}
 	req := &Request{
 		Client:     c.info(),
 		Entity:     entry,
@@ -250,6 +255,7 @@ type controlHold struct {
 	active   time.Time // last take or Ok mutation by the holder: Options.ControlIdleTimeout runs from it
 	children []uint32  // net ids taken with it
 	root     uint32    // the entity the take named (self for roots)
+	withKids bool      // the take asked for the root's transform descendants, now and later
 }
 
 func (s *Server) controllerOf(id uint32) uint64 {
@@ -314,7 +320,7 @@ func (s *Server) control(c *client, m *wire.Control) {
 		if h, ok := s.controls[r.id]; ok && h.holder == c && h.root == r.id {
 			s.release(r.id) // re-take: refresh timeout and children
 		}
-		hold := &controlHold{holder: c, until: until, active: now, root: r.id, children: ids[1:]}
+		hold := &controlHold{holder: c, until: until, active: now, root: r.id, children: ids[1:], withKids: m.Children}
 		for _, id := range ids {
 			if old, ok := s.controls[id]; ok && old.root != r.id {
 				s.release(old.root)
@@ -417,6 +423,41 @@ func (s *Server) expireControls() {
 		if id == h.root && (!h.until.IsZero() && now.After(h.until) || now.Sub(h.active) > idle) {
 			s.release(id)
 		}
+	}
+	for id, h := range s.controls {
+		if id == h.root && h.withKids {
+			s.refreshChildren(h)
+		}
+	}
+}
+
+// refreshChildren makes a hold taken with children cover the root's
+// transform descendants as they are now: a child attached since the take
+// joins the hold (unless another client holds it), and one detached leaves
+// it.
+func (s *Server) refreshChildren(h *controlHold) {
+	r := s.recs[h.root]
+	if r == nil {
+		return
+	}
+	now := s.descendants(r, s.kidScratch[:0])
+	s.kidScratch = now
+	for _, id := range h.children {
+		if !slices.Contains(now, id) && s.controls[id] == h {
+			delete(s.controls, id)
+			s.setControlComponent(s.recs[id], 0)
+		}
+	}
+	h.children = h.children[:0]
+	for _, id := range now {
+		if cur, ok := s.controls[id]; ok && cur != h {
+			continue // another client's hold stays
+		}
+		if s.controls[id] != h {
+			s.controls[id] = h
+			s.setControlComponent(s.recs[id], h.holder.cn.id)
+		}
+		h.children = append(h.children, id)
 	}
 }
 

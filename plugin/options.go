@@ -80,6 +80,14 @@ type Options struct {
 	// overflows it is dropped with close code 4002. Default 64 KiB.
 	InboundQueueBytes int
 
+	// MessageQueueBytes bounds the encoded game messages (Send, Broadcast,
+	// SendToViewers) waiting for one client's next batches. Messages count
+	// against the client's byte budget like state, and are never dropped
+	// while it is connected: a client whose queue overflows, because it does
+	// not keep up with what the game sends it, is dropped with close code
+	// 4003. Default 256 KiB.
+	MessageQueueBytes int
+
 	// MaxEntitySubscriptions caps one client's entity subscriptions; a
 	// client that asks for more is dropped with close code 4002.
 	// Subscriptions to entities that do not exist are ignored. Default
@@ -216,6 +224,9 @@ func (o *Options) withDefaults() Options {
 	}
 	if v.InboundQueueBytes <= 0 {
 		v.InboundQueueBytes = 64 << 10
+	}
+	if v.MessageQueueBytes <= 0 {
+		v.MessageQueueBytes = 256 << 10
 	}
 	if v.MaxEntitySubscriptions <= 0 {
 		v.MaxEntitySubscriptions = 1024

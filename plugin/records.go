@@ -18,6 +18,27 @@ type records struct {
 	ids     []idRec      // by net id, as recs
 	freeIDs []uint32
 	slabs   []slab // by registry index
+
+	// refOf maps an entity field to its Ref when a value with entity
+	// references is encoded (see refs.go), through refScratch, a value per
+	// component with references.
+	refOf      func(uint64) uint64
+	refScratch [][2]unsafe.Pointer // by registry index
+}
+
+// wireValue returns v as it is encoded: v itself, or for a component with
+// entity references a copy (in scratch slot) whose entity fields are Refs.
+func (rs *records) wireValue(c *codec.Codec, v unsafe.Pointer, slot int) unsafe.Pointer {
+	if !c.HasRefs() {
+		return v
+	}
+	p := &rs.refScratch[c.Index()][slot]
+	if *p == nil {
+		*p = c.New()
+	}
+	c.Copy(*p, v)
+	c.MapRefs(*p, rs.refOf)
+	return *p
 }
 
 // entityRec is the server's record of one replicated entity, by net id.
@@ -88,8 +109,9 @@ func newSlab(size uintptr, plain bool) slab {
 // newRecords returns the records of a server replicating comps.
 func newRecords(comps []*codec.Codec) records {
 	rs := records{
-		recs: make([]*entityRec, 1), // net id 0 is never used
-		ids:  make([]idRec, 1),
+		refScratch: make([][2]unsafe.Pointer, len(comps)),
+		recs:       make([]*entityRec, 1), // net id 0 is never used
+		ids:        make([]idRec, 1),
 	}
 	for _, c := range comps {
 		rs.slabs = append(rs.slabs, newSlab(c.PlainSize()))

@@ -178,7 +178,7 @@ const batchKeep = 64 << 10
 // replies, its dirty entities within its budget) and encodes its batch.
 func (s *Server) sendTo(out *batches, c *client) {
 	b := &c.batch
-	if len(c.exits) == 0 && len(c.dirty) == 0 && len(c.results) == 0 && len(c.controls) == 0 && c.build.Empty() && len(b.Removals) == 0 {
+	if len(c.exits) == 0 && len(c.dirty) == 0 && len(c.results) == 0 && len(c.controls) == 0 && len(c.msgs) == 0 && c.build.Empty() && len(b.Removals) == 0 {
 		return
 	}
 	b.TickAdvance = uint64(s.tick - c.lastSent)
@@ -198,6 +198,11 @@ func (s *Server) sendTo(out *batches, c *client) {
 	used += 32 * len(c.controls)
 	c.controls = c.controls[:0]
 
+	if len(c.msgs) > 0 {
+		// Messages count against the budget first; what does not fit waits
+		// for the next batch, in order.
+		used += s.takeMsgs(c, b, s.budget(c)-used-c.usedNow)
+	}
 	budget := s.budget(c) - used
 	if len(c.dirty) > 0 {
 		// Ascending ids make the fewest, smallest sections.
@@ -216,7 +221,7 @@ func (s *Server) sendTo(out *batches, c *client) {
 			}
 		}
 	}
-	if len(b.Exits)+len(b.Removals)+len(b.Results)+len(b.Controls) == 0 && c.build.Empty() {
+	if len(b.Exits)+len(b.Removals)+len(b.Results)+len(b.Controls)+len(b.Messages) == 0 && c.build.Empty() {
 		return
 	}
 	if len(b.Removals) > 1 {

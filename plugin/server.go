@@ -1,6 +1,8 @@
 package plugin
 
 import (
+	"unsafe"
+
 	"context"
 	"fmt"
 	"log/slog"
@@ -12,6 +14,7 @@ import (
 
 	"github.com/yohamta/donburi"
 	"github.com/yohamta/donburi/ecs"
+	"github.com/yohamta/donburi/features/transform"
 
 	"github.com/ebisync/ebisync/components"
 	"github.com/ebisync/ebisync/internal/codec"
@@ -37,6 +40,12 @@ type Server struct {
 
 	comps []*codec.Codec // registry order
 	ctrl  *codec.Codec   // built-in Control
+
+	hierarchy   bool                                     // components.Parent and transform.Transform are registered
+	kidScratch  []uint32                                 // refreshChildren's list of descendants
+	msgTypes    []*components.MessageType                // registry order
+	msgCodecs   []*codec.Codec                           // registry order
+	msgHandlers []func(ClientInfo, unsafe.Pointer) error // by message type id; nil: none
 
 	// Game-goroutine state, kept from tick to tick.
 	tick     uint32
@@ -122,6 +131,14 @@ func New(world donburi.World, reg *components.Registry, opts *Options) *Server {
 	for _, c := range reg.All() {
 		s.comps = append(s.comps, codec.Of(c))
 	}
+	_, hasParent := reg.Of(components.Parent)
+	_, hasTransform := reg.Of(transform.Transform)
+	s.hierarchy = hasParent && hasTransform
+	s.msgTypes = reg.Messages()
+	for _, mt := range s.msgTypes {
+		s.msgCodecs = append(s.msgCodecs, codec.Of(mt))
+	}
+	s.msgHandlers = make([]func(ClientInfo, unsafe.Pointer) error, len(s.msgTypes))
 	ctrl, _ := reg.Of(components.Control)
 	s.ctrl = codec.Of(ctrl)
 	s.posIndex = -1
@@ -139,6 +156,7 @@ func New(world donburi.World, reg *components.Registry, opts *Options) *Server {
 		s.copts = append(s.copts, co)
 	}
 	s.records = newRecords(s.comps)
+	s.refOf = s.refOfEntity
 	s.grid.init(o.CellSize)
 	s.cgrid.init()
 	return s
@@ -176,6 +194,7 @@ func (s *Server) Tick() {
 	f := s.frame.reset()
 	s.admit()
 	s.applyInbound(f)
+	s.syncParents()
 	t1 := time.Now()
 	ch := s.detect(&f.changes)
 	t2 := time.Now()

@@ -24,6 +24,8 @@ type serverStats struct {
 	subscriptions       atomic.Int64
 	clientState         atomic.Int64
 	mutations           [wire.StatusInternalError + 1]atomic.Uint64
+	gameMsgsIn          atomic.Uint64
+	gameMsgsOut         atomic.Uint64
 }
 
 // Stats is a snapshot of a server's counters.
@@ -42,8 +44,12 @@ type Stats struct {
 	Connects      uint64        // handshakes completed
 	BytesOut      uint64        // batch bytes on the wire (after compression)
 	RawBytesOut   uint64        // batch bytes before compression
-	// Mutations counts the answers to mutations by status (the statuses
-	// with none are absent).
+	// GameMessagesIn counts the clients' game messages handled (answered
+	// with any status); GameMessagesOut the game's messages queued for
+	// clients, one per client they go to.
+	GameMessagesIn, GameMessagesOut uint64
+	// Mutations counts the answers to mutations and to game messages by
+	// status (the statuses with none are absent).
 	Mutations map[ebisync.Status]uint64
 	// Refusals counts refused connections and dropped clients by reason
 	// (the Refused* constants), since the server started.
@@ -104,16 +110,18 @@ func (s *Server) ReadStats(st *Stats) {
 			Scopes:  time.Duration(s.stats.phases[2].Load()),
 			Send:    time.Duration(s.stats.phases[3].Load()),
 		},
-		Entities:      int(s.stats.entities.Load()),
-		Clients:       int(s.stats.clients.Load()),
-		Subscriptions: int(s.stats.subscriptions.Load()),
-		ScopeEntries:  int(s.stats.clientState.Load()),
-		Batches:       s.stats.batches.Load(),
-		SkippedBusy:   s.stats.skipped.Load(),
-		Rescans:       s.stats.rescans.Load(),
-		Connects:      s.stats.connects.Load(),
-		Mutations:     mut,
-		Refusals:      ref,
+		Entities:        int(s.stats.entities.Load()),
+		Clients:         int(s.stats.clients.Load()),
+		Subscriptions:   int(s.stats.subscriptions.Load()),
+		ScopeEntries:    int(s.stats.clientState.Load()),
+		Batches:         s.stats.batches.Load(),
+		SkippedBusy:     s.stats.skipped.Load(),
+		Rescans:         s.stats.rescans.Load(),
+		Connects:        s.stats.connects.Load(),
+		GameMessagesIn:  s.stats.gameMsgsIn.Load(),
+		GameMessagesOut: s.stats.gameMsgsOut.Load(),
+		Mutations:       mut,
+		Refusals:        ref,
 	}
 	for i := range s.stats.mutations {
 		if n := s.stats.mutations[i].Load(); n > 0 {

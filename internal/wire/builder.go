@@ -148,5 +148,6 @@ func AppendBatchBuilt(dst []byte, b *Batch, bl *Builder) []byte {
 	}
 	appendResults(&w, b.Results)
 	appendControls(&w, b.Controls)
+	appendMessages(&w, b.Messages)
 	return w.B
 }
