@@ -205,6 +205,7 @@ func (c *Client) create(ne *mirrored) {
 	ne.e = e
 	c.byEnt[e] = ne
 	c.linkParent(ne)
+	c.trackOwner(ne)
 	if c.opts.OnSpawn != nil {
 		c.opts.OnSpawn(e)
 	}
@@ -218,6 +219,7 @@ func (c *Client) despawn(ne *mirrored, reason ExitReason) {
 		delete(c.byNet, ne.id)
 	}
 	c.untrackRefs(ne)
+	c.trackOwner(ne)
 	if c.world.Valid(ne.e) {
 		if c.opts.OnDespawn != nil {
 			c.opts.OnDespawn(ne.e, reason)
@@ -242,6 +244,9 @@ func (c *Client) remove(ne *mirrored, comp *codec.Codec) {
 	ne.comps[idx] = nil
 	if comp.HasRefs() {
 		c.trackRefs(ne)
+	}
+	if idx == c.ownerIdx {
+		c.trackOwner(ne)
 	}
 	if ne.held(idx) {
 		return // syncWorld runs when the mutations resolve
@@ -327,6 +332,9 @@ func (c *Client) syncWorld(ne *mirrored, comp *codec.Codec, force bool) {
 	}
 	if c.hierarchyComp(comp.Index()) {
 		c.linkParent(ne)
+	}
+	if comp.Index() == c.ownerIdx {
+		c.trackOwner(ne)
 	}
 	if c.opts.OnChange != nil {
 		c.opts.OnChange(ne.e, c.reg.At(comp.Index()))

@@ -269,11 +269,11 @@ type Client struct {
 	codecs    []*codec.Codec // by local component index
 	msgCodecs []*codec.Codec // by local message type index
 	world     donburi.World
-	opts   Options
-	log    *slog.Logger
-	url    string
-	hello  wire.Hello
-	epoch  time.Time // monotonic origin of ping nonces and the clock
+	opts      Options
+	log       *slog.Logger
+	url       string
+	hello     wire.Hello
+	epoch     time.Time // monotonic origin of ping nonces and the clock
 
 	ctx       context.Context // cancelled by Close
 	cancel    context.CancelFunc
@@ -306,19 +306,21 @@ type Client struct {
 	controls  map[uint64]*pendingControl
 
 	// Game-goroutine state.
-	parentIdx, transformIdx int // components.Parent and transform.Transform; -1 without both
-	msgHandlers []func(unsafe.Pointer) // by local message type index; nil: drop
-	msgScratch  []unsafe.Pointer       // by local message type index, decoded into
-	scratch  []unsafe.Pointer                  // per component, for values with entity references
-	refsTo   map[uint32]map[*mirrored]struct{} // referenced net id → the mirror entities referring to it
-	gs       *session                          // the session whose batches Update applies
-	tick     uint64                            // server tick of the last applied batch
-	advances [8]uint64                         // TickAdvance of the last batches that advanced
-	nadv     int
-	byNet    map[uint32]*mirrored
-	byEnt    map[donburi.Entity]*mirrored
-	clock    clock
-	subsWarn noSubsWarning
+	parentIdx, transformIdx int                               // components.Parent and transform.Transform; -1 without both
+	ownerIdx                int                               // components.Owner
+	owned                   map[*mirrored]struct{}            // the mirror entities this client owns
+	msgHandlers             []func(unsafe.Pointer)            // by local message type index; nil: drop
+	msgScratch              []unsafe.Pointer                  // by local message type index, decoded into
+	scratch                 []unsafe.Pointer                  // per component, for values with entity references
+	refsTo                  map[uint32]map[*mirrored]struct{} // referenced net id → the mirror entities referring to it
+	gs                      *session                          // the session whose batches Update applies
+	tick                    uint64                            // server tick of the last applied batch
+	advances                [8]uint64                         // TickAdvance of the last batches that advanced
+	nadv                    int
+	byNet                   map[uint32]*mirrored
+	byEnt                   map[donburi.Entity]*mirrored
+	clock                   clock
+	subsWarn                noSubsWarning
 
 	stats counters
 }

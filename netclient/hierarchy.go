@@ -21,6 +21,10 @@ const maxDepth = 1024
 
 // initHierarchy finds the components the hierarchy needs.
 func (c *Client) initHierarchy() {
+	c.ownerIdx = -1
+	if o, ok := c.reg.Of(components.Owner); ok {
+		c.ownerIdx = o.Index()
+	}
 	p, okP := c.reg.Of(components.Parent)
 	t, okT := c.reg.Of(transform.Transform)
 	c.parentIdx, c.transformIdx = -1, -1
