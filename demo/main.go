@@ -1,3 +1,5 @@
+//go:build !js
+
 // Command demo is ebisync's desktop demo: a space of a few thousand
 // drifting asteroids and wandering drones, simulated on an authoritative
 // server and replicated over a real WebSocket to this window, which
@@ -16,9 +18,13 @@
 // display rate while the server ticks at -tick Hz. F3 shows the network
 // overlay.
 //
-//	go run ./demo -listen :8080            # host: others can -connect
+//	go run ./demo -listen :8080            # host: others can -connect, or play in a browser
 //	go run ./demo -connect ws://host:8080/sync
 //	go run ./demo -screenshot shot.png -frames 120
+//
+// With -listen the server also serves the game in the browser at
+// http://ADDR/ (package demo/web): the same window, built for GOOS=js
+// GOARCH=wasm (main_js.go), on the same server (-web=false turns it off).
 //
 // -screenshot renders -frames frames (more if the mirror is still empty),
 // writes the screen as a PNG, prints "mirror entities: N" and exits 0.
@@ -41,6 +47,7 @@ import (
 	_ "github.com/ebisync/ebisync/demo/internal/early" // -h and no display, before Ebitengine's init
 	"github.com/ebisync/ebisync/demo/sim"
 	"github.com/ebisync/ebisync/demo/swarm"
+	"github.com/ebisync/ebisync/demo/web"
 	"github.com/ebisync/ebisync/netclient"
 )
 
@@ -89,7 +96,16 @@ func run(args []string) error {
 		if ents == 0 {
 			ents = -1 // sim.Config: negative means none
 		}
-		host := sim.NewHost(&sim.HostConfig{Sim: sim.Config{Entities: ents}, TickRate: cfg.Tick, Radius: cfg.Radius, Logger: logger})
+		hostCfg := &sim.HostConfig{Sim: sim.Config{Entities: ents}, TickRate: cfg.Tick, Radius: cfg.Radius, Logger: logger}
+		if cfg.Listen != "" && cfg.Web {
+			site, err := web.New(&web.Options{WASM: cfg.WASM, Radius: cfg.Radius, Out: os.Stdout})
+			if err != nil {
+				return err
+			}
+			defer site.Close()
+			hostCfg.Page = site
+		}
+		host := sim.NewHost(hostCfg)
 		addr := cfg.Listen
 		if addr == "" {
 			addr = "127.0.0.1:0"
@@ -117,6 +133,13 @@ func run(args []string) error {
 		info = fmt.Sprintf("%s (hosting %d entities at %d Hz)", url, cfg.Entities, cfg.Tick)
 		if cfg.Listen != "" {
 			fmt.Printf("hosting on %s; others join with: go run ./demo -connect %s\n", url, shared)
+			if cfg.Web {
+				page := web.PageURL(url)
+				if shared != url {
+					page += " (from other machines: " + web.PageURL(shared) + ")"
+				}
+				fmt.Printf("play in a browser at %s\n", page)
+			}
 		}
 	}
 

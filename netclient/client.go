@@ -59,7 +59,9 @@ var (
 
 // HTTPError is a connection the server refused before the WebSocket
 // upgrade, with an HTTP status. errors.Is matches ErrUnauthorized (401),
-// ErrForbidden (403) and ErrServerBusy (429, 503).
+// ErrForbidden (403) and ErrServerBusy (429, 503). A browser does not show
+// a page the status of a refused WebSocket, so in one (GOOS=js) a refusal
+// is not an HTTPError but an error matching ErrUnreachable.
 type HTTPError struct {
 	URL        string
 	StatusCode int
@@ -94,6 +96,12 @@ func (e *HTTPError) Unwrap() error {
 	}
 	return nil
 }
+
+// TokenParam is the query parameter of the server URL that carries
+// Options.Token from a browser, where a WebSocket cannot carry an
+// Authorization header. It is RFC 6750's name for a bearer token in a URL,
+// and plugin.BearerToken reads it.
+const TokenParam = "access_token"
 
 // Options configures a Client. A nil *Options means every default; a zero
 // field means that field's default.
@@ -143,13 +151,17 @@ type Options struct {
 	// slog.Default().
 	Logger *slog.Logger
 
-	// Token, if set, is sent with every dial as "Authorization: Bearer
-	// <token>", for the server's Authenticate hook (see
-	// plugin.BearerToken).
+	// Token, if set, is sent with every dial for the server's
+	// Authenticate hook (see plugin.BearerToken): as the header
+	// "Authorization: Bearer <token>", or, in a browser (GOOS=js), which
+	// lets a page set no headers on a WebSocket, as the query parameter
+	// TokenParam of the URL. A URL can end up in the logs of proxies on the
+	// way, so a browser game should give it a short-lived token.
 	Token string
 
 	// HTTPHeader and HTTPClient are passed to the WebSocket dial (for
-	// other authentication headers, proxies, TLS configuration).
+	// other authentication headers, proxies, TLS configuration). A browser
+	// makes its own requests: there (GOOS=js) they are not used.
 	HTTPHeader http.Header
 	HTTPClient *http.Client
 

@@ -5,17 +5,13 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"io"
 	"math/rand/v2"
 	"net"
-	"net/http"
-	"net/http/httptrace"
 	"net/url"
 	"slices"
 	"strings"
 	"sync"
 	"sync/atomic"
-	"syscall"
 	"time"
 
 	"github.com/coder/websocket"
@@ -103,7 +99,7 @@ func Dial(ctx context.Context, url string, reg *components.Registry, opts *Optio
 	}
 	c.initMessages()
 	c.ctx, c.cancel = context.WithCancel(context.Background())
-	c.http = eofClient(o.HTTPClient)
+	c.prepareDial()
 
 	s, err := c.connect(ctx)
 	if err != nil {
@@ -225,25 +221,9 @@ func (s *session) protocolError(err error) error {
 func (c *Client) connect(ctx context.Context) (*session, error) {
 	ctx, cancel := context.WithTimeout(ctx, c.opts.HandshakeTimeout)
 	defer cancel()
-	// Keep the network connection, to drop it when a close handshake
-	// hangs (see session.kill).
-	var rawMu sync.Mutex
-	var raw net.Conn
-	trace := &httptrace.ClientTrace{GotConn: func(info httptrace.GotConnInfo) {
-		rawMu.Lock()
-		raw = info.Conn
-		rawMu.Unlock()
-	}}
-	ws, resp, err := websocket.Dial(httptrace.WithClientTrace(ctx, trace), c.url, &websocket.DialOptions{
-		HTTPClient:      c.http,
-		HTTPHeader:      c.opts.HTTPHeader,
-		CompressionMode: websocket.CompressionDisabled,
-	})
+	ws, raw, err := c.dial(ctx)
 	if err != nil {
-		if resp != nil && resp.StatusCode != http.StatusSwitchingProtocols {
-			return nil, httpError(c.url, resp)
-		}
-		return nil, dialError(c.url, err)
+		return nil, err
 	}
 	ws.SetReadLimit(c.opts.ReadLimit)
 	s, err := c.handshake(ctx, ws)
@@ -251,10 +231,8 @@ func (c *Client) connect(ctx context.Context) (*session, error) {
 		_ = ws.CloseNow()
 		return nil, fmt.Errorf("failed to handshake with %s: %w", c.url, err)
 	}
-	rawMu.Lock()
 	s.raw = raw
 	s.net, _ = raw.(*eofconn.Conn)
-	rawMu.Unlock()
 	return s, nil
 }
 
@@ -364,24 +342,33 @@ func checkURL(raw string) error {
 	return fmt.Errorf("netclient: %q has the scheme %s; write it as ws://HOST:PORT/PATH (or wss:// for TLS)", raw, u.Scheme)
 }
 
-// dialError says in one sentence why a dial failed and what to check.
-func dialError(raw string, err error) error {
-	host := raw
-	if u, perr := url.Parse(raw); perr == nil {
-		host = u.Host
-	}
-	var dnsErr *net.DNSError
+// timeoutError says why a dial that its context ended failed, or
+// returns nil when err is not the context's.
+func timeoutError(raw string, err error) error {
 	switch {
-	case errors.Is(err, syscall.ECONNREFUSED):
-		return &sentence{fmt.Sprintf("netclient: cannot connect to %s: connection refused; is the server running and listening on %s?", raw, host), ErrUnreachable}
-	case errors.As(err, &dnsErr):
-		return &sentence{fmt.Sprintf("netclient: cannot connect to %s: no such host %q; check the host name", raw, dnsErr.Name), ErrUnreachable}
 	case errors.Is(err, context.DeadlineExceeded):
 		return &sentence{fmt.Sprintf("netclient: cannot connect to %s: no answer in time; check the address and any firewall in between", raw), context.DeadlineExceeded}
 	case errors.Is(err, context.Canceled):
 		return fmt.Errorf("netclient: connecting to %s: %w", raw, context.Canceled)
 	}
-	return fmt.Errorf("netclient: cannot connect to %s: %w", raw, unwrapDial(err))
+	return nil
+}
+
+// tokenURL returns raw with token in its TokenParam query parameter, for
+// a dial that cannot send headers (a browser's). An empty token leaves raw
+// as it is.
+func tokenURL(raw, token string) string {
+	if token == "" {
+		return raw
+	}
+	u, err := url.Parse(raw)
+	if err != nil {
+		return raw // checkURL refused it before any dial
+	}
+	q := u.Query()
+	q.Set(TokenParam, token)
+	u.RawQuery = q.Encode()
+	return u.String()
 }
 
 // sentence is an error whose text explains it whole and whose kind is err
@@ -393,31 +380,6 @@ type sentence struct {
 
 func (e *sentence) Error() string { return e.msg }
 func (e *sentence) Unwrap() error { return e.err }
-
-// unwrapDial drops coder/websocket's and net/http's wrappers, which repeat
-// the URL and "failed to" for every layer.
-func unwrapDial(err error) error {
-	var op *net.OpError
-	if errors.As(err, &op) {
-		return op
-	}
-	return err
-}
-
-// httpError describes a response that refused the upgrade.
-func httpError(raw string, resp *http.Response) *HTTPError {
-	e := &HTTPError{URL: raw, StatusCode: resp.StatusCode}
-	if resp.Body != nil {
-		// coder/websocket keeps the first 1024 bytes of the body.
-		b, _ := io.ReadAll(io.LimitReader(resp.Body, 1024))
-		e.Message = strings.TrimSpace(strings.ToValidUTF8(string(b), ""))
-		if i := strings.IndexByte(e.Message, '\n'); i >= 0 {
-			e.Message = e.Message[:i]
-		}
-		e.Message = truncate(e.Message, 200)
-	}
-	return e
-}
 
 // refusal turns a close during the handshake into a *RefusedError.
 func refusal(err error) error {
@@ -611,35 +573,3 @@ func truncate(s string, n int) string {
 // errVanished ends a session whose server went away while a message was
 // arriving.
 var errVanished = errors.New("netclient: connection ended mid-message")
-
-// eofClient returns hc (or the default client) with a transport whose
-// connections are eofconn.Conns. A client whose transport is not an
-// *http.Transport is returned as it is, without the check.
-func eofClient(hc *http.Client) *http.Client {
-	base := http.DefaultTransport
-	if hc != nil && hc.Transport != nil {
-		base = hc.Transport
-	}
-	t, ok := base.(*http.Transport)
-	if !ok {
-		return hc
-	}
-	t = t.Clone()
-	dial := t.DialContext
-	if dial == nil {
-		dial = (&net.Dialer{}).DialContext
-	}
-	t.DialContext = func(ctx context.Context, network, addr string) (net.Conn, error) {
-		c, err := dial(ctx, network, addr)
-		if err != nil {
-			return nil, err
-		}
-		return eofconn.Wrap(c), nil
-	}
-	out := &http.Client{}
-	if hc != nil {
-		*out = *hc
-	}
-	out.Transport = t
-	return out
-}

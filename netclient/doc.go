@@ -88,6 +88,27 @@
 // value in the mirror at once and reverts to the server's value if the
 // server refuses it.
 //
+// # Messages, references, the hierarchy and ownership
+//
+// OnMessage installs a handler for one message type (registered with
+// components.RegisterMessage on both sides); handlers run during Update,
+// in the order the server sent the messages, after the batch's state is
+// applied. PublishMessages delivers them as donburi features/events events
+// instead. Send sends a message the type allows clients to send and
+// resolves like a mutation.
+//
+// A donburi.Entity field of a component or message holds a mirror entity:
+// the mirror of the referenced server entity while it is in the client's
+// scope, donburi.Null otherwise. When the target enters or leaves the
+// scope, the references to it are written again and OnChange fires, so a
+// reference is never an entity that is not alive in the mirror. A mirror
+// entity in a mutation or message reaches the server as the entity it
+// mirrors. With components.RegisterTransform, the mirror links entities
+// into donburi's transform hierarchy as the server's Parent components
+// say (a child whose parent is outside the scope is a root), so
+// transform.WorldPosition agrees with the server. Owns and Owned name the
+// mirror entities whose components.Owner is this client.
+//
 // # Interpolation
 //
 // For components registered with components.Options.Interpolate (the
@@ -98,6 +119,19 @@
 // ticks, anchored to the earliest batch arrivals and slewed smoothly, so
 // arrival jitter does not make motion stutter. The world itself always
 // holds the newest server value.
+//
+// # In a browser
+//
+// The package builds for GOOS=js GOARCH=wasm and dials through the
+// browser's WebSocket API. A page cannot set headers on a WebSocket, so
+// Options.Token travels as the URL's query parameter TokenParam
+// ("access_token"), which plugin.BearerToken reads as well as the header;
+// the browser also sends the page's Origin (a page served by the game's
+// own server passes the server's Origin check) and the cookies of the
+// server's site. Options.HTTPHeader and HTTPClient are not used there. A
+// browser does not tell a page why a WebSocket failed to open, so a
+// refusal before the upgrade (HTTP 401, 403, 429, 503) is reported like an
+// unreachable server (ErrUnreachable), not as an *HTTPError.
 //
 // # Reconnecting
 //

@@ -51,6 +51,30 @@
 // despawn or disconnect. RequireControl is an Authorize that admits only
 // the controller.
 //
+// # Messages, references and the hierarchy
+//
+// Besides state, a game sends one-off messages of the types it registered
+// with components.RegisterMessage: Send to one client, Broadcast to all,
+// SendToViewers to the clients that see an entity. Each goes in the
+// client's next batch, after that batch's state, so it may name an entity
+// the same batch spawns; it is encoded once however many clients receive
+// it. A message for a client that disconnects is dropped with it. Messages
+// count against the client's byte budget and are never dropped while it is
+// connected; a client whose queue passes Options.MessageQueueBytes is
+// closed with 4003. Clients send messages of types registered FromClient;
+// the handler installed with Handle runs on the game goroutine during Tick
+// with the client's identity, and the client gets its answer as a status.
+//
+// A donburi.Entity field of a registered component or message is a
+// reference: it travels as the entity's net id and generation, and a
+// client sees its own mirror of that entity, or donburi.Null while the
+// entity is outside its scope. A client's reference in a mutation or
+// message reaches the game as the server's entity (Null when none is
+// alive). With components.RegisterTransform, the server replicates
+// donburi's transform hierarchy: each tick it writes components.Parent of
+// every replicated entity that has a Transform and a Parent from the
+// hierarchy, and clients rebuild the tree in their mirrors.
+//
 // # Hostile input
 //
 // Every byte from the network is treated as hostile; docs/SECURITY.md has
@@ -58,8 +82,11 @@
 //
 // Before the upgrade, a request from another site's page is refused with
 // 403 (Options.OriginPatterns lists the sites allowed; clients that send no
-// Origin, like netclient, pass), Options.Authenticate may refuse it with 401
-// or 403 and otherwise names the client's Identity for every hook, and
+// Origin, like netclient in a native game, pass, and so do pages the server
+// serves itself), Options.Authenticate may refuse it with 401 or 403 and
+// otherwise names the client's Identity for every hook (BearerToken reads a
+// token from the Authorization header, or from the access_token query
+// parameter, which is how netclient sends it from a browser), and
 // MaxConnections, MaxHandshakes and MaxConnectionsPerAddress answer 503 or
 // 429. After it, every message is bounded in bytes before anything is
 // allocated (ReadLimit, as received and decompressed), decoded in full and

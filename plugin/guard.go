@@ -36,16 +36,22 @@ var (
 	ErrAccessDenied = errors.New("access denied")
 )
 
-// BearerToken returns the token of the request's "Authorization: Bearer
-// <token>" header, or "" when it has none. It is a helper for
-// Options.Authenticate; netclient sends its Options.Token this way.
+// BearerToken returns the request's bearer token: that of its
+// "Authorization: Bearer <token>" header, else its "access_token" query
+// parameter (RFC 6750 §2.3), else "". It is a helper for
+// Options.Authenticate. netclient sends its Options.Token in the header,
+// and from a browser, whose WebSocket cannot carry the header, in the query
+// parameter (netclient.TokenParam).
 func BearerToken(r *http.Request) string {
 	h := r.Header.Get("Authorization")
 	const prefix = "bearer "
 	if len(h) > len(prefix) && strings.EqualFold(h[:len(prefix)], prefix) {
 		return strings.TrimSpace(h[len(prefix):])
 	}
-	return ""
+	if r.URL == nil {
+		return ""
+	}
+	return r.URL.Query().Get("access_token")
 }
 
 // Refusal reasons: the keys of Stats.Refusals, and the "reason" of the

@@ -4,6 +4,13 @@
 //
 //	go run ./demo/server -listen 127.0.0.1:8080 -entities 3000 -tick 30
 //
+// With -web it also serves the game in the browser at http://ADDR/: a
+// page, the demo window built for GOOS=js GOARCH=wasm (by the go command,
+// in the background, unless -wasm names a prebuilt one) and wasm_exec.js,
+// beside the WebSocket endpoint on the same origin (package demo/web).
+//
+//	go run ./demo/server -web         # then open http://127.0.0.1:8080/
+//
 // Every -stats interval it prints the tick time, the clients' traffic and
 // the refusals so far (connections refused and clients dropped, by reason).
 // It exits on SIGINT or SIGTERM, or after -duration, closing every
@@ -28,6 +35,7 @@ import (
 	"time"
 
 	"github.com/ebisync/ebisync/demo/sim"
+	"github.com/ebisync/ebisync/demo/web"
 	"github.com/ebisync/ebisync/plugin"
 )
 
@@ -55,6 +63,8 @@ func run(ctx context.Context, args []string, stdout io.Writer) error {
 	verbose := fs.Bool("v", false, "log connections at debug level")
 	maxPerAddr := fs.Int("max-per-addr", 0, "most connections from one IP `address` (0: the library's default, 32); "+
 		"a load test whose bots all dial from one address, such as loopback, needs more than its bot count")
+	serveWeb := fs.Bool("web", false, "also serve the game in the browser at http://ADDR/ (the client is built with the go command unless -wasm)")
+	wasm := fs.String("wasm", "", "with -web, serve this prebuilt browser client (`FILE`, see go doc ./demo/web) instead of building one")
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
@@ -71,14 +81,23 @@ func run(ctx context.Context, args []string, stdout io.Writer) error {
 	if ents == 0 {
 		ents = -1 // sim.Config: negative means none, zero means the default
 	}
-	host := sim.NewHost(&sim.HostConfig{
+	hostCfg := &sim.HostConfig{
 		Sim:      sim.Config{Entities: ents},
 		TickRate: *tick,
 		Radius:   *radius,
 		Logger:   logger,
 		// Zero keeps the plugin's default.
 		MaxConnectionsPerAddress: *maxPerAddr,
-	})
+	}
+	if *serveWeb {
+		site, err := web.New(&web.Options{WASM: *wasm, Radius: *radius, Out: stdout})
+		if err != nil {
+			return err
+		}
+		defer site.Close()
+		hostCfg.Page = site
+	}
+	host := sim.NewHost(hostCfg)
 	ln, err := net.Listen("tcp", *listen)
 	if err != nil {
 		return fmt.Errorf("failed to listen: %w", err)
@@ -89,6 +108,12 @@ func run(ctx context.Context, args []string, stdout io.Writer) error {
 		local, *entities, *tick, *radius)
 	if shared != local {
 		fmt.Fprintf(stdout, "others join with: go run ./demo -connect %s\n", shared)
+	}
+	if *serveWeb {
+		fmt.Fprintf(stdout, "play in a browser at %s\n", web.PageURL(local))
+		if shared != local {
+			fmt.Fprintf(stdout, "others play at %s\n", web.PageURL(shared))
+		}
 	}
 
 	if *duration > 0 {

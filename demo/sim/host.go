@@ -27,12 +27,21 @@ type HostConfig struct {
 	// one IP address (plugin.Options.MaxConnectionsPerAddress). Default
 	// the plugin's (32).
 	MaxConnectionsPerAddress int
+	// Page, if set, is served at every path but "/sync": the browser
+	// client's page and files (package demo/web). Its WebSocket is then on
+	// the page's own origin, which the plugin's Origin check accepts.
+	Page http.Handler
+	// Validate, if set, runs after ValidateSteer for each mutation that it
+	// let through, on the game goroutine: a game's further rules (or a
+	// test's look at what clients ask). Default none.
+	Validate func(req *plugin.Request) error
 }
 
 // Host is an authoritative demo server: a Sim and the ebisync plugin
 // replicating it, driven by one goroutine at a fixed tick rate.
 //
-// Clients connect at the path "/sync" of Handler. Each connecting client
+// Clients connect at the path "/sync" of Handler; HostConfig.Page, if
+// set, is served beside it. Each connecting client
 // gets a player ship it owns; it loses it when it leaves.
 type Host struct {
 	sim    *Sim
@@ -82,7 +91,12 @@ func NewHost(cfg *HostConfig) *Host {
 		// the whole map.
 		MaxRadius: 4 * c.Radius,
 		Logger:    c.Logger,
-		Validate:  ValidateSteer,
+		Validate: func(req *plugin.Request) error {
+			if err := ValidateSteer(req); err != nil || c.Validate == nil {
+				return err
+			}
+			return c.Validate(req)
+		},
 		// Zero: the plugin's default.
 		MaxConnectionsPerAddress: c.MaxConnectionsPerAddress,
 		OnConnect: func(ci plugin.ClientInfo) {
@@ -96,6 +110,9 @@ func NewHost(cfg *HostConfig) *Host {
 	})
 	h.mux = http.NewServeMux()
 	h.mux.Handle("/sync", h.plugin)
+	if c.Page != nil {
+		h.mux.Handle("/", c.Page)
+	}
 	return h
 }
 
@@ -123,7 +140,8 @@ func (h *Host) Plugin() *plugin.Server { return h.plugin }
 // TickRate returns the tick rate in Hz.
 func (h *Host) TickRate() int { return h.rate }
 
-// Handler returns the HTTP handler serving "/sync".
+// Handler returns the HTTP handler serving "/sync", and HostConfig.Page
+// at every other path.
 func (h *Host) Handler() http.Handler { return h.mux }
 
 // Serve serves Handler on ln until Close. It returns at once; the HTTP

@@ -37,8 +37,26 @@ func Wrapper(t testing.TB) []string {
 // changes, instead of reporting a stale "(cached)" pass.
 func TrackSources(t testing.TB, pkgs ...string) {
 	t.Helper()
+	trackSources(t, nil, pkgs)
+}
+
+// TrackWasmSources is TrackSources for a test that builds pkgs for the
+// browser (GOOS=js GOARCH=wasm), whose packages are not all the host's.
+func TrackWasmSources(t testing.TB, pkgs ...string) {
+	t.Helper()
+	trackSources(t, []string{"GOOS=js", "GOARCH=wasm"}, pkgs)
+}
+
+// trackSources reads the sources of pkgs and their dependencies in this
+// module, as go list lists them with env added to the environment.
+func trackSources(t testing.TB, env, pkgs []string) {
+	t.Helper()
 	args := append([]string{"list", "-deps", "-test", "-f", "{{if .Module}}{{if .Module.Main}}{{.Dir}}{{end}}{{end}}"}, pkgs...)
-	out, err := exec.Command("go", args...).Output()
+	cmd := exec.Command("go", args...)
+	if env != nil {
+		cmd.Env = append(os.Environ(), env...)
+	}
+	out, err := cmd.Output()
 	if err != nil {
 		t.Fatalf("go list: %v", err)
 	}

@@ -29,6 +29,8 @@ type Config struct {
 	Autopilot  bool
 	Verbose    bool
 	CPUProfile string
+	Web        bool   // with Listen: serve the browser client too
+	WASM       string // a prebuilt browser client to serve
 }
 
 // flags returns the demo's flag set writing into c.
@@ -57,6 +59,8 @@ func flags(c *Config, out io.Writer) *flag.FlagSet {
 	fs.BoolVar(&c.Autopilot, "autopilot", false, "fly by yourself when no key is pressed (on with -screenshot)")
 	fs.BoolVar(&c.Verbose, "v", false, "debug logs")
 	fs.StringVar(&c.CPUProfile, "cpuprofile", "", "write a CPU profile to `FILE`")
+	fs.BoolVar(&c.Web, "web", true, "with -listen, also serve the game in the browser at http://ADDR/ (built with the go command unless -wasm)")
+	fs.StringVar(&c.WASM, "wasm", "", "with -listen, serve this prebuilt browser client (`FILE`, see go doc ./demo/web) instead of building one")
 	return fs
 }
 
