@@ -16,6 +16,7 @@ import (
 	"github.com/hajimehoshi/ebiten/v2/inpututil"
 	"github.com/yohamta/donburi"
 	"github.com/yohamta/donburi/ecs"
+	"github.com/yohamta/donburi/features/transform"
 	"github.com/yohamta/donburi/filter"
 
 	"github.com/ebisync/ebisync/components"
@@ -37,7 +38,12 @@ var (
 	hudPanel      = color.NRGBA{0x05, 0x08, 0x10, 0xc0}
 	minimapBG     = color.NRGBA{0x06, 0x09, 0x12, 0xe0}
 	minimapBorder = color.RGBA{0x3a, 0x4a, 0x6a, 0xff}
+	chaseLine     = color.NRGBA{0xff, 0x6e, 0x6e, 0x90}
+	hitFlash      = color.RGBA{0xff, 0x52, 0x52, 0xff}
 )
+
+// flashTime is how long a hit flashes around a ship, in seconds.
+const flashTime = 0.6
 
 // gameConfig is what the window needs from the command line.
 type gameConfig struct {
@@ -55,6 +61,7 @@ type game struct {
 	cfg     gameConfig
 	client  *netclient.Client
 	heading *components.Synced[sim.HeadingData]
+	flashes map[donburi.Entity]time.Time // ships hit recently (the demo.hit message), by when
 	ecs     *ecs.ECS
 	pilot   *sim.Pilot
 	overlay *ebitensync.Overlay
@@ -79,6 +86,7 @@ func newGame(c *netclient.Client, cfg gameConfig) *game {
 	heading, _ := components.Lookup(c.Registry(), sim.Heading)
 	g := &game{
 		heading: heading,
+		flashes: make(map[donburi.Entity]time.Time),
 		cfg:     cfg,
 		client:  c,
 		ecs:     ecs.NewECS(c.World()),
@@ -87,6 +95,15 @@ func newGame(c *netclient.Client, cfg gameConfig) *game {
 		canvas:  newCanvas(),
 		drawn:   donburi.NewQuery(filter.Contains(sim.Ship, components.Position)),
 		zoom:    1,
+	}
+	// A hit arrives as a message, after the state of its batch: the ship it
+	// names is the client's own mirror entity.
+	if hit, ok := components.LookupMessage[sim.HitData](c.Registry(), "demo.hit"); ok {
+		netclient.OnMessage(c, hit, func(h sim.HitData) {
+			if h.Ship != donburi.Null {
+				g.flashes[h.Ship] = time.Now()
+			}
+		})
 	}
 	// The glue: one system applies what arrived, then the game's own.
 	g.ecs.AddSystem(ebitensync.System(c))
@@ -231,6 +248,17 @@ func (g *game) Draw(screen *ebiten.Image) {
 			r = max(r, 6)
 		case sim.KindPlayer:
 			r = max(r, 10)
+		case sim.KindOrb:
+			r = max(r, 2.5)
+			// A child of a ship in the transform hierarchy: drawn at its
+			// local offset from where the ship is drawn.
+			if parent, ok := transform.GetParent(entry); ok && parent.Valid() {
+				if sx, sy, ok := ebitensync.Position(g.client, parent.Entity(), now); ok {
+					off := transform.GetTransform(entry).LocalPosition
+					x, y = sx+off.X, sy+off.Y
+					px, py = v.pt(x, y)
+				}
+			}
 		default:
 			r = max(r, 2)
 		}
@@ -249,12 +277,32 @@ func (g *game) Draw(screen *ebiten.Image) {
 			c.circle(px, py, max(r-max(1.5, r*0.18), 0.5), col)
 		case sim.KindDrone:
 			drawShip(c, px, py, r, angle, col, false)
+			// The chased ship is an entity reference: this client's own
+			// mirror of it, or Null while it is out of sight.
+			if entry.HasComponent(sim.Target) {
+				if t := sim.Target.Get(entry).Ship; t != donburi.Null {
+					if tx, ty, ok := ebitensync.Position(g.client, t, now); ok {
+						qx, qy := v.pt(tx, ty)
+						c.line(px, py, qx, qy, 1, chaseLine)
+					}
+				}
+			}
+		case sim.KindOrb:
+			c.circle(px, py, r, col)
 		case sim.KindPlayer:
 			if entry.HasComponent(sim.Steer) && sim.Steer.Get(entry).Thrust > 0 {
 				drawFlame(c, px, py, r, angle, now)
 			}
 			self := haveShip && e == ship
 			drawShip(c, px, py, r, angle, col, true)
+			if at, ok := g.flashes[e]; ok {
+				if age := now.Sub(at).Seconds(); age < flashTime {
+					k := float32(age / flashTime)
+					c.ring(px, py, r*(1.4+1.6*k), 3*(1-k)+0.5, hitFlash)
+				} else {
+					delete(g.flashes, e)
+				}
+			}
 			if self {
 				pulse := float32(0.5 + 0.5*math.Sin(float64(now.UnixMilli()%100000)/180))
 				c.ring(px, py, r*1.9+2*pulse, 1.5, mix(col, selfRing, 0.6))

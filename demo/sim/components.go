@@ -13,6 +13,7 @@ const (
 	KindAsteroid uint8 = 1 // drifts in a straight line, never steers
 	KindDrone    uint8 = 2 // an NPC ship that wanders
 	KindPlayer   uint8 = 3 // a connected client's ship, steered by Steer
+	KindOrb      uint8 = 4 // a shield orb circling a player's ship: its child in the transform hierarchy
 )
 
 // ShipData is what a client needs to draw an entity: what it is, its colour
@@ -49,6 +50,24 @@ type SteerData struct {
 // Steer is the client-writable component "demo.steer".
 var Steer = donburi.NewComponentType[SteerData]()
 
+// TargetData is the player ship a drone chases, an entity reference: a
+// client sees its own mirror of the ship, or donburi.Null while that ship
+// is out of its sight.
+type TargetData struct {
+	Ship donburi.Entity
+}
+
+// Target is the component "demo.target".
+var Target = donburi.NewComponentType[TargetData]()
+
+// HitData is the message "demo.hit": a drone reached the ship it chased.
+// The server sends it to the clients that see the ship, after the batch's
+// state.
+type HitData struct {
+	Ship  donburi.Entity
+	Drone donburi.Entity
+}
+
 // maxSteer bounds SteerData's fields.
 const maxSteer = 100
 
@@ -65,9 +84,12 @@ func NewRegistry() *components.Registry {
 	reg := components.NewRegistry()
 	std := components.RegisterStandard(reg)
 	std.Position.SetLerp(lerpPosition)
+	components.RegisterTransform(reg)
 	components.Register(reg, "demo.ship", Ship, nil)
 	components.Register(reg, "demo.heading", Heading, &components.Options{Interpolate: true}).SetLerp(lerpHeading)
 	components.Register(reg, "demo.steer", Steer, &components.Options{ClientWritable: true})
+	components.Register(reg, "demo.target", Target, nil)
+	components.RegisterMessage[HitData](reg, "demo.hit", nil)
 	return reg
 }
 

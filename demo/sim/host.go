@@ -10,6 +10,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/ebisync/ebisync/components"
 	"github.com/ebisync/ebisync/plugin"
 )
 
@@ -48,6 +49,8 @@ type Host struct {
 	plugin *plugin.Server
 	rate   int
 	mux    *http.ServeMux
+	hit    *components.Message[HitData]
+	hits   []Hit // TakeHits' buffer
 
 	mu       sync.Mutex
 	window   tickWindow
@@ -81,7 +84,9 @@ func NewHost(cfg *HostConfig) *Host {
 		c.Radius = 600
 	}
 	h := &Host{sim: New(&c.Sim), rate: c.TickRate}
-	h.plugin = plugin.New(h.sim.World(), NewRegistry(), &plugin.Options{
+	reg := NewRegistry()
+	h.hit, _ = components.LookupMessage[HitData](reg, "demo.hit")
+	h.plugin = plugin.New(h.sim.World(), reg, &plugin.Options{
 		TickRate:      c.TickRate,
 		DefaultRadius: c.Radius,
 		// A quarter of the radius keeps each client's scan to about 50
@@ -174,6 +179,10 @@ func (h *Host) Run(ctx context.Context) error {
 		}
 		start := time.Now()
 		h.sim.Step(dt.Seconds())
+		h.hits = h.sim.TakeHits(h.hits[:0])
+		for _, hit := range h.hits {
+			plugin.SendToViewers(h.plugin, hit.Ship, h.hit, HitData(hit))
+		}
 		h.plugin.Tick()
 		d := time.Since(start)
 		h.mu.Lock()

@@ -2,7 +2,6 @@ package sim
 
 import (
 	"github.com/yohamta/donburi"
-	"github.com/yohamta/donburi/filter"
 
 	"github.com/ebisync/ebisync/components"
 	"github.com/ebisync/ebisync/netclient"
@@ -15,8 +14,8 @@ import (
 // A new client's interest is the server's default, which is not where its
 // ship is, and the client does not know its ship's network id. So the
 // Pilot first looks at its spawn point (Config.SpawnPoint of its client
-// id), finds the mirror entity whose components.Owner is this client, then
-// follows it. After a reconnect (a new client id, a new ship) it does so
+// id), takes the ship from the entities the client owns (Client.Owned),
+// then follows it. After a reconnect (a new client id, a new ship) it does so
 // again.
 //
 // A Pilot is used on the client's game goroutine only.
@@ -24,7 +23,7 @@ type Pilot struct {
 	c         *netclient.Client
 	radius    float64
 	world     *Config
-	owned     *donburi.Query // per Pilot: donburi queries must not be shared across goroutines
+	owned     []donburi.Entity // Client.Owned's buffer
 	steerSync *components.Synced[SteerData]
 	ship      donburi.Entity
 	owner     uint64 // client id the ship was found for
@@ -54,7 +53,6 @@ func NewPilot(c *netclient.Client, radius float64, world *Config) *Pilot {
 		steerSync: steer,
 		radius:    radius,
 		world:     world,
-		owned:     donburi.NewQuery(filter.Contains(components.Owner, Ship)),
 		ship:      donburi.Null,
 	}
 }
@@ -92,15 +90,16 @@ func (p *Pilot) Update() {
 		return
 	}
 	p.ship = donburi.Null
-	for e := range p.owned.Iter(w) {
-		if components.Owner.Get(e).Client != id {
+	p.owned = p.c.Owned(p.owned[:0])
+	for _, e := range p.owned {
+		if entry := w.Entry(e); !entry.HasComponent(Ship) || Ship.Get(entry).Kind != KindPlayer {
 			continue
 		}
-		netID, gen, ok := p.c.NetID(e.Entity())
+		netID, gen, ok := p.c.NetID(e)
 		if !ok {
 			continue
 		}
-		p.ship, p.owner, p.looking = e.Entity(), id, false
+		p.ship, p.owner, p.looking = e, id, false
 		p.steer, p.unsent = SteerData{}, true
 		// An error means the client is closed; Update reports that.
 		_ = p.c.FollowInterest(netID, gen, p.radius)

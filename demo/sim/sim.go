@@ -16,6 +16,8 @@ import (
 	"math/rand/v2"
 
 	"github.com/yohamta/donburi"
+	dmath "github.com/yohamta/donburi/features/math"
+	"github.com/yohamta/donburi/features/transform"
 	"github.com/yohamta/donburi/filter"
 
 	"github.com/ebisync/ebisync/components"
@@ -72,7 +74,21 @@ const (
 	// first few clients meet; two hundred bots do not all crowd into one
 	// interest radius.
 	SpawnSpacing = 200
+	// OrbRadius is how far a ship's shield orb circles from it, OrbSpeed
+	// its angular speed in rad/s.
+	OrbRadius = 30
+	OrbSpeed  = 2.5
+	// ChaseRange is how near a player ship must be for a drone to chase
+	// it, and HitDamage what a drone that reaches it takes off its Health.
+	ChaseRange = 450
+	HitDamage  = 10
 )
+
+// Hit is a drone reaching the ship it chased, for the host to send as a
+// HitData message.
+type Hit struct {
+	Ship, Drone donburi.Entity
+}
 
 // wanderData is a drone's private steering state. It is not registered,
 // so it never leaves the server.
@@ -91,6 +107,8 @@ type Sim struct {
 	rng     *rand.Rand
 	now     float64
 	players map[uint64]donburi.Entity
+	orbs    map[uint64]donburi.Entity // each player's shield orb, a child of its ship
+	hits    []Hit                     // since the last TakeHits
 
 	// Queries are per Sim, never shared: donburi caches query results per
 	// query without a lock, so two worlds on two goroutines must not share
@@ -107,6 +125,7 @@ func New(cfg *Config) *Sim {
 		cfg:     c,
 		rng:     rand.New(rand.NewPCG(c.Seed, 0x9e3779b97f4a7c15)),
 		players: make(map[uint64]donburi.Entity),
+		orbs:    make(map[uint64]donburi.Entity),
 		movers:  donburi.NewQuery(filter.Contains(components.Position, components.Velocity)),
 		drones:  donburi.NewQuery(filter.Contains(wander, Heading, components.Velocity)),
 		ships:   donburi.NewQuery(filter.Contains(Steer, Heading, components.Velocity)),
@@ -158,7 +177,7 @@ func (s *Sim) spawnAsteroid() donburi.Entity {
 var dronePalette = []uint32{0x4dd0e1, 0xff8a65, 0xba68c8, 0xaed581, 0xffd54f, 0x4fc3f7, 0xf06292}
 
 func (s *Sim) spawnDrone() donburi.Entity {
-	e := s.world.Create(components.Replicated, components.Position, components.Velocity, Heading, Ship, wander)
+	e := s.world.Create(components.Replicated, components.Position, components.Velocity, Heading, Ship, wander, Target)
 	entry := s.world.Entry(e)
 	components.Position.SetValue(entry, s.randPos())
 	angle := WrapAngle(s.rng.Float64() * 2 * math.Pi)
@@ -192,17 +211,35 @@ func (s *Sim) SpawnPlayer(client uint64, name string) donburi.Entity {
 		return e
 	}
 	e := s.world.Create(components.Replicated, components.Position, components.Velocity, Heading, Ship, Steer,
-		components.Owner, components.Name, components.Health)
+		components.Owner, components.Name, components.Health, transform.Transform, components.Parent)
 	entry := s.world.Entry(e)
 	x, y := s.cfg.SpawnPoint(client)
 	components.Position.SetValue(entry, components.PositionData{X: x, Y: y})
+	transform.Transform.SetValue(entry, transform.TransformData{LocalPosition: dmath.Vec2{X: x, Y: y}, LocalScale: dmath.Vec2{X: 1, Y: 1}})
 	Heading.SetValue(entry, HeadingData{Angle: float32(WrapAngle(s.rng.Float64() * 2 * math.Pi))})
 	Ship.SetValue(entry, ShipData{Kind: KindPlayer, Color: playerPalette[client%uint64(len(playerPalette))], Radius: PlayerRadius})
 	components.Owner.SetValue(entry, components.OwnerData{Client: client})
 	components.Name.SetValue(entry, components.NameData{Value: name})
 	components.Health.SetValue(entry, components.HealthData{Current: 100, Max: 100})
 	s.players[client] = e
+
+	// The shield orb is the ship's child in donburi's transform hierarchy:
+	// its Transform is relative to the ship's.
+	o := s.world.Create(components.Replicated, components.Position, Ship, transform.Transform, components.Parent)
+	orb := s.world.Entry(o)
+	components.Position.SetValue(orb, components.PositionData{X: x, Y: y})
+	Ship.SetValue(orb, ShipData{Kind: KindOrb, Color: 0x80deea, Radius: 4})
+	transform.Transform.SetValue(orb, transform.TransformData{LocalScale: dmath.Vec2{X: 1, Y: 1}})
+	transform.AppendChild(entry, orb, false)
+	s.orbs[client] = o
 	return e
+}
+
+// TakeHits appends the hits since the last call to dst and returns it.
+func (s *Sim) TakeHits(dst []Hit) []Hit {
+	dst = append(dst, s.hits...)
+	s.hits = s.hits[:0]
+	return dst
 }
 
 // RemovePlayer removes the ship of client, if it has one.
@@ -212,6 +249,13 @@ func (s *Sim) RemovePlayer(client uint64) {
 		return
 	}
 	delete(s.players, client)
+	if o, ok := s.orbs[client]; ok {
+		delete(s.orbs, client)
+		if s.world.Valid(o) {
+			transform.RemoveParent(s.world.Entry(o), false)
+			s.world.Remove(o)
+		}
+	}
 	if s.world.Valid(e) {
 		s.world.Remove(e)
 	}
@@ -232,6 +276,9 @@ func (s *Sim) Step(dt float64) {
 	s.now += dt
 	for entry := range s.drones.Iter(s.world) {
 		w := wander.Get(entry)
+		if s.chase(entry, w, dt) {
+			continue
+		}
 		if s.now >= w.Next {
 			// Half the time fly straight, else curve gently.
 			w.Turn = 0
@@ -269,6 +316,81 @@ func (s *Sim) Step(dt float64) {
 		v := components.Velocity.Get(entry)
 		p.X = wrap(p.X+v.X*dt, s.cfg.Width)
 		p.Y = wrap(p.Y+v.Y*dt, s.cfg.Height)
+	}
+	s.moveOrbs()
+}
+
+// chase steers a drone that chases a ship towards it, records a Hit when
+// it reaches it, and picks a ship to chase when it is time to. It reports
+// whether the drone is chasing.
+func (s *Sim) chase(entry *donburi.Entry, w *wanderData, dt float64) bool {
+	t := Target.Get(entry)
+	p := components.Position.Get(entry)
+	if s.now >= w.Next {
+		t.Ship = s.nearestPlayer(p.X, p.Y)
+	}
+	if t.Ship == donburi.Null || !s.world.Valid(t.Ship) {
+		t.Ship = donburi.Null
+		return false
+	}
+	sp := components.Position.Get(s.world.Entry(t.Ship))
+	dx, dy := sp.X-p.X, sp.Y-p.Y
+	if d := math.Hypot(dx, dy); d > 1.5*ChaseRange {
+		t.Ship = donburi.Null // out ran
+		return false
+	} else if d < PlayerRadius+float64(Ship.Get(entry).Radius) {
+		s.hits = append(s.hits, Hit{Ship: t.Ship, Drone: entry.Entity()})
+		hp := components.Health.Get(s.world.Entry(t.Ship))
+		if hp.Current -= HitDamage; hp.Current <= 0 {
+			hp.Current = hp.Max
+		}
+		t.Ship = donburi.Null
+		w.Next = s.now + 4 // a rest before the next chase
+		return false
+	}
+	h := Heading.Get(entry)
+	want := math.Atan2(dy, dx)
+	turn := WrapAngle(want - float64(h.Angle))
+	maxTurn := 2.0 * dt
+	a := WrapAngle(float64(h.Angle) + max(-maxTurn, min(maxTurn, turn)))
+	h.Angle = float32(a)
+	components.Velocity.SetValue(entry, components.VelocityData{X: math.Cos(a) * w.Speed, Y: math.Sin(a) * w.Speed})
+	return true
+}
+
+// nearestPlayer returns the player ship nearest (x, y) within ChaseRange,
+// or Null.
+func (s *Sim) nearestPlayer(x, y float64) donburi.Entity {
+	best, bestD := donburi.Null, float64(ChaseRange)
+	for _, e := range s.players {
+		if !s.world.Valid(e) {
+			continue
+		}
+		p := components.Position.Get(s.world.Entry(e))
+		if d := math.Hypot(p.X-x, p.Y-y); d < bestD {
+			best, bestD = e, d
+		}
+	}
+	return best
+}
+
+// moveOrbs keeps each player ship's Transform at its Position, turns its
+// orb around it (the orb's local position), and sets the orb's Position,
+// which interest management reads, to its place in the world.
+func (s *Sim) moveOrbs() {
+	for client, o := range s.orbs {
+		ship, ok := s.players[client]
+		if !ok || !s.world.Valid(ship) || !s.world.Valid(o) {
+			continue
+		}
+		se := s.world.Entry(ship)
+		sp := components.Position.Get(se)
+		transform.GetTransform(se).LocalPosition = dmath.Vec2{X: sp.X, Y: sp.Y}
+		a := s.now*OrbSpeed + float64(client)
+		oe := s.world.Entry(o)
+		transform.GetTransform(oe).LocalPosition = dmath.Vec2{X: OrbRadius * math.Cos(a), Y: OrbRadius * math.Sin(a)}
+		wp := transform.WorldPosition(oe)
+		components.Position.SetValue(oe, components.PositionData{X: wrap(wp.X, s.cfg.Width), Y: wrap(wp.Y, s.cfg.Height)})
 	}
 }
 

@@ -100,13 +100,22 @@ func Upgrade(ctx context.Context, hostport, path string, hdr http.Header, timeou
 // well-behaved client sends it; attacks send it at the wrong time, or
 // change it.
 func Hello(reg *components.Registry, name string) *wire.Hello {
-	h := &wire.Hello{Version: wire.ProtocolVersion, ClientName: name}
-	for _, s := range reg.Schema() {
+	return &wire.Hello{
+		Version:    wire.ProtocolVersion,
+		ClientName: name,
+		Components: descs(reg.Schema()),
+		Messages:   descs(reg.MessageSchema()),
+	}
+}
+
+func descs(schema []components.Schema) []wire.ComponentDesc {
+	var out []wire.ComponentDesc
+	for _, s := range schema {
 		d := wire.ComponentDesc{Name: s.Name, Hash: s.Hash}
 		for _, f := range s.Fields {
 			d.Fields = append(d.Fields, wire.FieldDesc{Name: f.Name, Type: f.Type, Quant: f.Quant})
 		}
-		h.Components = append(h.Components, d)
+		out = append(out, d)
 	}
-	return h
+	return out
 }
