@@ -41,7 +41,7 @@ var (
 // parameter (RFC 6750 §2.3), else "". It is a helper for
 // Options.Authenticate. netclient sends its Options.Token in the header,
 // and from a browser, whose WebSocket cannot carry the header, in the query
-// parameter (netclient.TokenParam).
+// parameter (netclient.TokenParam). It is safe for concurrent use.
 func BearerToken(r *http.Request) string {
 	h := r.Header.Get("Authorization")
 	const prefix = "bearer "

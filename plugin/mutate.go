@@ -45,7 +45,8 @@ type Request struct {
 }
 
 // Owns reports whether the request's client owns the entity
-// (components.Owner).
+// (components.Owner). Like the hooks that get the Request, it runs on the
+// game goroutine.
 func (req *Request) Owns() bool {
 	return req.Entity.HasComponent(components.Owner) && components.Owner.Get(req.Entity).Client == req.Client.ID
 }
@@ -56,7 +57,8 @@ var ErrForbidden = errors.New("not the owner or controller of the entity")
 // DefaultAuthorize allows a mutation when the client owns the entity
 // (components.Owner) or holds control of it. It allows a request to take
 // control only from the owner (control follows the rules of mutation), and
-// lets the owner end another client's hold on its entity.
+// lets the owner end another client's hold on its entity. The server calls
+// it on the game goroutine.
 func DefaultAuthorize(req *Request) error {
 	if req.Control {
 		if req.Owns() {
@@ -73,7 +75,8 @@ func DefaultAuthorize(req *Request) error {
 // RequireControl allows a mutation only from the client holding control of
 // the entity. Any client may take control of an entity nobody owns (a ball,
 // a door), first come first served; an owned entity only its owner may take,
-// and the owner may end another client's hold on it.
+// and the owner may end another client's hold on it. The server calls it
+// on the game goroutine.
 func RequireControl(req *Request) error {
 	if req.Control {
 		if req.Owns() || !req.Release && !req.Entity.HasComponent(components.Owner) {
@@ -89,7 +92,7 @@ func RequireControl(req *Request) error {
 
 // AllowAll allows every mutation of a ClientWritable component and every
 // control request, including taking another player's entity. Use it only
-// for trusted clients.
+// for trusted clients. It is safe for concurrent use.
 func AllowAll(*Request) error { return nil }
 
 func (s *Server) result(c *client, req uint64, st wire.Status, msg string) {

@@ -103,7 +103,8 @@ type compOpts struct {
 
 // New returns a Server replicating world with the components of reg, which
 // it freezes. It panics if reg has more than 64 components (a programmer
-// error). Nothing happens until the game calls Tick.
+// error). Nothing happens until the game calls Tick. Call New before
+// serving: a Server is safe for concurrent use only as each method says.
 func New(world donburi.World, reg *components.Registry, opts *Options) *Server {
 	if reg.Len() > maxSynced {
 		panic(fmt.Sprintf("ebisync: a server replicates at most %d components, the registry has %d", maxSynced, reg.Len()))
@@ -162,10 +163,12 @@ func New(world donburi.World, reg *components.Registry, opts *Options) *Server {
 	return s
 }
 
-// World returns the replicated world.
+// World returns the replicated world. It is safe for concurrent use; the
+// world itself is not.
 func (s *Server) World() donburi.World { return s.world }
 
-// Registry returns the server's registry.
+// Registry returns the server's registry, frozen. It is safe for
+// concurrent use.
 func (s *Server) Registry() *components.Registry { return s.reg }
 
 // CurrentTick returns the number of the last completed tick. It is safe for
@@ -173,6 +176,7 @@ func (s *Server) Registry() *components.Registry { return s.reg }
 func (s *Server) CurrentTick() uint64 { return uint64(s.curTick.Load()) }
 
 // System is Tick as a donburi ecs.System: ecs.AddSystem(server.System).
+// Like Tick, it runs on the goroutine that owns the World.
 func (s *Server) System(_ *ecs.ECS) { s.Tick() }
 
 // Tick runs one replication step: it applies what clients sent, detects
@@ -261,7 +265,8 @@ func (s *Server) Close() error {
 // it cuts their connections.
 const closeGrace = time.Second
 
-// ServeHTTP accepts a WebSocket connection and serves it until it ends.
+// ServeHTTP accepts a WebSocket connection and serves it until it ends. It
+// is safe for concurrent use, as net/http calls it.
 func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	s.mu.Lock()
 	if s.closed {
