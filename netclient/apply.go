@@ -122,6 +122,7 @@ func (c *Client) applyBatch(s *session, b *wire.Batch, recv float64) error {
 	for i := range b.Controls {
 		c.finishControl(&b.Controls[i])
 	}
+	c.relinkRefused() // before the messages, whose handlers see the tree
 	for i := range b.Messages {
 		if err := c.deliver(s, &b.Messages[i]); err != nil {
 			return err

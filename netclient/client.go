@@ -320,6 +320,7 @@ type Client struct {
 	// Game-goroutine state.
 	parentIdx, transformIdx int                               // components.Parent and transform.Transform; -1 without both
 	ownerIdx                int                               // components.Owner
+	relink                  []*mirrored                       // links refused as cycles while a batch applied; retried after it
 	owned                   map[*mirrored]struct{}            // the mirror entities this client owns
 	msgHandlers             []func(unsafe.Pointer)            // by local message type index; nil: drop
 	msgScratch              []unsafe.Pointer                  // by local message type index, decoded into

@@ -1,6 +1,8 @@
 package netclient
 
 import (
+	"slices"
+
 	"github.com/yohamta/donburi"
 	"github.com/yohamta/donburi/features/transform"
 
@@ -13,7 +15,10 @@ import (
 // donburi's transform functions, whenever that component, the entity's
 // Transform, or the parent's presence in the mirror changes. A parent
 // outside the scope leaves the child a root. A link that would close a
-// cycle, which a consistent server never sends, is left out.
+// cycle is refused, and tried again after each batch: a batch applies
+// reparentings one entity at a time, in an order that may pass through a
+// cycle, and with a bandwidth cap the rest of a reparenting may come in a
+// later batch. (A consistent server never sends a real cycle.)
 
 // maxDepth bounds the ancestor walk that keeps the mirror's hierarchy free
 // of cycles.
@@ -54,8 +59,15 @@ func (c *Client) linkParent(ne *mirrored) {
 		want = components.Parent.Get(entry).Entity
 	}
 	cur, has := transform.GetParent(entry)
-	if want == donburi.Null || !c.world.Valid(want) || want == ne.e ||
-		!c.world.Entry(want).HasComponent(transform.Transform) || c.descends(want, ne.e) {
+	ok := want != donburi.Null && c.world.Valid(want) && want != ne.e && c.world.Entry(want).HasComponent(transform.Transform)
+	if ok && c.descends(want, ne.e) {
+		// A batch applies reparentings one entity at a time, so a
+		// consistent server's batch may pass through a cycle (B goes
+		// under A, then A leaves B): try again once the batch is in.
+		c.relink = append(c.relink, ne)
+		ok = false
+	}
+	if !ok {
 		if has {
 			transform.RemoveParent(entry, false)
 		}
@@ -67,6 +79,29 @@ func (c *Client) linkParent(ne *mirrored) {
 		transform.ChangeParent(entry, c.world.Entry(want), false)
 	default:
 		transform.AppendChild(c.world.Entry(want), entry, false)
+	}
+}
+
+// relinkRefused links again the entities whose link was refused as a
+// cycle while a batch was applied. With the whole reparenting in, the
+// mirror's links are a part of the server's forest, so each succeeds. One
+// still refused waits for the next batch: with a bandwidth cap the server
+// may send the other half of a reparenting later. (A real cycle, which a
+// consistent server never sends, is left out for good.)
+func (c *Client) relinkRefused() {
+	if len(c.relink) == 0 {
+		return
+	}
+	todo := c.relink
+	c.relink = nil
+	for i, ne := range todo {
+		if !slices.Contains(todo[:i], ne) {
+			c.linkParent(ne) // appends ne to c.relink again if still refused
+		}
+	}
+	clear(todo)
+	if len(c.relink) == 0 {
+		c.relink = todo[:0]
 	}
 }
 

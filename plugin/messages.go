@@ -87,14 +87,20 @@ func (s *Server) msgCodec(reg *components.Registry, name string) *codec.Codec {
 }
 
 // queueMsg queues om for c, dropping c with 4003 when its queue overflows.
+// The dropped client stays in the tick's list until its connection has
+// closed (which waits for its close handshake); its queue is then left
+// marked over the limit, so it is refused and counted once and queued
+// nothing more.
 func (s *Server) queueMsg(c *client, om *outMsg) {
-	if c.cn.ctx.Err() != nil {
+	if c.cn.ctx.Err() != nil || c.msgBytes > s.opts.MessageQueueBytes {
 		return
 	}
 	n := len(om.enc) + 8
 	if c.msgBytes+n > s.opts.MessageQueueBytes {
 		s.refused.add(refMessages, "dropped a client whose message queue overflowed", "client", c.cn.id, "remote", c.cn.addr, "queued", c.msgBytes)
 		c.cn.shutdown(StatusTooSlow, fmt.Sprintf("message queue overflow: %d bytes waiting", c.msgBytes))
+		clear(c.msgs)
+		c.msgs, c.msgBytes = c.msgs[:0], s.opts.MessageQueueBytes+1
 		return
 	}
 	c.msgs = append(c.msgs, queuedMsg{om, n})
