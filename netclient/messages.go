@@ -52,7 +52,9 @@ func PublishMessages[T any](c *Client, m *components.Message[T], et *events.Even
 // send queue full: then at once) or the connection drops first. A
 // donburi.Entity field names a mirror entity and reaches the server as the
 // entity it mirrors (Null for any other). Send never blocks. Game goroutine
-// only.
+// only. As with Mutate, a message larger than the server's read limit
+// (plugin.Options.ReadLimit, 32 KiB by default) makes the server drop the
+// connection with close code 1009.
 func Send[T any](c *Client, m *components.Message[T], v T) <-chan MutationResult {
 	ch := make(chan MutationResult, 1)
 	fail := func(err error) <-chan MutationResult {

@@ -65,9 +65,9 @@ type pendingMutation struct {
 // the connection drops first. Mutate never blocks. Game goroutine only.
 //
 // The server must allow it: the component must be registered with
-// ClientWritable and pass the server's Authorize and Validate. A value
-// larger than the server's read limit (64 KiB by default) makes the server
-// drop the connection.
+// ClientWritable and pass the server's Authorize and Validate. A message
+// larger than the server's read limit (plugin.Options.ReadLimit, 32 KiB by
+// default) makes the server drop the connection with close code 1009.
 func Mutate[T any](c *Client, e donburi.Entity, h *components.Synced[T], value T, opts *MutateOptions) <-chan MutationResult {
 	idx, ok := c.localIndex(h.Registry(), h.Index(), h.ComponentType())
 	if !ok {

@@ -45,6 +45,9 @@ func decodeMessage(msg []byte) (any, []byte, error) {
 	case wire.KindPing, wire.KindPong:
 		m, err := wire.DecodePing(body)
 		return m, wire.AppendPing(nil, kind, &m), err
+	case wire.KindMessage:
+		m, err := wire.DecodeMessage(body)
+		return m, wire.AppendMessage(nil, &m), err
 	}
 	panic("Open returned unknown kind " + kind.String())
 }
