@@ -24,6 +24,10 @@ type ClientInfo struct {
 	Name     string   // as the client announced itself: not verified
 	Addr     string   // remote address (see Options.RemoteAddr)
 	Identity Identity // as Options.Authenticate verified it; zero without the hook
+	// Inspector is true for an edit made through the server's Inspector
+	// (Server.Inspector), under the Identity its access hook returned;
+	// never for a network client.
+	Inspector bool
 }
 
 // client is the tick-side state of one connected client. Only the game
@@ -148,7 +152,7 @@ func newClient(s *Server, cn *conn) *client {
 func (c *client) info() ClientInfo { return c.cn.info() }
 
 func (cn *conn) info() ClientInfo {
-	return ClientInfo{ID: cn.id, Name: cn.name, Addr: cn.addr, Identity: cn.identity}
+	return ClientInfo{ID: cn.id, Name: cn.name, Addr: cn.addr, Identity: cn.identity, Inspector: cn.inspector}
 }
 
 func (c *client) radiusMode() bool { return c.mode != wire.InterestGlobal }

@@ -65,6 +65,9 @@ type conn struct {
 	name     string
 	addr     string
 	identity Identity
+	// inspector marks the stand-in connection of an Inspector's edit
+	// (inspect_tick.go): ClientInfo.Inspector.
+	inspector bool
 
 	// reader → tick: decoded messages, bounded in bytes.
 	inMu    sync.Mutex
@@ -185,6 +188,7 @@ func (s *Server) serve(w http.ResponseWriter, r *http.Request) {
 	delete(s.conns, cn)
 	s.stats.rawBytes += cn.batchRaw.Load()
 	s.stats.wireBytes += cn.batchWire.Load()
+	s.stats.retire(cn)
 	s.leaves = append(s.leaves, cn)
 	s.mu.Unlock()
 }

@@ -124,6 +124,18 @@
 // send) to show which of those dominates. benchmarks/README.md has
 // measured figures.
 //
+// # Inspector and metrics
+//
+// Server.Inspector returns an http.Handler for the game's operator: a
+// page (embedded, no build step) that follows the server live, the same
+// data as JSON, and edits through the mutation path; its access hook
+// (InspectorOptions.Authenticate) is required, so it is never open by
+// default. With no page open the tick does nothing for it; with one, the
+// tick copies a snapshot at most every InspectorOptions.Interval. Stats
+// also counts every tick by duration (TickHistogram), the phases' totals
+// and every connection's traffic, which package plugin/promsync exports to
+// Prometheus.
+//
 // # Limits
 //
 // A server replicates at most 64 component types. donburi's Query cache is

@@ -114,6 +114,9 @@ type refusals struct {
 	counts   [refusalKinds]atomic.Uint64
 	unlogged [refusalKinds]atomic.Uint64
 	lastLog  [refusalKinds]atomic.Int64 // nanoseconds since epoch; 0 never
+	// observer, when set, sees every refusal: the Inspector's log
+	// (inspect.go).
+	observer atomic.Pointer[Inspector]
 }
 
 // add counts one refusal and logs it when its reason was not logged within
@@ -121,6 +124,9 @@ type refusals struct {
 func (f *refusals) add(why refusal, msg string, args ...any) {
 	f.counts[why].Add(1)
 	f.unlogged[why].Add(1)
+	if in := f.observer.Load(); in != nil {
+		in.noteRefusal(refusalNames[why], msg, args)
+	}
 	now := int64(time.Since(f.epoch)) + 1
 	last := f.lastLog[why].Load()
 	if last != 0 && now-last < int64(f.interval) {

@@ -22,6 +22,7 @@ func (s *Server) applyInbound(f *frame) {
 				s.result(c, l.request, wire.StatusRateLimited, "mutation rate limit exceeded")
 			}
 		}
+		s.noteLimited(c, f.limited) // the Inspector's log (inspect_tick.go)
 		f.inbound = c.cn.takeInbound(f.inbound)
 		for i := range f.inbound {
 			if !s.applyOne(c, &f.inbound[i]) {
@@ -59,6 +60,7 @@ func (s *Server) applyOne(c *client, m *inbound) (ok bool) {
 	case wire.KindMessage:
 		s.handleMessage(c, &m.message)
 	}
+	s.noteRequest(c, m) // the Inspector's log (inspect_tick.go)
 	return c.cn.ctx.Err() == nil
 }
 

@@ -81,6 +81,7 @@ type Server struct {
 	nextID      atomic.Uint64
 	curTick     atomic.Uint32
 	stats       serverStats
+	insp        atomic.Pointer[Inspector] // set once by Server.Inspector (inspect.go)
 	// hsCtx bounds handshakes in progress: Close cancels it so a client
 	// that never sends its Hello cannot hold Close for HandshakeTimeout.
 	hsCtx    context.Context
@@ -198,6 +199,7 @@ func (s *Server) Tick() {
 	f := s.frame.reset()
 	s.admit()
 	s.applyInbound(f)
+	s.applyEdits() // an Inspector's edits, through the mutation path (inspect_tick.go)
 	s.syncParents()
 	t1 := time.Now()
 	ch := s.detect(&f.changes)
@@ -216,6 +218,7 @@ func (s *Server) Tick() {
 	s.curTick.Store(s.tick)
 	s.stats.tickNanos.Store(int64(time.Since(start)))
 	s.stats.ticks.Add(1)
+	s.observeTick(start) // tickstats.go
 }
 
 // Close disconnects every client with close code 1001 (going away), waits

@@ -26,6 +26,8 @@ type serverStats struct {
 	mutations           [wire.StatusInternalError + 1]atomic.Uint64
 	gameMsgsIn          atomic.Uint64
 	gameMsgsOut         atomic.Uint64
+	totals              tickTotals // over every tick (tickstats.go)
+	gone                Traffic    // of the connections that ended; under Server.mu
 }
 
 // Stats is a snapshot of a server's counters.
@@ -53,8 +55,15 @@ type Stats struct {
 	Mutations map[ebisync.Status]uint64
 	// Refusals counts refused connections and dropped clients by reason
 	// (the Refused* constants), since the server started.
-	Refusals  map[string]uint64
-	PerClient []ClientStats
+	Refusals map[string]uint64
+	// TickHistogram counts every tick by its duration, PhaseTotals sums
+	// Phases over every tick, and Traffic totals every connection's
+	// traffic, open and ended: the counters a scraper wants (package
+	// plugin/promsync exports them to Prometheus).
+	TickHistogram TickHistogram
+	PhaseTotals   TickPhases
+	Traffic       Traffic
+	PerClient     []ClientStats
 }
 
 // TickPhases splits a tick's time (wall clock) by what it did, to see
@@ -128,12 +137,18 @@ func (s *Server) ReadStats(st *Stats) {
 			mut[ebisync.Status(i)] = n
 		}
 	}
+	s.stats.totals.read(st)
 	s.mu.Lock()
 	st.Connections = len(s.conns) + s.handshaking
 	st.BytesOut, st.RawBytesOut = s.stats.wireBytes, s.stats.rawBytes
+	st.Traffic = s.stats.gone
 	for cn := range s.conns {
 		st.BytesOut += cn.batchWire.Load()
 		st.RawBytesOut += cn.batchRaw.Load()
+		st.Traffic.BytesIn += cn.bytesIn.Load()
+		st.Traffic.BytesOut += cn.bytesOut.Load()
+		st.Traffic.MessagesIn += cn.msgsIn.Load()
+		st.Traffic.MessagesOut += cn.msgsOut.Load()
 		per = append(per, ClientStats{
 			ClientInfo:  cn.info(),
 			BytesIn:     cn.bytesIn.Load(),

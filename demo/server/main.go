@@ -13,6 +13,9 @@
 //
 // Every -stats interval it prints the tick time, the clients' traffic and
 // the refusals so far (connections refused and clients dropped, by reason).
+// With -inspect it serves the plugin's Inspector at
+// http://ADDR/debug/ebisync/ behind an access token it prints (or
+// -inspect-token), and with -metrics Prometheus metrics at /metrics.
 // It exits on SIGINT or SIGTERM, or after -duration, closing every
 // connection with "going away" first. It does not import Ebitengine, so it
 // runs on machines without a display.
@@ -65,6 +68,9 @@ func run(ctx context.Context, args []string, stdout io.Writer) error {
 		"a load test whose bots all dial from one address, such as loopback, needs more than its bot count")
 	serveWeb := fs.Bool("web", false, "also serve the game in the browser at http://ADDR/ (the client is built with the go command unless -wasm)")
 	wasm := fs.String("wasm", "", "with -web, serve this prebuilt browser client (`FILE`, see go doc ./demo/web) instead of building one")
+	inspect := fs.Bool("inspect", false, "serve the Inspector, a live page of the server, at http://ADDR"+inspectPath+" (its address, with its access token, is printed)")
+	inspectToken := fs.String("inspect-token", "", "with -inspect, the Inspector's access `token` (default: a random one)")
+	metrics := fs.Bool("metrics", false, "serve Prometheus metrics at http://ADDR/metrics")
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
@@ -97,7 +103,12 @@ func run(ctx context.Context, args []string, stdout io.Writer) error {
 		defer site.Close()
 		hostCfg.Page = site
 	}
+	debug, err := newDebugRoutes(*inspect, *inspectToken, *metrics, hostCfg) // debug.go
+	if err != nil {
+		return err
+	}
 	host := sim.NewHost(hostCfg)
+	debug.mount(host.Plugin())
 	ln, err := net.Listen("tcp", *listen)
 	if err != nil {
 		return fmt.Errorf("failed to listen: %w", err)
@@ -115,6 +126,8 @@ func run(ctx context.Context, args []string, stdout io.Writer) error {
 			fmt.Fprintf(stdout, "others play at %s\n", web.PageURL(shared))
 		}
 	}
+
+	debug.announce(stdout, local)
 
 	if *duration > 0 {
 		var cancel context.CancelFunc
