@@ -50,6 +50,7 @@ type gameConfig struct {
 	radius     float64
 	world      sim.Config
 	serverInfo string // shown in the HUD
+	inspectURL string // the hosted server's Inspector, shown with the F3 overlay; "" when not hosting
 	screenshot string // write a PNG after frames frames, then exit
 	frames     int
 	autopilot  bool
@@ -483,11 +484,15 @@ func (g *game) hudText(haveShip bool, ship donburi.Entity) []string {
 	if !st.Connected {
 		state, rtt = "reconnecting...", "rtt --"
 	}
-	return []string{
+	lines := []string{
 		"ebisync demo   WASD/arrows: steer   Q/E or wheel: zoom   F3: network   Esc: quit",
 		fmt.Sprintf("%s   mirror %d entities (%d on screen) within radius %.0f", you, g.mirrored, g.visible, g.cfg.radius),
 		fmt.Sprintf("%s to %s   in %.1f KB/s   %s   server tick %d", state, g.cfg.serverInfo, st.BytesInPerSec/1024, rtt, st.ServerTick),
 	}
+	if g.overlay.Visible() && g.cfg.inspectURL != "" {
+		lines = append(lines, "inspector: "+g.cfg.inspectURL)
+	}
+	return lines
 }
 
 // drawHUD draws the HUD's panel and lines where the layout put them.

@@ -32,13 +32,17 @@ package main
 
 import (
 	"context"
+	"crypto/rand"
+	"encoding/hex"
 	"errors"
 	"flag"
 	"fmt"
 	"log/slog"
 	"net"
+	"net/http"
 	"os"
 	"runtime/pprof"
+	"strings"
 	"time"
 
 	"github.com/hajimehoshi/ebiten/v2"
@@ -49,6 +53,7 @@ import (
 	"github.com/ebisync/ebisync/demo/swarm"
 	"github.com/ebisync/ebisync/demo/web"
 	"github.com/ebisync/ebisync/netclient"
+	"github.com/ebisync/ebisync/plugin"
 )
 
 func main() {
@@ -91,6 +96,7 @@ func run(args []string) error {
 
 	url := cfg.Connect
 	info := cfg.Connect
+	var inspectURL string // the Inspector of the server the demo hosts
 	if url == "" {
 		ents := cfg.Entities
 		if ents == 0 {
@@ -105,7 +111,21 @@ func run(args []string) error {
 			defer site.Close()
 			hostCfg.Page = site
 		}
+		// The Inspector of the hosted server, behind a token made up now:
+		// F3 shows its address.
+		token, err := randomToken()
+		if err != nil {
+			return err
+		}
+		routes := http.NewServeMux()
+		if hostCfg.Page != nil {
+			routes.Handle("/", hostCfg.Page)
+		}
+		hostCfg.Page = routes
 		host := sim.NewHost(hostCfg)
+		routes.Handle(inspectPath, host.Plugin().Inspector(&plugin.InspectorOptions{
+			Authenticate: plugin.StaticToken(token, plugin.Identity{User: "player"}),
+		}))
 		addr := cfg.Listen
 		if addr == "" {
 			addr = "127.0.0.1:0"
@@ -131,6 +151,8 @@ func run(args []string) error {
 		var shared string
 		url, shared = sim.URLs(ln.Addr())
 		info = fmt.Sprintf("%s (hosting %d entities at %d Hz)", url, cfg.Entities, cfg.Tick)
+		inspectURL = "http" + strings.TrimSuffix(strings.TrimPrefix(url, "ws"), "/sync") + inspectPath + "?access_token=" + token
+		fmt.Printf("inspector at %s\n", inspectURL)
 		if cfg.Listen != "" {
 			fmt.Printf("hosting on %s; others join with: go run ./demo -connect %s\n", url, shared)
 			if cfg.Web {
@@ -177,6 +199,7 @@ func run(args []string) error {
 		radius:     cfg.Radius,
 		world:      (*sim.Config)(nil).Defaults(),
 		serverInfo: info,
+		inspectURL: inspectURL,
 		screenshot: cfg.Screenshot,
 		frames:     cfg.Frames,
 		autopilot:  cfg.Autopilot || cfg.Screenshot != "",
@@ -193,4 +216,16 @@ func run(args []string) error {
 		return err
 	}
 	return nil
+}
+
+// inspectPath is where the hosted server's Inspector is mounted.
+const inspectPath = "/debug/ebisync/"
+
+// randomToken returns a token nobody can guess, for the Inspector.
+func randomToken() (string, error) {
+	b := make([]byte, 16)
+	if _, err := rand.Read(b); err != nil {
+		return "", err
+	}
+	return hex.EncodeToString(b), nil
 }
