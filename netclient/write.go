@@ -11,6 +11,10 @@ import (
 	"github.com/ebisync/ebisync/internal/wire"
 )
 
+// closeReasonWait bounds how long a failed write leaves the reader to
+// report the server's close reason before the write error ends the session.
+const closeReasonWait = 250 * time.Millisecond
+
 var errIdle = errors.New("netclient: nothing received from the server within the idle timeout")
 
 // writeLoop writes queued messages and periodic pings until the session
@@ -36,6 +40,16 @@ func (s *session) writeLoop() {
 		if err != nil {
 			if timedOut {
 				err = fmt.Errorf("write timed out after %s: %w", c.opts.WriteTimeout, err)
+			} else {
+				// A write fails as the connection closes. When the server
+				// closed it, the reader reports why (its close frame)
+				// unless it cannot within closeReasonWait.
+				wait := time.NewTimer(closeReasonWait)
+				select {
+				case <-s.ctx.Done():
+				case <-wait.C:
+				}
+				wait.Stop()
 			}
 			s.fail(err, -1, "")
 			return false
