@@ -109,6 +109,9 @@ type Sim struct {
 	players map[uint64]donburi.Entity
 	orbs    map[uint64]donburi.Entity // each player's shield orb, a child of its ship
 	hits    []Hit                     // since the last TakeHits
+	// chaseGrid holds the player ships by cell as of the start of the
+	// step (indexPlayers), for the drones' nearestPlayer.
+	chaseGrid map[[2]int][]playerAt
 
 	// Queries are per Sim, never shared: donburi caches query results per
 	// query without a lock, so two worlds on two goroutines must not share
@@ -274,6 +277,7 @@ func (s *Sim) Step(dt float64) {
 		return
 	}
 	s.now += dt
+	s.indexPlayers()
 	for entry := range s.drones.Iter(s.world) {
 		w := wander.Get(entry)
 		if s.chase(entry, w, dt) {
@@ -359,19 +363,55 @@ func (s *Sim) chase(entry *donburi.Entry, w *wanderData, dt float64) bool {
 }
 
 // nearestPlayer returns the player ship nearest (x, y) within ChaseRange,
-// or Null.
+// or Null, from the grid indexPlayers built at the start of the step.
 func (s *Sim) nearestPlayer(x, y float64) donburi.Entity {
 	best, bestD := donburi.Null, float64(ChaseRange)
+	cx, cy := chaseCell(x), chaseCell(y)
+	for gx := cx - 1; gx <= cx+1; gx++ {
+		for gy := cy - 1; gy <= cy+1; gy++ {
+			for _, p := range s.chaseGrid[[2]int{gx, gy}] {
+				if d := math.Hypot(p.x-x, p.y-y); d < bestD {
+					best, bestD = p.e, d
+				}
+			}
+		}
+	}
+	return best
+}
+
+// playerAt is a player ship and its position, in the chase grid.
+type playerAt struct {
+	e    donburi.Entity
+	x, y float64
+}
+
+// chaseCell is the chase grid's cell of a coordinate: cells are ChaseRange
+// wide, so a ship within ChaseRange of a point is in the point's cell or
+// one of its eight neighbours.
+func chaseCell(v float64) int { return int(math.Floor(v / ChaseRange)) }
+
+// indexPlayers files every player ship by its chase grid cell, so that a
+// drone looking for a ship to chase checks the ships near it, not every
+// ship. The grid's lists are reused from step to step.
+func (s *Sim) indexPlayers() {
+	if s.chaseGrid == nil {
+		s.chaseGrid = make(map[[2]int][]playerAt)
+	}
+	for k, l := range s.chaseGrid {
+		if len(l) == 0 {
+			delete(s.chaseGrid, k) // empty since the last step
+			continue
+		}
+		s.chaseGrid[k] = l[:0]
+	}
 	for _, e := range s.players {
 		if !s.world.Valid(e) {
 			continue
 		}
 		p := components.Position.Get(s.world.Entry(e))
-		if d := math.Hypot(p.X-x, p.Y-y); d < bestD {
-			best, bestD = e, d
-		}
+		k := [2]int{chaseCell(p.X), chaseCell(p.Y)}
+		s.chaseGrid[k] = append(s.chaseGrid[k], playerAt{e: e, x: p.X, y: p.Y})
 	}
-	return best
 }
 
 // moveOrbs keeps each player ship's Transform at its Position, turns its
