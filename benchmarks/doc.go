@@ -153,6 +153,97 @@
 // so it is measured on 3 ticks, and the figures are per-tick averages of
 // those.
 //
+// # BenchmarkClientsPerCore
+//
+// How many clients one core holds, counting the whole server process: the
+// demo scene (package demo/sim: 3 000 asteroids and drones on an 8 000 ×
+// 8 000 wrap-around map, plus a ship and its shield orb per client) stepped
+// and replicated at 30 Hz by sim.Host, with N clients in another process.
+// Three processes, each this test binary run again with -test.run naming a
+// helper (TestClientsPerCoreServerHelper, …ReadersHelper, …BareHelper):
+//
+//   - the server: sim.NewHost on a loopback port, ticking on its own;
+//   - the readers: N WebSocket connections, each sending the demo's Hello,
+//     reading the Welcome and subscribing to every component (the server
+//     follows the client's ship with the demo's 600-unit radius; the ships
+//     are not steered), then reading every message into one buffer,
+//     opening it (lz4 included) and reading its tick advance; every 64th
+//     batch of a connection is decoded in full;
+//   - the bare server: N connections from a new readers process (no
+//     handshake), to which it writes, 30 times a second, one binary message
+//     of the ebisync run's average batch size with coder/websocket,
+//     compression off, as the plugin does. Two writers are measured, each
+//     in its own process: loop (one goroutine per core writing to its share
+//     of the connections in turn) and conn (a goroutine per connection,
+//     woken through a channel each tick).
+//
+// Each process's CPU is its own (getrusage: user plus system), read at the
+// start and the end of a measuring window (-cpc.window, 10 s; 5 s with
+// -short) that opens 3 s after every client was admitted. One iteration
+// measures one client count; pass -benchtime 1x.
+//
+//   - server-us/client-s: server process CPU in µs per client per second
+//     of the window;
+//   - server-us/client-tick: server CPU per client per server tick;
+//   - clients/core: 10⁶ ÷ (server-us/client-tick × 30), the clients one
+//     core would hold at 30 Hz at this cost per client and tick (equal to
+//     10⁶ ÷ server-us/client-s while the server keeps up);
+//   - bare-us/write: the bare server's CPU per message written, for the
+//     cheaper of the writers measured (bare-loop-us/write and
+//     bare-conn-us/write give each);
+//   - x-vs-bare-write: server-us/client-tick ÷ bare-us/write. 1 is the
+//     floor: every client needs one write per tick;
+//   - server-us/batch: server CPU per batch written;
+//   - idle-us/tick: server CPU per tick over 2 s before any client
+//     connected (the simulation and a tick with nobody to send to);
+//   - B/batch, B/client-s, B/client-tick, batches/client-tick: what the
+//     server sent (Stats().BytesOut, after compression, and
+//     Stats().Batches);
+//   - ticks/s, tick-us: ticks run per second of the window, and the
+//     average wall time of the last ticks (sim.Host.TickStats);
+//   - skipped/client-tick: clients skipped for a busy writer
+//     (Stats().SkippedBusy) per client per tick;
+//   - server-cores, reader-cores: the server's and the readers' CPU over
+//     the window, in cores.
+//
+// The client counts are 100, 500 and 2 000 (-short skips 2 000); set them
+// with -cpc.clients or $EBISYNC_CPC_CLIENTS. -cpc.bare chooses the bare
+// writers (none skips the bare server, for quick comparisons of two
+// builds), and -cpc.profile DIR writes a CPU profile of the server process
+// over each window to DIR/server-N.pprof:
+//
+//	go test ./benchmarks -run '^$' -bench ClientsPerCore -benchtime 1x -timeout 30m
+//	go test ./benchmarks -run '^$' -bench ClientsPerCore -benchtime 1x -args -cpc.clients 500 -cpc.profile /tmp/p
+//	go tool pprof -top /tmp/p/server-500.pprof
+//
+// The server CPU includes the demo's own simulation, its reader goroutines
+// and the runtime. Every process is limited to as many open files as the
+// hard limit allows (each raises its soft limit to the clients plus 256).
+// The readers share the machine with the server: when the server and the
+// readers need more than the cores there are, the server's ticks fall
+// behind (ticks/s below 30), batches carry several ticks each and the
+// per-client figures are those of that overloaded server.
+//
+// # The rest of the published suite
+//
+// benchmarks/results.sh runs BenchmarkClientsPerCore and the four below
+// with -count (3 by default) and writes results.txt (the raw output, for
+// benchstat), RESULTS.md (every figure as the median and range of the
+// runs, its same-run baseline and ratio, and the machine) and clients.png
+// (server CPU and bytes per client against the client count), through the
+// command in benchmarks/report, a module of its own so that the library
+// does not depend on gonum/plot. Each benchmark's doc comment defines its
+// figures:
+//
+//   - BenchmarkClientApply: netclient's Update CPU per component update
+//     applied to the mirror (target at most 100 ns);
+//   - BenchmarkIdle: the traffic of 100 idle netclient clients in kbit/s
+//     per client (target at most 5 with TCP/IP headers), and the check
+//     that a tick with no change sends nothing;
+//   - BenchmarkIdleServer: the tick's CPU with 100 and 1 000 idle clients;
+//   - BenchmarkCompression: lz4's ratio and time on a spawn burst and on
+//     delta batches.
+//
 // # Noise
 //
 // The machine these were written on has 2 cores shared with other jobs.
