@@ -27,7 +27,7 @@ import (
 // goroutine, or before the first Update. It panics if m is not registered
 // in the client's registry.
 func OnMessage[T any](c *Client, m *components.Message[T], f func(T)) {
-	idx := c.messageIndex(m.Name())
+	idx := c.messageIndex(m.Registry(), m.Index(), m.Name())
 	if f == nil {
 		c.msgHandlers[idx] = nil
 		return
@@ -64,7 +64,7 @@ func Send[T any](c *Client, m *components.Message[T], v T) <-chan MutationResult
 	if c.closed.Load() {
 		return fail(ErrClosed)
 	}
-	idx, ok := c.findMessage(m.Name())
+	idx, ok := c.localMessage(m.Registry(), m.Index(), m.Name())
 	if !ok {
 		return fail(fmt.Errorf("%w: message %s", ErrUnknownComponent, m.Name()))
 	}
@@ -100,14 +100,24 @@ func Send[T any](c *Client, m *components.Message[T], v T) <-chan MutationResult
 	return ch
 }
 
-// messageIndex returns the local index of the message type name, and
-// panics if the client's registry lacks it.
-func (c *Client) messageIndex(name string) int {
-	idx, ok := c.findMessage(name)
+// messageIndex is localMessage, and panics if the client's registry lacks
+// the message type.
+func (c *Client) messageIndex(reg *components.Registry, i int, name string) int {
+	idx, ok := c.localMessage(reg, i, name)
 	if !ok {
 		panic(fmt.Sprintf("netclient: message type %q is not registered in the client's registry", name))
 	}
 	return idx
+}
+
+// localMessage returns the client's index of the message type registered
+// at index i of reg under name: i itself for the client's own registry,
+// else found by name.
+func (c *Client) localMessage(reg *components.Registry, i int, name string) (int, bool) {
+	if reg == c.reg {
+		return i, true
+	}
+	return c.findMessage(name)
 }
 
 func (c *Client) findMessage(name string) (int, bool) {

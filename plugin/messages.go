@@ -67,7 +67,7 @@ func (s *Server) encoded(m *outMsg) []byte {
 
 // newOutMsg copies v, a message of type m, for sending.
 func newOutMsg[T any](s *Server, m *components.Message[T], v T) *outMsg {
-	c := s.msgCodec(m.Registry(), m.Name())
+	c := s.msgCodec(m.Registry(), m.Index(), m.Name())
 	p := new(T)
 	*p = v
 	om := &outMsg{c: c, val: unsafe.Pointer(p)}
@@ -75,9 +75,13 @@ func newOutMsg[T any](s *Server, m *components.Message[T], v T) *outMsg {
 	return om
 }
 
-// msgCodec returns the codec of the server's message type name, and panics
-// if the server's registry lacks it.
-func (s *Server) msgCodec(reg *components.Registry, name string) *codec.Codec {
+// msgCodec returns the server's codec of the message type registered at
+// idx of reg under name: by index for the server's own registry, else by
+// name. It panics if the server's registry lacks it.
+func (s *Server) msgCodec(reg *components.Registry, idx int, name string) *codec.Codec {
+	if reg == s.reg {
+		return s.msgCodecs[idx]
+	}
 	for _, c := range s.msgCodecs {
 		if c.Name() == name {
 			return c
@@ -157,7 +161,7 @@ func SendToViewers[T any](s *Server, e donburi.Entity, m *components.Message[T],
 // serves clients, or on the game goroutine. It panics if m is not
 // registered in the server's registry.
 func Handle[T any](s *Server, m *components.Message[T], f func(ClientInfo, T) error) {
-	c := s.msgCodec(m.Registry(), m.Name())
+	c := s.msgCodec(m.Registry(), m.Index(), m.Name())
 	if f == nil {
 		s.msgHandlers[c.Index()] = nil
 		return
