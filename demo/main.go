@@ -21,10 +21,15 @@
 //	go run ./demo -listen :8080            # host: others can -connect, or play in a browser
 //	go run ./demo -connect ws://host:8080/sync
 //	go run ./demo -screenshot shot.png -frames 120
+//	go run ./demo -latency 150ms -jitter 20ms  # play through 150 ms of round trip
 //
 // With -listen the server also serves the game in the browser at
 // http://ADDR/ (package demo/web): the same window, built for GOOS=js
 // GOARCH=wasm (main_js.go), on the same server (-web=false turns it off).
+//
+// -latency and -jitter put a local proxy (package netsim) between the
+// window's client and the server, adding that round trip, varied by up to
+// ±jitter; the bots connect directly.
 //
 // -screenshot renders -frames frames (more if the mirror is still empty),
 // writes the screen as a PNG, prints "mirror entities: N" and exits 0.
@@ -40,6 +45,7 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"net/url"
 	"os"
 	"runtime/pprof"
 	"strings"
@@ -53,6 +59,7 @@ import (
 	"github.com/ebisync/ebisync/demo/swarm"
 	"github.com/ebisync/ebisync/demo/web"
 	"github.com/ebisync/ebisync/netclient"
+	"github.com/ebisync/ebisync/netsim"
 	"github.com/ebisync/ebisync/plugin"
 )
 
@@ -184,8 +191,21 @@ func run(args []string) error {
 		}()
 	}
 
+	clientURL := url
+	if cfg.Latency > 0 || cfg.Jitter > 0 {
+		proxy, err := startProxy(url, cfg.Latency, cfg.Jitter)
+		if err != nil {
+			return err
+		}
+		if proxy != nil {
+			defer proxy.Close()
+			clientURL = proxy.URL(url)
+			fmt.Printf("your window joins through %s, adding %v ±%v of round trip\n", proxy.Addr(), cfg.Latency, cfg.Jitter)
+		}
+	}
+
 	dialCtx, stop := context.WithTimeout(ctx, 15*time.Second)
-	client, err := netclient.Dial(dialCtx, url, sim.NewRegistry(), &netclient.Options{Name: cfg.Name, Logger: logger})
+	client, err := netclient.Dial(dialCtx, clientURL, sim.NewRegistry(), &netclient.Options{Name: cfg.Name, Logger: logger})
 	stop()
 	if err != nil {
 		return err // netclient's errors name the URL and what to check
@@ -216,6 +236,34 @@ func run(args []string) error {
 		return err
 	}
 	return nil
+}
+
+// startProxy starts a netsim proxy in front of the server at serverURL,
+// adding latency and jitter. It returns nil, and no error, for a URL
+// netclient cannot dial, so that netclient's error explains it.
+func startProxy(serverURL string, latency, jitter time.Duration) (*netsim.Proxy, error) {
+	u, err := url.Parse(serverURL)
+	if err != nil || u.Host == "" {
+		return nil, nil
+	}
+	switch u.Scheme {
+	case "ws":
+	case "wss":
+		// The proxy's address is not the one the server's certificate
+		// names.
+		return nil, errors.New("-latency and -jitter need a ws:// server URL, not wss://")
+	default:
+		return nil, nil
+	}
+	target := u.Host
+	if u.Port() == "" {
+		target = net.JoinHostPort(u.Hostname(), "80")
+	}
+	proxy, err := netsim.Listen(target, &netsim.Options{Latency: latency, Jitter: jitter})
+	if err != nil {
+		return nil, fmt.Errorf("failed to start the latency proxy: %w", err)
+	}
+	return proxy, nil
 }
 
 // inspectPath is where the hosted server's Inspector is mounted.

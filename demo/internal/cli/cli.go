@@ -10,6 +10,7 @@ import (
 	"io"
 	"os"
 	"runtime"
+	"time"
 )
 
 // Config is the demo's command line.
@@ -29,8 +30,10 @@ type Config struct {
 	Autopilot  bool
 	Verbose    bool
 	CPUProfile string
-	Web        bool   // with Listen: serve the browser client too
-	WASM       string // a prebuilt browser client to serve
+	Web        bool          // with Listen: serve the browser client too
+	WASM       string        // a prebuilt browser client to serve
+	Latency    time.Duration // round trip added to the window's connection
+	Jitter     time.Duration // variation of Latency, ±Jitter/2 each way
 }
 
 // flags returns the demo's flag set writing into c.
@@ -61,6 +64,8 @@ func flags(c *Config, out io.Writer) *flag.FlagSet {
 	fs.StringVar(&c.CPUProfile, "cpuprofile", "", "write a CPU profile to `FILE`")
 	fs.BoolVar(&c.Web, "web", true, "with -listen, also serve the game in the browser at http://ADDR/ (built with the go command unless -wasm)")
 	fs.StringVar(&c.WASM, "wasm", "", "with -listen, serve this prebuilt browser client (`FILE`, see go doc ./demo/web) instead of building one")
+	fs.DurationVar(&c.Latency, "latency", 0, "add `DURATION` of round trip to your window's connection (through a local proxy; bots connect directly)")
+	fs.DurationVar(&c.Jitter, "jitter", 0, "vary the added round trip by up to ±`DURATION`")
 	return fs
 }
 
@@ -81,6 +86,9 @@ func Parse(args []string, out io.Writer) (Config, error) {
 	}
 	if c.Entities < 0 || c.Bots < 0 {
 		return c, errors.New("-entities and -bots must be 0 or more")
+	}
+	if c.Latency < 0 || c.Jitter < 0 {
+		return c, errors.New("-latency and -jitter must be 0 or more")
 	}
 	if c.Radius <= 0 || c.Tick <= 0 || c.Frames <= 0 || c.Width <= 0 || c.Height <= 0 {
 		return c, errors.New("-radius, -tick, -frames, -width and -height must be more than 0")
