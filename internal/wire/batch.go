@@ -82,13 +82,21 @@ type ControlReply struct {
 // Batch is not safe for concurrent use.
 type Batch struct {
 	TickAdvance uint64
-	Exits       []Exit
-	Spawns      []Spawn
-	Updates     []Update
-	Removals    []Removal
-	Results     []MutationResult
-	Controls    []ControlReply
-	Messages    []Msg
+	// Resume marks the first batch of a resumed session. Keep lists the
+	// entities the client keeps (ascending ids); it forgets every other
+	// entity it holds before it applies the rest of the batch.
+	Resume bool
+	Keep   []uint64
+	// InputAck is the sequence of the last input the server applied, as
+	// of this batch's state; 0 when the batch does not say.
+	InputAck uint64
+	Exits    []Exit
+	Spawns   []Spawn
+	Updates  []Update
+	Removals []Removal
+	Results  []MutationResult
+	Controls []ControlReply
+	Messages []Msg
 
 	// comps backs the Comps of decoded Spawns and of Spawns added with
 	// AddSpawn.
@@ -99,6 +107,9 @@ type Batch struct {
 // references to values and strings so they can be collected.
 func (b *Batch) Reset() {
 	b.TickAdvance = 0
+	b.Resume = false
+	b.Keep = b.Keep[:0]
+	b.InputAck = 0
 	b.Exits = b.Exits[:0]
 	clear(b.Spawns)
 	b.Spawns = b.Spawns[:0]
@@ -152,6 +163,13 @@ func AppendBatch(dst []byte, b *Batch) []byte {
 	w := Writer{B: dst}
 	w.Byte(byte(KindBatch))
 	w.Uvarint(b.TickAdvance)
+	if b.Resume {
+		appendKeep(&w, b.Keep)
+	}
+	if b.InputAck != 0 {
+		w.Byte(OpInputAck)
+		w.Uvarint(b.InputAck)
+	}
 	appendExits(&w, b.Exits)
 	appendSpawns(&w, b.Spawns)
 	appendRemovals(&w, b.Removals)
@@ -160,6 +178,28 @@ func AppendBatch(dst []byte, b *Batch) []byte {
 	appendControls(&w, b.Controls)
 	appendMessages(&w, b.Messages)
 	return w.B
+}
+
+// appendKeep writes keep as one or more sections; an empty keep is one
+// empty section, which still marks the batch as a resume.
+func appendKeep(w *Writer, keep []uint64) {
+	for i := 0; i == 0 || i < len(keep); {
+		j := i
+		for j < len(keep) && j-i < MaxItems && (j == i || keep[j] > keep[j-1]) {
+			j++
+		}
+		w.Byte(OpKeep)
+		w.Uvarint(uint64(j - i))
+		prev := uint64(0)
+		for _, id := range keep[i:j] {
+			w.Uvarint(id - prev)
+			prev = id
+		}
+		if j == i {
+			break
+		}
+		i = j
+	}
 }
 
 func appendMessages(w *Writer, msgs []Msg) {
@@ -405,6 +445,25 @@ func DecodeBatch(body []byte, vs ValueSizer, b *Batch) error {
 				}
 				b.Controls = append(b.Controls, c)
 			}
+
+		case OpKeep:
+			b.Resume = true
+			n := r.Count(MaxItems, 1, "kept entities")
+			var ids idSeq
+			for range n {
+				id := ids.next(&r)
+				if r.err != nil {
+					break
+				}
+				b.Keep = append(b.Keep, id)
+			}
+
+		case OpInputAck:
+			ack := r.Uvarint()
+			if r.err == nil && ack == 0 {
+				r.Failf(ErrMalformed, "input acknowledgement 0")
+			}
+			b.InputAck = max(b.InputAck, ack)
 
 		case OpMessage:
 			n := r.Count(MaxItems, minMessageSize, "messages")

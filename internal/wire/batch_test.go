@@ -167,7 +167,10 @@ func TestDecodeBatchRejects(t *testing.T) {
 	}{
 		{"empty", nil, fakeSizer{}, wire.ErrTruncated},
 		{"unknown op", body(1, byte(0)), fakeSizer{}, wire.ErrMalformed},
-		{"unknown op 9", body(1, byte(9)), fakeSizer{}, wire.ErrMalformed},
+		{"unknown op 11", body(1, byte(11)), fakeSizer{}, wire.ErrMalformed},
+		{"input ack 0", body(1, wire.OpInputAck, 0), fakeSizer{}, wire.ErrMalformed},
+		{"keep repeats an id", body(1, wire.OpKeep, 2, 5, 0), fakeSizer{}, wire.ErrMalformed},
+		{"keep count beyond input", body(1, wire.OpKeep, 3, 1), fakeSizer{}, wire.ErrTruncated},
 		{"message value past the end", body(1, wire.OpMessage, 1, 0, 5, byte(1)), fakeSizer{}, wire.ErrTruncated},
 		{"message id too large", body(1, wire.OpMessage, 1, wire.MaxComponents, 0), fakeSizer{}, wire.ErrTooLarge},
 		{"exit reason 0", body(1, wire.OpScopeExit, byte(0), 1, 1), fakeSizer{}, wire.ErrMalformed},

@@ -127,6 +127,13 @@ func AppendBatchBuilt(dst []byte, b *Batch, bl *Builder) []byte {
 	w := Writer{B: dst}
 	w.Byte(byte(KindBatch))
 	w.Uvarint(b.TickAdvance)
+	if b.Resume {
+		appendKeep(&w, b.Keep)
+	}
+	if b.InputAck != 0 {
+		w.Byte(OpInputAck)
+		w.Uvarint(b.InputAck)
+	}
 	appendExits(&w, b.Exits)
 	appendSpawns(&w, b.Spawns)
 	w.B = bl.spawn.appendTo(w.B, OpSpawn, 0, false)

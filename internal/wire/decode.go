@@ -30,6 +30,11 @@ func DecodeHello(body []byte) (Hello, error) {
 	m.ClientName = r.TextMax(MaxNameLen, "client name")
 	m.Components = readDescs(&r, "components")
 	m.Messages = readDescs(&r, "messages")
+	if r.Bool() {
+		m.Resume = &Resume{ClientID: r.Uvarint()}
+		copy(m.Resume.Token[:], r.Raw(TokenLen))
+		m.Resume.Tick = r.Uvarint()
+	}
 	if err := r.End(); err != nil {
 		return Hello{}, fmt.Errorf("failed to decode hello: %w", err)
 	}
@@ -84,6 +89,8 @@ func DecodeWelcome(body []byte) (Welcome, error) {
 	for i := range m.Messages {
 		m.Messages[i] = r.TextMax(MaxNameLen, "message name")
 	}
+	m.Resumed = r.Bool()
+	copy(m.Token[:], r.Raw(TokenLen))
 	if err := r.End(); err != nil {
 		return Welcome{}, fmt.Errorf("failed to decode welcome: %w", err)
 	}
@@ -196,6 +203,22 @@ func DecodeMessage(body []byte) (Message, error) {
 	m.Value = r.BytesMax(MaxValueLen, "value")
 	if err := r.End(); err != nil {
 		return Message{}, fmt.Errorf("failed to decode message: %w", err)
+	}
+	return m, nil
+}
+
+// DecodeInput decodes the body of a client's Input. The returned Value
+// aliases body.
+func DecodeInput(body []byte) (Input, error) {
+	r := Reader{b: body}
+	var m Input
+	m.Seq = r.Uvarint()
+	m.ID = r.UvarintMax(MaxComponents-1, "message id")
+	m.Entity = r.UvarintMax(MaxNetID, "entity id")
+	m.Gen = r.Uvarint()
+	m.Value = r.BytesMax(MaxValueLen, "value")
+	if err := r.End(); err != nil {
+		return Input{}, fmt.Errorf("failed to decode input: %w", err)
 	}
 	return m, nil
 }

@@ -25,6 +25,14 @@ func AppendHello(dst []byte, m *Hello) []byte {
 	writeText(&w, m.ClientName, MaxNameLen)
 	appendDescs(&w, m.Components)
 	appendDescs(&w, m.Messages)
+	if m.Resume == nil {
+		w.Byte(0)
+	} else {
+		w.Byte(1)
+		w.Uvarint(m.Resume.ClientID)
+		w.B = append(w.B, m.Resume.Token[:]...)
+		w.Uvarint(m.Resume.Tick)
+	}
 	return w.B
 }
 
@@ -60,6 +68,8 @@ func AppendWelcome(dst []byte, m *Welcome) []byte {
 	for _, name := range m.Messages {
 		writeText(&w, name, MaxNameLen)
 	}
+	w.Bool(m.Resumed)
+	w.B = append(w.B, m.Token[:]...)
 	return w.B
 }
 
@@ -126,6 +136,18 @@ func AppendMessage(dst []byte, m *Message) []byte {
 	w.Byte(byte(KindMessage))
 	w.Uvarint(m.Request)
 	w.Uvarint(m.ID)
+	w.Bytes(m.Value)
+	return w.B
+}
+
+// AppendInput appends a client's Input to dst.
+func AppendInput(dst []byte, m *Input) []byte {
+	w := Writer{B: dst}
+	w.Byte(byte(KindInput))
+	w.Uvarint(m.Seq)
+	w.Uvarint(m.ID)
+	w.Uvarint(m.Entity)
+	w.Uvarint(m.Gen)
 	w.Bytes(m.Value)
 	return w.B
 }

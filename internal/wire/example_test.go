@@ -44,8 +44,8 @@ func Example() {
 	_, err = wire.DecodeHello(body[:len(body)-1])
 	fmt.Println(err)
 	// Output:
-	// example v3: hello position.Y q=0.01
-	// failed to decode hello: at byte 64: wire: truncated input
+	// example v4: hello position.Y q=0.01
+	// failed to decode hello: at byte 65: wire: truncated input
 }
 
 func ExampleCompressor() {

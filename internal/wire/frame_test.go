@@ -98,7 +98,7 @@ func TestOpenRejects(t *testing.T) {
 		{"empty", nil, wire.ErrTruncated},
 		{"kind 0", []byte{0}, wire.ErrMalformed},
 		{"kind 0 compressed", []byte{wire.FlagCompressed, 1, 0x10, 'x'}, wire.ErrMalformed},
-		{"unknown kind", []byte{byte(wire.KindMessage) + 1}, wire.ErrMalformed},
+		{"unknown kind", []byte{byte(wire.KindInput) + 1}, wire.ErrMalformed},
 		{"missing size", []byte{byte(wire.KindBatch) | wire.FlagCompressed}, wire.ErrTruncated},
 		{"size overflow", append([]byte{byte(wire.KindBatch) | wire.FlagCompressed}, bytes.Repeat([]byte{0xff}, 11)...), wire.ErrOverflow},
 		{"size over limit", frame(wire.KindBatch, wire.MaxMessageSize+1, block), wire.ErrTooLarge},

@@ -48,6 +48,9 @@ func decodeMessage(msg []byte) (any, []byte, error) {
 	case wire.KindMessage:
 		m, err := wire.DecodeMessage(body)
 		return m, wire.AppendMessage(nil, &m), err
+	case wire.KindInput:
+		m, err := wire.DecodeInput(body)
+		return m, wire.AppendInput(nil, &m), err
 	}
 	panic("Open returned unknown kind " + kind.String())
 }

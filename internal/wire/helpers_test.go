@@ -67,6 +67,13 @@ func randIDs(rng *rand.Rand, n int) []uint64 {
 // randBatch returns a batch sorted the way AppendBatch encodes smallest.
 func randBatch(rng *rand.Rand) *wire.Batch {
 	b := &wire.Batch{TickAdvance: uint64(rng.IntN(5))}
+	if rng.IntN(4) == 0 {
+		b.Resume = true
+		b.Keep = randIDs(rng, rng.IntN(6))
+	}
+	if rng.IntN(2) == 0 {
+		b.InputAck = 1 + rng.Uint64N(1000)
+	}
 	for reason := wire.ReasonOutOfRange; reason <= wire.ReasonFiltered; reason++ {
 		for _, id := range randIDs(rng, rng.IntN(4)) {
 			b.Exits = append(b.Exits, wire.Exit{Reason: reason, ID: id})
@@ -129,6 +136,12 @@ func randBatch(rng *rand.Rand) *wire.Batch {
 func batchDiff(a, b *wire.Batch) string {
 	if a.TickAdvance != b.TickAdvance {
 		return fmt.Sprintf("TickAdvance %d != %d", a.TickAdvance, b.TickAdvance)
+	}
+	if a.Resume != b.Resume || !slices.Equal(a.Keep, b.Keep) {
+		return fmt.Sprintf("Resume %v %v != %v %v", a.Resume, a.Keep, b.Resume, b.Keep)
+	}
+	if a.InputAck != b.InputAck {
+		return fmt.Sprintf("InputAck %d != %d", a.InputAck, b.InputAck)
 	}
 	if !slices.Equal(a.Exits, b.Exits) {
 		return fmt.Sprintf("Exits %v != %v", a.Exits, b.Exits)

@@ -3,7 +3,7 @@ package wire
 import "fmt"
 
 // ProtocolVersion is the version a Hello carries and a Welcome confirms.
-const ProtocolVersion = 3
+const ProtocolVersion = 4
 
 // Limits every decoder enforces. They bound memory per message, not the
 // game: a batch that needs more is split by the server.
@@ -45,7 +45,7 @@ const (
 type Kind byte
 
 // Valid reports whether k is a known message kind.
-func (k Kind) Valid() bool { return k >= KindHello && k <= KindMessage }
+func (k Kind) Valid() bool { return k >= KindHello && k <= KindInput }
 
 // String returns the kind's name, e.g. "hello", or "kind(N)" for an unknown
 // kind.
@@ -69,6 +69,7 @@ var kindNames = [...]string{
 	KindPing:        "ping",
 	KindPong:        "pong",
 	KindMessage:     "message",
+	KindInput:       "input",
 }
 
 // FlagCompressed is bit 7 of a message's first byte: the body is an lz4 block.
@@ -88,18 +89,21 @@ const (
 	KindPing        Kind = 10 // either way
 	KindPong        Kind = 11 // either way, reply to Ping
 	KindMessage     Kind = 12 // client → server, since protocol version 3
+	KindInput       Kind = 13 // client → server, since protocol version 4
 )
 
 // Batch section ops: the first byte of each section of a Batch body.
 const (
-	OpScopeExit      byte = 1 // reason, count, entity ids
-	OpSpawn          byte = 2 // count, (id, gen, ncomp, (comp, full value)…)
-	OpUpdateFull     byte = 3 // comp, count, (id, full value)…; adds the component if absent
-	OpUpdateDelta    byte = 4 // comp, count, (id, delta value)…
-	OpRemove         byte = 5 // comp, count, entity ids: component removed
-	OpMutationResult byte = 6 // request id, status, message
-	OpControlResult  byte = 7 // request id, result, entity id, gen, holder
-	OpMessage        byte = 8 // count, (message id, value length, value)…; since protocol version 3
+	OpScopeExit      byte = 1  // reason, count, entity ids
+	OpSpawn          byte = 2  // count, (id, gen, ncomp, (comp, full value)…)
+	OpUpdateFull     byte = 3  // comp, count, (id, full value)…; adds the component if absent
+	OpUpdateDelta    byte = 4  // comp, count, (id, delta value)…
+	OpRemove         byte = 5  // comp, count, entity ids: component removed
+	OpMutationResult byte = 6  // request id, status, message
+	OpControlResult  byte = 7  // request id, result, entity id, gen, holder
+	OpMessage        byte = 8  // count, (message id, value length, value)…; since protocol version 3
+	OpKeep           byte = 9  // count, entity ids: a resumed session's scope; since protocol version 4
+	OpInputAck       byte = 10 // the last input sequence the server applied; since protocol version 4
 )
 
 // ScopeReason says why an entity left a client's scope.
@@ -200,6 +204,20 @@ type Hello struct {
 	ClientName string
 	Components []ComponentDesc
 	Messages   []ComponentDesc
+	// Resume, when not nil, asks to resume the session the token names.
+	Resume *Resume
+}
+
+// TokenLen is the length of a resume token.
+const TokenLen = 16
+
+// Resume asks the server to resume a session: the client id and token of
+// the session's last Welcome, and the server tick of the last batch the
+// client applied.
+type Resume struct {
+	ClientID uint64
+	Token    [TokenLen]byte
+	Tick     uint64
 }
 
 // Welcome accepts a Hello. Component ids on the wire are indices into
@@ -211,6 +229,11 @@ type Welcome struct {
 	Tick       uint64 // the server tick the first batch advances from
 	Components []string
 	Messages   []string // message type ids on the wire index this list
+	// Resumed is set when the server resumed the session the Hello named:
+	// the client keeps its mirror, and the first batch carries Keep.
+	Resumed bool
+	// Token resumes this session (Hello.Resume) after a lost connection.
+	Token [TokenLen]byte
 }
 
 // Error is sent before the server closes a connection for a reason the
@@ -294,6 +317,17 @@ type Message struct {
 	Request uint64
 	ID      uint64
 	Value   []byte
+}
+
+// Input is one step of a client's input stream: a value of message type
+// ID (an index into the Welcome's Messages) for entity (Entity, Gen). Seq
+// numbers a client's inputs 1, 2, 3, … across every entity and type, and
+// across a resumed session.
+type Input struct {
+	Seq         uint64
+	ID          uint64
+	Entity, Gen uint64
+	Value       []byte
 }
 
 // Ping carries an opaque nonce that the Pong echoes.

@@ -107,6 +107,7 @@ func TestDecodeRejects(t *testing.T) {
 		wire.KindInterest:  func(b []byte) error { _, err := wire.DecodeInterest(b); return err },
 		wire.KindMutate:    func(b []byte) error { _, err := wire.DecodeMutate(b); return err },
 		wire.KindMessage:   func(b []byte) error { _, err := wire.DecodeMessage(b); return err },
+		wire.KindInput:     func(b []byte) error { _, err := wire.DecodeInput(b); return err },
 		wire.KindControl:   func(b []byte) error { _, err := wire.DecodeControl(b); return err },
 		wire.KindPing:      func(b []byte) error { _, err := wire.DecodePing(b); return err },
 	}
@@ -129,7 +130,12 @@ func TestDecodeRejects(t *testing.T) {
 		{"hello NaN quant", wire.KindHello, body(1, "c", 1, "p", hash, 1, "X", "float64", math.NaN()), wire.ErrMalformed},
 		{"hello negative quant", wire.KindHello, body(1, "c", 1, "p", hash, 1, "X", "float64", -0.5), wire.ErrMalformed},
 		{"hello infinite quant", wire.KindHello, body(1, "c", 1, "p", hash, 1, "X", "float64", math.Inf(1)), wire.ErrMalformed},
-		{"hello trailing byte", wire.KindHello, body(1, "c", 0, 0, byte(0)), wire.ErrMalformed},
+		{"hello trailing byte", wire.KindHello, body(1, "c", 0, 0, byte(0), byte(0)), wire.ErrMalformed},
+		{"hello resume flag 2", wire.KindHello, body(1, "c", 0, 0, byte(2)), wire.ErrMalformed},
+		{"hello short token", wire.KindHello, body(1, "c", 0, 0, byte(1), 7, make([]byte, wire.TokenLen-1)), wire.ErrTruncated},
+		{"welcome no token", wire.KindWelcome, body(1, 2, 3, 4, 0, 0, byte(0)), wire.ErrTruncated},
+		{"input id too large", wire.KindInput, body(1, wire.MaxComponents, 0, 0, 0), wire.ErrTooLarge},
+		{"input entity too large", wire.KindInput, body(1, 0, uint64(wire.MaxNetID)+1, 0, 0), wire.ErrTooLarge},
 		{"hello too many messages", wire.KindHello, body(1, "c", 0, wire.MaxComponents+1), wire.ErrTooLarge},
 		{"welcome too many messages", wire.KindWelcome, body(1, 2, 3, 4, 0, wire.MaxComponents+1), wire.ErrTooLarge},
 		{"message id too large", wire.KindMessage, body(1, wire.MaxComponents, 0), wire.ErrTooLarge},
@@ -230,5 +236,6 @@ func TestBodyHelperLayout(t *testing.T) {
 	want := []byte{byte(wire.KindHello), 1, 1, 'c', 1, 1, 'p', 8, 7, 6, 5, 4, 3, 2, 1, 1, 1, 'X', 1, 'f'}
 	want = binary.LittleEndian.AppendUint64(want, math.Float64bits(0.5))
 	want = append(want, 0) // no message types
+	want = append(want, 0) // no resume
 	assert(t, bytes.Equal(msg, want), "hello bytes\n got % x\nwant % x", msg, want)
 }
