@@ -3,6 +3,7 @@ package netclient
 import (
 	"fmt"
 	"math"
+	"slices"
 	"unsafe"
 
 	"github.com/yohamta/donburi"
@@ -43,6 +44,7 @@ func (c *Client) handle(ev event) {
 		if ev.sess == c.gs && !ev.sess.broken {
 			if err := c.applyBatch(ev.sess, &ev.in.batch, ev.in.recv.Seconds()); err != nil {
 				ev.sess.broken = true
+				c.noResume.Store(true)
 				ev.sess.protocolError(err)
 			}
 		}
@@ -61,15 +63,36 @@ func (c *Client) handle(ev event) {
 	}
 }
 
-// beginSession starts applying s's batches: the mirror is cleared (the
-// server resends everything in scope) and the tick and clock restart from
-// its Welcome.
+// beginSession starts applying s's batches. A fresh session clears the
+// mirror (the server resends everything in scope) and restarts the tick
+// and clock from its Welcome. A resumed one keeps the mirror, whose tick
+// must be the one the Hello claimed; its first batch says which entities
+// stay.
 func (c *Client) beginSession(s *session) {
+	defer c.predictSession(s) // resend or drop the pending inputs (predict.go)
+	if s.welcome.Resumed {
+		if c.tick != s.resumedFrom {
+			// The mirror is not at the tick the server resumes from (a
+			// batch of the last session failed to apply): start afresh.
+			s.broken = true
+			c.noResume.Store(true)
+			s.protocolError(fmt.Errorf("mirror at tick %d, session resumed from %d", c.tick, s.resumedFrom))
+			return
+		}
+		// The mirror stays at c.tick until the first batch, which
+		// advances from the Welcome's tick.
+		c.gs = s
+		c.sessTick = s.welcome.Tick
+		c.stats.resumes.Add(1)
+		return
+	}
 	for _, ne := range c.byNet {
 		c.despawn(ne, ExitResync)
 	}
 	c.gs = s
 	c.tick = s.welcome.Tick
+	c.sessTick = s.welcome.Tick
+	c.tickBase = s.welcome.Tick
 	c.advances = [len(c.advances)]uint64{}
 	c.nadv = 0
 	c.clock = clock{dt: 1 / float64(s.welcome.TickRate)}
@@ -85,14 +108,27 @@ func (c *Client) beginSession(s *session) {
 // the server's view and the mirror disagree; the caller drops the
 // connection.
 func (c *Client) applyBatch(s *session, b *wire.Batch, recv float64) error {
-	c.tick += b.TickAdvance
+	c.sessTick += b.TickAdvance
+	c.tick = c.sessTick
 	if b.TickAdvance > 0 {
 		c.advances[c.nadv%len(c.advances)] = b.TickAdvance
 		c.nadv++
 	}
 	c.stats.serverTick.Store(c.tick)
 	c.clock.observe(recv, c.relTick())
+	c.predictBegin() // predict.go
 
+	if b.Resume {
+		// A resumed session's first batch: what is not kept left the
+		// client's scope while it was away, or is sent again below.
+		keep := slices.Clone(b.Keep)
+		slices.Sort(keep)
+		for id, ne := range c.byNet {
+			if _, ok := slices.BinarySearch(keep, uint64(id)); !ok {
+				c.despawn(ne, ExitAway)
+			}
+		}
+	}
 	for _, x := range b.Exits {
 		if ne := c.byNet[uint32(x.ID)]; ne != nil {
 			c.despawn(ne, ExitReason(x.Reason))
@@ -122,7 +158,8 @@ func (c *Client) applyBatch(s *session, b *wire.Batch, recv float64) error {
 	for i := range b.Controls {
 		c.finishControl(&b.Controls[i])
 	}
-	c.relinkRefused() // before the messages, whose handlers see the tree
+	c.predictEnd(b.InputAck) // rewind and replay the predicted entities (predict.go)
+	c.relinkRefused()        // before the messages, whose handlers see the tree
 	for i := range b.Messages {
 		if err := c.deliver(s, &b.Messages[i]); err != nil {
 			return err
@@ -147,7 +184,7 @@ func (c *Client) batchInterval() float64 {
 
 // relTick is the current server tick relative to the session's Welcome,
 // the clock's and the samples' timeline.
-func (c *Client) relTick() float64 { return float64(c.tick - c.gs.welcome.Tick) }
+func (c *Client) relTick() float64 { return float64(c.tick) - float64(c.tickBase) }
 
 func (c *Client) spawn(s *session, sp *wire.Spawn) error {
 	if sp.Gen > math.MaxUint32 {

@@ -248,9 +248,13 @@ const (
 	ExitDespawned    ExitReason = 2 // destroyed on the server
 	ExitUnsubscribed ExitReason = 3 // the client unsubscribed
 	ExitFiltered     ExitReason = 4 // hidden by the server's filter
-	// ExitResync means the client cleared its mirror after a reconnect; the
-	// server sends the entities again.
+	// ExitResync means the client cleared its mirror at a reconnect that
+	// began a fresh session; the server sends the entities again.
 	ExitResync ExitReason = 100
+	// ExitAway means the entity left the client's scope while its
+	// connection was down, and the session resumed: it was despawned, went
+	// out of range or was hidden, and the client cannot tell which.
+	ExitAway ExitReason = 101
 )
 
 // String returns the reason's name, e.g. "out of range".
@@ -266,6 +270,8 @@ func (r ExitReason) String() string {
 		return "filtered"
 	case ExitResync:
 		return "resync"
+	case ExitAway:
+		return "away"
 	}
 	return "reason(" + itoa(uint64(r)) + ")"
 }
@@ -310,6 +316,13 @@ type Client struct {
 	connected atomic.Bool
 	clientID  atomic.Uint64
 
+	// Session resume. resumable is what the next Hello presents: the
+	// last session's id, token and final tick (supervisor goroutine).
+	// noResume, set when the mirror cannot be trusted (a batch failed to
+	// apply), makes the next Hello ask for a fresh session.
+	resumable *wire.Resume
+	noResume  atomic.Bool
+
 	// Pending requests, guarded by pmu (Close resolves them from any
 	// goroutine).
 	pmu       sync.Mutex
@@ -327,13 +340,16 @@ type Client struct {
 	scratch                 []unsafe.Pointer                  // per component, for values with entity references
 	refsTo                  map[uint32]map[*mirrored]struct{} // referenced net id → the mirror entities referring to it
 	gs                      *session                          // the session whose batches Update applies
-	tick                    uint64                            // server tick of the last applied batch
+	tick                    uint64                            // server tick of the last applied batch: the mirror's state
+	sessTick                uint64                            // the session's Welcome tick plus the advances applied: the next batch advances from it
+	tickBase                uint64                            // server tick the interpolation clock counts from, set by a fresh session
 	advances                [8]uint64                         // TickAdvance of the last batches that advanced
 	nadv                    int
 	byNet                   map[uint32]*mirrored
 	byEnt                   map[donburi.Entity]*mirrored
 	clock                   clock
 	subsWarn                noSubsWarning
+	pred                    predictState // the input stream and predicted entities (predict.go)
 
 	stats counters
 }

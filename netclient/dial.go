@@ -148,6 +148,16 @@ type session struct {
 	remoteErr atomic.Pointer[wire.Error]
 
 	broken bool // game goroutine: stop applying its batches
+
+	// readTick is the server tick of the last batch the reader passed on
+	// (the Welcome's tick plus their advances, sessTick), the tick the
+	// mirror is at once the game goroutine applied them; before the first
+	// batch of a resumed session, the tick it resumed from. Supervisor
+	// goroutine.
+	readTick, sessTick uint64
+	// resumedFrom is the tick the Hello said the mirror is at, when the
+	// Welcome resumed the session.
+	resumedFrom uint64
 }
 
 // FullLen implements wire.ValueSizer with the session's component ids.
@@ -237,7 +247,12 @@ func (c *Client) connect(ctx context.Context) (*session, error) {
 }
 
 func (c *Client) handshake(ctx context.Context, ws *websocket.Conn) (*session, error) {
-	hello := wire.AppendHello(nil, &c.hello)
+	h := c.hello
+	if c.noResume.Swap(false) {
+		c.resumable = nil
+	}
+	h.Resume = c.resumable
+	hello := wire.AppendHello(nil, &h)
 	if err := ws.Write(ctx, websocket.MessageBinary, hello); err != nil {
 		return nil, refusal(err)
 	}
@@ -283,6 +298,15 @@ func (c *Client) handshake(ctx context.Context, ws *websocket.Conn) (*session, e
 		toServer:   make([]uint64, c.reg.Len()),
 		start:      time.Now(),
 		out:        make(chan []byte, sendQueue),
+		readTick:   w.Tick,
+		sessTick:   w.Tick,
+	}
+	if w.Resumed {
+		if h.Resume == nil || w.ClientID != h.Resume.ClientID {
+			return nil, fmt.Errorf("%w: Welcome resumed a session the Hello did not name", wire.ErrMalformed)
+		}
+		s.resumedFrom = h.Resume.Tick
+		s.readTick = h.Resume.Tick
 	}
 	seen := make([]bool, c.reg.Len())
 	for i, name := range w.Components {
@@ -474,6 +498,7 @@ func (c *Client) run(s *session) {
 			err = fmt.Errorf("%w (%w)", &RefusedError{Code: int(re.Code), Message: re.Message}, err)
 		}
 		c.detach(s)
+		c.resumable = &wire.Resume{ClientID: s.welcome.ClientID, Token: s.welcome.Token, Tick: s.readTick}
 		if !c.post(event{kind: evDown, sess: s, err: err}) || c.ctx.Err() != nil {
 			return
 		}

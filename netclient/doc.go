@@ -88,6 +88,17 @@
 // value in the mirror at once and reverts to the server's value if the
 // server refuses it.
 //
+// # Prediction
+//
+// Predict returns a Predictor for an input stream (plugin.HandleInput on
+// the server): Input sends one input for an entity the player owns or
+// controls and runs the same step on the mirror at once. After each batch
+// the client rewinds the predicted entities to the server's values,
+// replays the inputs the server has not acknowledged, and counts what
+// changed as a correction (Stats.PredictionCorrections). Interpolated
+// returns a predicted entity's predicted value, not a delayed one, with a
+// correction's offset decaying over SmoothingTime instead of a jump.
+//
 // # Messages, references, the hierarchy and ownership
 //
 // OnMessage installs a handler for one message type (registered with
@@ -136,9 +147,18 @@
 // # Reconnecting
 //
 // When a connection drops, the client reconnects with exponential backoff
-// and full jitter (Options.MinBackoff, MaxBackoff), sends its remembered
-// interest and subscriptions again, and resyncs. It does not reconnect
-// after Close, with Options.NoReconnect, or after a permanent refusal
-// (schema or protocol-version mismatch, a refused handshake): Update then
-// returns the reason.
+// and full jitter (Options.MinBackoff, MaxBackoff) and asks to resume its
+// session with the token of its last Welcome. Within the server's resume
+// window (plugin.Options.ResumeWindow, 10 s by default) it keeps its
+// client id, ownership, controls and subscriptions, and its mirror: the
+// server sends only what changed while it was away, and the entities that
+// left its scope meanwhile exit with ExitAway. Otherwise it gets a fresh
+// session: the mirror is cleared (ExitResync) and the server resends
+// everything in scope. Either way it sends its remembered interest and
+// subscriptions again; requests in flight when the connection dropped
+// resolve with ErrDisconnected, and server messages sent while it was
+// away are lost. Stats.Resumes counts resumed sessions. It does not
+// reconnect after Close, with Options.NoReconnect, or after a permanent
+// refusal (schema or protocol-version mismatch, a refused handshake):
+// Update then returns the reason.
 package netclient

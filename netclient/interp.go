@@ -179,7 +179,10 @@ func Interpolated[T any](c *Client, e donburi.Entity, h *components.Synced[T], n
 // between the two buffered server values around it, the oldest before
 // them, and the newest after (it never extrapolates). For a component that
 // is not interpolated, or one with an optimistic mutation in flight, it
-// writes the world's current value instead. It reports false, leaving out
+// writes the world's current value instead. For an entity the game
+// predicts (Predict) it writes the predicted value, with what is left of
+// the last correction's offset (SmoothingTime), not a delayed one. It
+// reports false, leaving out
 // alone, if e is not a live mirror entity or the server has not sent it the
 // component. It does not allocate, so a renderer can call it for every
 // entity every frame. Game goroutine only.
@@ -218,6 +221,9 @@ func (c *Client) interpolatedInto(e donburi.Entity, idx int, now time.Time, out 
 		return false
 	}
 	comp := c.codecs[idx]
+	if !ne.held(idx) && c.predictedInto(ne, idx, now, out) {
+		return true // the predicted value, smoothed (predict.go)
+	}
 	if ne.held(idx) || st.samples == nil || len(st.samples.s) == 0 {
 		if entry := c.world.Entry(e); entry.HasComponent(comp.ComponentType()) {
 			comp.Copy(out, entry.Component(comp.ComponentType()))

@@ -113,6 +113,8 @@ func (s *session) readLoop() error {
 			if err := wire.DecodeBatch(body, s, &in.batch); err != nil {
 				return s.protocolError(err)
 			}
+			s.sessTick += in.batch.TickAdvance
+			s.readTick = s.sessTick
 			in.recv = now
 			if !s.deliver(in) {
 				return errSessionEnded

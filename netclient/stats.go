@@ -40,8 +40,10 @@ type Stats struct {
 	// types) received from the server, handled or not.
 	GameMessagesIn uint64
 
-	// Reconnects counts successful reconnections.
+	// Reconnects counts successful reconnections, and Resumes those of
+	// them that resumed the session (the mirror was kept).
 	Reconnects uint64
+	Resumes    uint64
 
 	// RTT is the smoothed round-trip time (an exponentially weighted
 	// moving average, weight 1/8 per sample) and RTTLast the last sample;
@@ -57,6 +59,16 @@ type Stats struct {
 
 	// PendingBatches is the number of events queued for Update.
 	PendingBatches int
+
+	// Prediction (Predict): PredictionCorrections counts the corrections
+	// of predicted components since Dial; CorrectionsPerSec and
+	// LargestCorrection (the largest difference of a float field) cover
+	// about the last second. PendingInputs is the inputs not yet
+	// acknowledged by the server.
+	PredictionCorrections uint64
+	CorrectionsPerSec     float64
+	LargestCorrection     float64
+	PendingInputs         int
 }
 
 // Stats returns a snapshot of the client's counters. It is safe for
@@ -74,6 +86,7 @@ func (c *Client) Stats() Stats {
 		CompressedMessagesIn: c.stats.compressedMsgsIn.Load(),
 		DecodeErrors:         c.stats.decodeErrors.Load(),
 		Reconnects:           c.stats.reconnects.Load(),
+		Resumes:              c.stats.resumes.Load(),
 		GameMessagesIn:       c.stats.gameMsgsIn.Load(),
 		RTT:                  time.Duration(c.stats.rtt.Load()),
 		RTTLast:              time.Duration(c.stats.rttLast.Load()),
@@ -82,6 +95,9 @@ func (c *Client) Stats() Stats {
 		PendingBatches:       len(c.events),
 	}
 	st.BytesInPerSec, st.BytesOutPerSec, st.MessagesInPerSec = c.stats.window.rates(now)
+	st.PredictionCorrections = c.stats.corrections.Load()
+	st.CorrectionsPerSec, st.LargestCorrection = c.stats.corrWindow.read(now)
+	st.PendingInputs = int(c.stats.pendingInputs.Load())
 	return st
 }
 
@@ -91,12 +107,15 @@ type counters struct {
 	bytesIn, bytesOut, msgsIn, msgsOut atomic.Uint64
 	compressedIn, uncompressedIn       atomic.Uint64
 	compressedMsgsIn                   atomic.Uint64
-	decodeErrors, reconnects           atomic.Uint64
+	decodeErrors, reconnects, resumes  atomic.Uint64
 	gameMsgsIn                         atomic.Uint64
 	rtt, rttLast                       atomic.Int64
 	entities                           atomic.Int64
 	serverTick                         atomic.Uint64
 	window                             rateWindow
+	corrections                        atomic.Uint64 // predict.go
+	corrWindow                         correctionWindow
+	pendingInputs                      atomic.Int64
 }
 
 func (k *counters) countIn(n int, now time.Duration) {

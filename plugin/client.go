@@ -4,6 +4,7 @@ import (
 	"math"
 	"math/bits"
 	"slices"
+	"time"
 
 	"github.com/yohamta/donburi"
 
@@ -63,6 +64,13 @@ type client struct {
 	nextScan     uint32 // the first tick at which the client may be rescanned again
 	needScan     bool
 
+	// Session resume (resume.go).
+	parked   bool      // the connection is gone; the session may be resumed
+	parkedAt time.Time // when it was parked
+	subsAt   uint32    // last tick a subscription change removed components
+	resuming bool      // the next batch is a resumed session's first: it carries keep
+	keep     []uint64  // the entities the resumed client keeps
+
 	member []uint64 // bitset by net id: entities in scope (or pending spawn)
 
 	exits    []wire.Exit
@@ -80,6 +88,8 @@ type client struct {
 	batch    wire.Batch // exits, removals, results, control replies
 	outBuf   []byte     // the encoded batch; reused once the writer is idle
 	dirtyTmp []dirtyRef // chooseSized's second dirty list, swapped with dirty
+
+	inputs inputState // the client's input stream (input.go)
 }
 
 // dirtyRef names an in-scope entity with something to send: its net id
@@ -98,6 +108,7 @@ type view struct {
 	sync    uint32 // the client is up to date as of this tick
 	since   uint32 // tick the entity entered scope
 	held    uint64 // components the client holds
+	spawned uint32 // tick of the batch that carried its spawn
 	dirty   bool
 	pending bool // spawn not yet sent
 }
@@ -206,7 +217,7 @@ func (c *client) enter(r *entityRec) {
 func exitAt(r *entityRec, i int, reason wire.ScopeReason) {
 	v := &r.views[i]
 	c := v.c
-	if !v.pending {
+	if !v.pending && !c.parked { // a resumed client is sent what it keeps instead
 		c.exits = append(c.exits, wire.Exit{Reason: reason, ID: uint64(r.id)})
 	}
 	c.clearMember(r.id)

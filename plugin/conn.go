@@ -47,12 +47,13 @@ type inbound struct {
 	mutate   wire.Mutate
 	control  wire.Control
 	message  wire.Message
+	input    wire.Input
 }
 
 // cost is what the message holds of server memory while it is queued, as
 // counted against Options.InboundQueueBytes.
 func (m *inbound) cost() int {
-	return int(unsafe.Sizeof(*m)) + len(m.subs)*int(unsafe.Sizeof(wire.Sub{})) + len(m.mutate.Value) + len(m.message.Value)
+	return int(unsafe.Sizeof(*m)) + len(m.subs)*int(unsafe.Sizeof(wire.Sub{})) + len(m.mutate.Value) + len(m.message.Value) + len(m.input.Value)
 }
 
 // conn is the network side of one client: its goroutines and the queues
@@ -68,6 +69,14 @@ type conn struct {
 	// inspector marks the stand-in connection of an Inspector's edit
 	// (inspect_tick.go): ClientInfo.Inspector.
 	inspector bool
+	token     [wire.TokenLen]byte // the session's resume token, as the Welcome sent it
+	resume    *resumeReq          // set when the handshake resumed a session
+	// endCode is the close code of the server's first shutdown of the
+	// connection; 0 when it did not close it first.
+	endCode atomic.Int32
+	// resumable: the connection ended in a way that keeps its session
+	// (see mayResume); set before it is handed to the tick as a leave.
+	resumable bool
 
 	// reader → tick: decoded messages, bounded in bytes.
 	inMu    sync.Mutex
@@ -157,11 +166,13 @@ func (s *Server) serve(w http.ResponseWriter, r *http.Request) {
 	defer cancel()
 
 	if err := s.handshake(cn); err != nil {
+		s.unclaim(cn)
 		return
 	}
 	s.mu.Lock()
 	if s.closed {
 		s.mu.Unlock()
+		s.unclaim(cn)
 		ws.Close(statusGoingAway, "server shutting down")
 		return
 	}
@@ -179,6 +190,7 @@ func (s *Server) serve(w http.ResponseWriter, r *http.Request) {
 	}()
 	err = cn.readLoop()
 	cn.logEnd(err)
+	cn.resumable = cn.mayResume(err)
 	cn.shutdown(websocket.StatusNormalClosure, "")
 	wwg.Wait()
 	cn.closing.Wait()
@@ -267,7 +279,11 @@ func (s *Server) handshake(cn *conn) error {
 	if err := s.reg.CheckMessages(schemaOf(hello.Messages), "on the server", "on the client"); err != nil {
 		return cn.refuse(refSchema, StatusSchema, err.Error())
 	}
-	cn.id = s.nextID.Add(1)
+	resumed := hello.Resume != nil && s.claimSession(cn, hello.Resume)
+	if !resumed {
+		cn.id = s.nextID.Add(1)
+		cn.token = newToken()
+	}
 	cn.welcomeTick = s.curTick.Load()
 	cn.name = hello.ClientName
 	names := make([]string, len(s.comps))
@@ -285,6 +301,8 @@ func (s *Server) handshake(cn *conn) error {
 		Tick:       uint64(cn.welcomeTick),
 		Components: names,
 		Messages:   msgNames,
+		Resumed:    resumed,
+		Token:      cn.token,
 	})
 	if err := cn.ws.Write(ctx, websocket.MessageBinary, wel); err != nil {
 		s.log.Debug("ebisync: client left during handshake", "remote", cn.addr, "err", err)
@@ -467,6 +485,16 @@ func (cn *conn) handle(msg []byte) error {
 		}
 		m.Value = append([]byte(nil), m.Value...) // body aliases the read buffer
 		item.message = m
+	case wire.KindInput:
+		m, err := wire.DecodeInput(body)
+		if err != nil {
+			return cn.violation(refProtocol, StatusProtocolError, err.Error())
+		}
+		if m.ID >= uint64(len(s.msgTypes)) {
+			return cn.violation(refProtocol, StatusProtocolError, fmt.Sprintf("input of message type id %d past the %d in the Welcome", m.ID, len(s.msgTypes)))
+		}
+		m.Value = append([]byte(nil), m.Value...) // body aliases the read buffer
+		item.input = m
 	case wire.KindControl:
 		m, err := wire.DecodeControl(body)
 		if err != nil {
@@ -672,6 +700,7 @@ func (cn *conn) logEnd(err error) {
 // coder/websocket's own timeouts) runs on a goroutine that serve waits for.
 func (cn *conn) shutdown(code websocket.StatusCode, reason string) {
 	cn.once.Do(func() {
+		cn.endCode.Store(int32(code))
 		cn.closing.Add(1)
 		go func() {
 			defer cn.closing.Done()

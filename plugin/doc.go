@@ -65,6 +65,17 @@
 // the handler installed with Handle runs on the game goroutine during Tick
 // with the client's identity, and the client gets its answer as a status.
 //
+// # Inputs
+//
+// A player's own entity steered by messages or mutations answers a round
+// trip late. An input stream answers at once: HandleInput installs the step
+// the server runs for each input of a message type registered FromClient,
+// and the client (netclient.Predict) runs the same step on its mirror as
+// it sends the input, then reconciles with the server's state when each
+// batch acknowledges inputs. The server applies a client's inputs in order,
+// once each, only to entities the client owns or controls, at most
+// Options.MaxInputsPerTick per tick; Stats counts them.
+//
 // A donburi.Entity field of a registered component or message is a
 // reference: it travels as the entity's net id and generation, and a
 // client sees its own mirror of that entity, or donburi.Null while the
@@ -74,6 +85,21 @@
 // donburi's transform hierarchy: each tick it writes components.Parent of
 // every replicated entity that has a Transform and a Parent from the
 // hierarchy, and clients rebuild the tree in their mirrors.
+//
+// # Sessions and resume
+//
+// A client's session outlives its connection for Options.ResumeWindow
+// (10 s by default). A client that lost its connection (netclient does
+// this by itself) reconnects with the session's token and gets it back:
+// the same client id, ownership, controls, subscriptions and input
+// sequence, and a first batch that carries only what changed while it was
+// away. Meanwhile the tick keeps its scope up to date and sends it
+// nothing; messages to it are dropped. OnConnect runs when a session
+// starts, OnResume when a client resumes it, OnDisconnect when it ends
+// (the window passed, the client closed normally or was dropped for what
+// it sent, or the server closed). Stats.Clients counts connected clients,
+// Stats.Parked the sessions waiting; MaxResumable and ResumeBytes bound
+// them.
 //
 // # Hostile input
 //

@@ -99,9 +99,15 @@ func dialWS(t testing.TB, url string, reg *components.Registry, hdr http.Header,
 // handshakeWS sends the Hello of reg on ws and returns the Welcome.
 func handshakeWS(t testing.TB, ws *websocket.Conn, reg *components.Registry) wire.Welcome {
 	t.Helper()
+	return handshakeHello(t, ws, hostile.Hello(reg, "raw"))
+}
+
+// handshakeHello sends hello on ws and returns the Welcome.
+func handshakeHello(t testing.TB, ws *websocket.Conn, hello *wire.Hello) wire.Welcome {
+	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()
-	if err := ws.Write(ctx, websocket.MessageBinary, wire.AppendHello(nil, hostile.Hello(reg, "raw"))); err != nil {
+	if err := ws.Write(ctx, websocket.MessageBinary, wire.AppendHello(nil, hello)); err != nil {
 		t.Fatalf("hello: %v", err)
 	}
 	_, msg, err := ws.Read(ctx)

@@ -24,6 +24,7 @@ func (s *Server) applyInbound(f *frame) {
 		}
 		s.noteLimited(c, f.limited) // the Inspector's log (inspect_tick.go)
 		f.inbound = c.cn.takeInbound(f.inbound)
+		s.startInputs(c) // inputs left waiting by earlier ticks go first (input.go)
 		for i := range f.inbound {
 			if !s.applyOne(c, &f.inbound[i]) {
 				break // the client was closed; the rest is dropped with it
@@ -59,6 +60,8 @@ func (s *Server) applyOne(c *client, m *inbound) (ok bool) {
 		s.control(c, &m.control)
 	case wire.KindMessage:
 		s.handleMessage(c, &m.message)
+	case wire.KindInput:
+		s.input(c, &m.input)
 	}
 	s.noteRequest(c, m) // the Inspector's log (inspect_tick.go)
 	return c.cn.ctx.Err() == nil
@@ -104,6 +107,9 @@ func (s *Server) subscribe(c *client, subs []wire.Sub, add bool) {
 				changed = true
 			}
 		}
+	}
+	if before&^c.typeSubs != 0 {
+		c.subsAt = s.tick
 	}
 	if c.typeSubs != before {
 		// Components gained or lost: every in-scope entity is re-examined

@@ -88,6 +88,15 @@ type Options struct {
 	// 4003. Default 256 KiB.
 	MessageQueueBytes int
 
+	// MaxInputsPerTick bounds the inputs (HandleInput) of one client
+	// applied in one tick; the rest wait for the next ticks, at most
+	// MaxInputsQueued of them (and within InboundQueueBytes); past that the
+	// oldest waiting input is dropped, and its sequence number counts as
+	// processed. Defaults: 2×ceil(60/TickRate)+2, enough for a 60 Hz
+	// client plus catch-up, and 4×MaxInputsPerTick.
+	MaxInputsPerTick int
+	MaxInputsQueued  int
+
 	// MaxEntitySubscriptions caps one client's entity subscriptions; a
 	// client that asks for more is dropped with close code 4002.
 	// Subscriptions to entities that do not exist are ignored. Default
@@ -172,10 +181,31 @@ type Options struct {
 	// is applied; an error answers StatusValidationError with its text.
 	Validate func(req *Request) error
 
-	// OnConnect and OnDisconnect run on the game goroutine when a client
-	// joins (after its handshake) and after it left and its state is freed.
+	// OnConnect and OnDisconnect run on the game goroutine when a client's
+	// session starts (after its handshake) and after it ended and its state
+	// is freed: when its connection ended, or, for a connection that
+	// vanished, once ResumeWindow passed without a resume.
 	OnConnect    func(client ClientInfo)
 	OnDisconnect func(client ClientInfo)
+	// OnResume runs on the game goroutine when a client resumes its
+	// session on a new connection (see ResumeWindow): same client id,
+	// ownership, controls and subscriptions. OnDisconnect runs only when
+	// a session ends for good: its window passed without a resume.
+	OnResume func(client ClientInfo)
+
+	// ResumeWindow is how long a client's session outlives its
+	// connection. A client that reconnects within it with the token of its
+	// last Welcome gets its session back; its first batch carries only what
+	// changed since the last batch it applied. Meanwhile the session keeps
+	// its entities, controls and subscriptions, and messages sent to it are
+	// dropped. Default 10 s; negative turns resume off (a session ends
+	// with its connection).
+	ResumeWindow time.Duration
+	// MaxResumable and ResumeBytes bound the sessions kept for departed
+	// clients, by count and by estimated bytes; beyond either, the longest
+	// departed one ends. Defaults 1024 and 64 MiB.
+	MaxResumable int
+	ResumeBytes  int
 
 	// defaultPos: Position was left nil (set by withDefaults).
 	defaultPos bool
@@ -228,6 +258,12 @@ func (o *Options) withDefaults() Options {
 	if v.MessageQueueBytes <= 0 {
 		v.MessageQueueBytes = 256 << 10
 	}
+	if v.MaxInputsPerTick <= 0 {
+		v.MaxInputsPerTick = 2*((60+v.TickRate-1)/v.TickRate) + 2
+	}
+	if v.MaxInputsQueued <= 0 {
+		v.MaxInputsQueued = 4 * v.MaxInputsPerTick
+	}
 	if v.MaxEntitySubscriptions <= 0 {
 		v.MaxEntitySubscriptions = 1024
 	}
@@ -248,6 +284,15 @@ func (o *Options) withDefaults() Options {
 	}
 	if v.MaxConnectionsPerAddress <= 0 {
 		v.MaxConnectionsPerAddress = 32
+	}
+	if v.ResumeWindow == 0 {
+		v.ResumeWindow = 10 * time.Second
+	}
+	if v.MaxResumable <= 0 {
+		v.MaxResumable = 1024
+	}
+	if v.ResumeBytes <= 0 {
+		v.ResumeBytes = 64 << 20
 	}
 	if v.RefusalLogInterval <= 0 {
 		v.RefusalLogInterval = 10 * time.Second

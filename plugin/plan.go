@@ -38,6 +38,9 @@ func (s *Server) budget(c *client) int {
 // write alone (a GC pause, a busy core) changes nothing. A client skipped
 // for a busy writer is counted in out.
 func (s *Server) pace(c *client, out *batches) bool {
+	if c.parked {
+		return false
+	}
 	if c.cn.busy.Load() {
 		c.good = 0
 		c.busyRun++

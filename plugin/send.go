@@ -178,8 +178,14 @@ const batchKeep = 64 << 10
 // replies, its dirty entities within its budget) and encodes its batch.
 func (s *Server) sendTo(out *batches, c *client) {
 	b := &c.batch
-	if len(c.exits) == 0 && len(c.dirty) == 0 && len(c.results) == 0 && len(c.controls) == 0 && len(c.msgs) == 0 && c.build.Empty() && len(b.Removals) == 0 {
+	b.InputAck = c.inputAck() // input.go
+	if len(c.exits) == 0 && len(c.dirty) == 0 && len(c.results) == 0 && len(c.controls) == 0 && len(c.msgs) == 0 && c.build.Empty() && len(b.Removals) == 0 && !c.resuming && b.InputAck == 0 {
 		return
+	}
+	if c.resuming {
+		b.Resume = true
+		b.Keep = append(b.Keep, c.keep...)
+		c.resuming, c.keep = false, nil
 	}
 	b.TickAdvance = uint64(s.tick - c.lastSent)
 	used := batchOverhead
@@ -221,9 +227,10 @@ func (s *Server) sendTo(out *batches, c *client) {
 			}
 		}
 	}
-	if len(b.Exits)+len(b.Removals)+len(b.Results)+len(b.Controls)+len(b.Messages) == 0 && c.build.Empty() {
+	if len(b.Exits)+len(b.Removals)+len(b.Results)+len(b.Controls)+len(b.Messages) == 0 && c.build.Empty() && !b.Resume && b.InputAck == 0 {
 		return
 	}
+	c.ackSent(b.InputAck)
 	if len(b.Removals) > 1 {
 		sortRemovals(b.Removals)
 	}
@@ -348,6 +355,7 @@ func (s *Server) emitEntity(out *batches, c *client, r *entityRec, e *view) int 
 			}
 		}
 		c.build.Spawn(uint64(id), uint64(r.gen), out.spawn)
+		e.spawned = s.tick
 	} else {
 		for m := mask | e.held; m != 0; m &= m - 1 {
 			i := bits.TrailingZeros64(m)

@@ -46,6 +46,7 @@ type Server struct {
 	msgTypes    []*components.MessageType                // registry order
 	msgCodecs   []*codec.Codec                           // registry order
 	msgHandlers []func(ClientInfo, unsafe.Pointer) error // by message type id; nil: none
+	inputSteps  []inputStep                              // by message type id; nil: not an input (input.go)
 
 	// Game-goroutine state, kept from tick to tick.
 	tick     uint32
@@ -58,6 +59,7 @@ type Server struct {
 	globals  idSet     // replicated entities without a position
 	clients  []*client
 	byID     map[uint64]*client
+	parked   []*client  // clients whose session may be resumed, longest parked first (resume.go)
 	cgrid    clientGrid // clients by their centre, rebuilt every tick
 	controls map[uint32]*controlHold
 	tickDur  time.Duration
@@ -72,6 +74,8 @@ type Server struct {
 	leaves []*conn
 	conns  map[*conn]struct{}
 	closed bool
+	// sessions are the resumable sessions by client id (resume.go).
+	sessions map[uint64]*session
 	// Connections counted against the limits: in their handshake, and
 	// open, by remote IP (see admitHTTP).
 	handshaking int
@@ -119,6 +123,7 @@ func New(world donburi.World, reg *components.Registry, opts *Options) *Server {
 		log:      o.Logger,
 		byID:     make(map[uint64]*client),
 		conns:    make(map[*conn]struct{}),
+		sessions: make(map[uint64]*session),
 		perAddr:  make(map[string]int),
 		controls: make(map[uint32]*controlHold),
 		tickDur:  time.Second / time.Duration(o.TickRate),
@@ -284,29 +289,50 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 }
 
 // admit moves connections that finished their handshake into the tick's
-// client list, and frees clients that left.
+// client list, parks or frees clients that left, and ends the sessions
+// whose window passed (all of them once the server is closed).
 func (s *Server) admit() {
 	s.mu.Lock()
 	joins, leaves := s.joins, s.leaves
 	s.joins, s.leaves = nil, nil
+	closed := s.closed
 	s.mu.Unlock()
 	for _, cn := range joins {
 		if cn.left.Load() {
+			s.unclaim(cn)
 			continue
 		}
-		cl := newClient(s, cn)
 		cn.joined.Store(true)
+		if cn.resume != nil {
+			if cl := s.byID[cn.id]; cl != nil {
+				s.resumeClient(cl, cn, cn.resume.tick)
+				s.stats.resumes.Add(1)
+				if s.opts.OnResume != nil {
+					s.opts.OnResume(cl.info())
+				}
+				continue
+			}
+		}
+		cl := newClient(s, cn)
 		s.clients = append(s.clients, cl)
 		s.byID[cn.id] = cl
+		if cn.resume != nil {
+			// The session ended between its claim and now: the client,
+			// told it resumed, keeps nothing and is sent everything.
+			cl.resuming = true
+		} else {
+			s.joinSession(cn)
+		}
 		if s.opts.OnConnect != nil {
 			s.opts.OnConnect(cl.info())
 		}
 	}
 	for _, cn := range leaves {
 		cl, ok := s.byID[cn.id]
-		if !ok {
-			continue
+		if !ok || cl.cn != cn {
+			continue // a resumed session's old connection
 		}
-		s.dropClient(cl)
+		s.leaveOrPark(cl, cn)
 	}
+	s.expireParked(closed)
 }

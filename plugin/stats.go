@@ -26,6 +26,14 @@ type serverStats struct {
 	mutations           [wire.StatusInternalError + 1]atomic.Uint64
 	gameMsgsIn          atomic.Uint64
 	gameMsgsOut         atomic.Uint64
+	inputsApplied       atomic.Uint64 // input.go
+	inputsRefused       atomic.Uint64
+	inputsDuplicate     atomic.Uint64
+	inputsLate          atomic.Uint64
+	inputsDropped       atomic.Uint64
+	resumes             atomic.Uint64
+	resumeRefused       atomic.Uint64
+	parked              atomic.Int64
 	totals              tickTotals // over every tick (tickstats.go)
 	gone                Traffic    // of the connections that ended; under Server.mu
 }
@@ -37,9 +45,9 @@ type Stats struct {
 	Phases        TickPhases    // where the last tick's time went
 	Entities      int           // replicated entities
 	Connections   int           // open connections (including handshaking)
-	Clients       int           // clients the tick serves
-	Subscriptions int           // component + entity subscriptions over all clients
-	ScopeEntries  int           // per-client in-scope entity records over all clients
+	Clients       int           // connected clients the tick serves (Parked counts the departed ones kept for resume)
+	Subscriptions int           // component + entity subscriptions over all clients, parked included
+	ScopeEntries  int           // per-client in-scope entity records over all clients, parked included
 	Batches       uint64        // batches handed to writers
 	SkippedBusy   uint64        // client-ticks skipped because the writer was busy
 	Rescans       uint64        // whole-scope evaluations of a client (see Options.RescanRate)
@@ -50,6 +58,18 @@ type Stats struct {
 	// with any status); GameMessagesOut the game's messages queued for
 	// clients, one per client they go to.
 	GameMessagesIn, GameMessagesOut uint64
+	// Inputs (HandleInput): InputsApplied ran their step, InputsRefused
+	// did not (not the owner or controller, no such entity, a bad value);
+	// InputsDuplicate were ignored as already received; InputsLate waited
+	// for a later tick past Options.MaxInputsPerTick, and InputsDropped of
+	// those were dropped past Options.MaxInputsQueued.
+	InputsApplied, InputsRefused, InputsDuplicate, InputsLate, InputsDropped uint64
+	// Resumes counts sessions resumed on a new connection; ResumesRefused
+	// the Hellos whose resume token was unknown, forged, expired or
+	// another identity's (each got a fresh session); Parked is the
+	// sessions now waiting for their client to come back.
+	Resumes, ResumesRefused uint64
+	Parked                  int
 	// Mutations counts the answers to mutations and to game messages by
 	// status (the statuses with none are absent).
 	Mutations map[ebisync.Status]uint64
@@ -129,6 +149,14 @@ func (s *Server) ReadStats(st *Stats) {
 		Connects:        s.stats.connects.Load(),
 		GameMessagesIn:  s.stats.gameMsgsIn.Load(),
 		GameMessagesOut: s.stats.gameMsgsOut.Load(),
+		InputsApplied:   s.stats.inputsApplied.Load(),
+		InputsRefused:   s.stats.inputsRefused.Load(),
+		InputsDuplicate: s.stats.inputsDuplicate.Load(),
+		InputsLate:      s.stats.inputsLate.Load(),
+		InputsDropped:   s.stats.inputsDropped.Load(),
+		Resumes:         s.stats.resumes.Load(),
+		ResumesRefused:  s.stats.resumeRefused.Load(),
+		Parked:          int(s.stats.parked.Load()),
 		Mutations:       mut,
 		Refusals:        ref,
 	}
@@ -182,7 +210,7 @@ func (s *Server) publishStats(ch *changes, out *batches) {
 		subs += c.subscriptionCount()
 		state += c.count
 	}
-	s.stats.clients.Store(int64(len(s.clients)))
+	s.stats.clients.Store(int64(len(s.clients) - len(s.parked)))
 	s.stats.subscriptions.Store(int64(subs))
 	s.stats.clientState.Store(int64(state))
 }

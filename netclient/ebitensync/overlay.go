@@ -30,7 +30,9 @@ type OverlayOptions struct {
 }
 
 // Overlay is a debug panel showing a client's connection: its state,
-// entities in the mirror, bytes per second in and out, the round-trip time
+// entities in the mirror, bytes per second in and out, the corrections of
+// predicted entities per second and the largest of them (netclient.Predict;
+// 0 without prediction), the round-trip time
 // ("—" while reconnecting), where lz4 paid (the batches it compressed, and
 // what they saved), the server tick, the render rate and the process's
 // memory, and a graph of the last GraphSamples bandwidth samples with its
@@ -170,7 +172,7 @@ func (o *Overlay) lines(st netclient.Stats) [textLines]string {
 		fmt.Sprintf("client #%d  server tick %d", o.c.ClientID(), st.ServerTick),
 		fmt.Sprintf("mirror   %d entities", st.Entities),
 		fmt.Sprintf("in       %s  %.0f msg/s", kbps(st.BytesInPerSec), st.MessagesInPerSec),
-		fmt.Sprintf("out      %s", kbps(st.BytesOutPerSec)),
+		fmt.Sprintf("out      %s  corrections %.1f/s max %.1f", kbps(st.BytesOutPerSec), st.CorrectionsPerSec, st.LargestCorrection), // of predicted entities
 		"rtt      " + rtt,
 		lz1,
 		lz2,
