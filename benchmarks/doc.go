@@ -244,6 +244,14 @@
 //   - BenchmarkCompression: lz4's ratio and time on a spawn burst and on
 //     delta batches.
 //
+// # Input latency
+//
+// BenchmarkInputLatency (not in the published suite: it measures frames,
+// not cost) counts, at 60 fps through a netsim proxy adding a 150 ms round
+// trip to a 30 Hz server, the frames from the player's act to the first
+// frame that draws its effect, both included: predicted (an input,
+// netclient.Predict; target 1 frame) and unpredicted (a mutation).
+//
 // # Noise
 //
 // The machine these were written on has 2 cores shared with other jobs.

@@ -133,7 +133,7 @@ func (g *game) Update() error {
 	if g.cfg.autopilot && steer == (sim.SteerData{}) {
 		steer = g.autopilot()
 	}
-	g.pilot.Steer(steer)
+	g.pilot.Fly(steer) // predicted: the ship answers in this frame
 
 	switch {
 	case ebiten.IsKeyPressed(ebiten.KeyQ) || ebiten.IsKeyPressed(ebiten.KeyMinus):
@@ -291,10 +291,10 @@ func (g *game) Draw(screen *ebiten.Image) {
 		case sim.KindOrb:
 			c.circle(px, py, r, col)
 		case sim.KindPlayer:
-			if entry.HasComponent(sim.Steer) && sim.Steer.Get(entry).Thrust > 0 {
+			self := haveShip && e == ship
+			if self && g.pilot.Thrusting() || entry.HasComponent(sim.Steer) && sim.Steer.Get(entry).Thrust > 0 {
 				drawFlame(c, px, py, r, angle, now)
 			}
-			self := haveShip && e == ship
 			drawShip(c, px, py, r, angle, col, true)
 			if at, ok := g.flashes[e]; ok {
 				if age := now.Sub(at).Seconds(); age < flashTime {

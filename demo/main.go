@@ -9,9 +9,10 @@
 //
 // With no flags, one process runs a server on a loopback port (its own
 // goroutine, its own world, its own ticker), a few bot clients and the
-// window client. Steer your ship with WASD or the arrow keys: each change
-// is a mutation of the client-writable sim.Steer component, which the
-// server accepts because the client owns the ship (components.Owner). The
+// window client. Steer your ship with WASD or the arrow keys: each frame
+// sends a predicted input (sim.FlyData, netclient.Predict), which the
+// server applies because the client owns the ship (components.Owner) and
+// the window applies at once. The
 // camera follows the ship; the circle is the interest radius: only
 // entities inside it are in the mirror, entering and leaving as you fly.
 // Positions and headings are interpolated, so motion is smooth at the

@@ -148,7 +148,7 @@ func (s status) publish(g *game) {
 	s.set("drawn", g.visible)
 	s.set("frames", g.frames)
 	s.set("clientID", float64(c.ClientID()))
-	s.set("steerSent", g.pilot.Sent)
+	s.set("inputsSent", g.pilot.Inputs)
 	s.set("steerRefused", g.pilot.Refused)
 	ship, ok := g.pilot.Ship()
 	w := c.World()

@@ -90,6 +90,7 @@ func NewRegistry() *components.Registry {
 	components.Register(reg, "demo.steer", Steer, &components.Options{ClientWritable: true})
 	components.Register(reg, "demo.target", Target, nil)
 	components.RegisterMessage[HitData](reg, "demo.hit", nil)
+	components.RegisterMessage[FlyData](reg, "demo.fly", &components.MessageOptions{FromClient: true})
 	return reg
 }
 

@@ -10,6 +10,8 @@ import (
 	"sync"
 	"time"
 
+	"github.com/yohamta/donburi"
+
 	"github.com/ebisync/ebisync/components"
 	"github.com/ebisync/ebisync/plugin"
 )
@@ -36,6 +38,10 @@ type HostConfig struct {
 	// let through, on the game goroutine: a game's further rules (or a
 	// test's look at what clients ask). Default none.
 	Validate func(req *plugin.Request) error
+	// OnFly, if set, runs after each FlyData input the server applied, on
+	// the game goroutine, with the ship it moved: a test's look at what
+	// clients fly. Default none.
+	OnFly func(ship *donburi.Entry, in FlyData)
 }
 
 // Host is an authoritative demo server: a Sim and the ebisync plugin
@@ -112,6 +118,13 @@ func NewHost(cfg *HostConfig) *Host {
 		OnDisconnect: func(ci plugin.ClientInfo) {
 			h.sim.RemovePlayer(ci.ID)
 		},
+	})
+	fly, _ := components.LookupMessage[FlyData](reg, "demo.fly")
+	plugin.HandleInput(h.plugin, fly, func(w donburi.World, e donburi.Entity, in FlyData) {
+		h.sim.flyOnServer(w, e, in)
+		if c.OnFly != nil && w.Valid(e) {
+			c.OnFly(w.Entry(e), in)
+		}
 	})
 	h.mux = http.NewServeMux()
 	h.mux.Handle("/sync", h.plugin)

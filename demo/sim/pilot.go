@@ -9,7 +9,9 @@ import (
 
 // Pilot is the client side of a player: it finds the ship the server
 // spawned for this client in the mirror world, points the client's
-// interest at it (FollowInterest), and steers it with mutations of Steer.
+// interest at it (FollowInterest), and steers it: with Fly, one predicted
+// FlyData input a frame (the window client), or with Steer, mutations of
+// the ship's Steer that the server's Step follows (the bots).
 //
 // A new client's interest is the server's default, which is not where its
 // ship is, and the client does not know its ship's network id. So the
@@ -33,9 +35,12 @@ type Pilot struct {
 	unsent  bool      // steer must be sent (new ship, or the last send failed)
 	pending []<-chan netclient.MutationResult
 
+	fly    *netclient.Predictor[FlyData]
+	flying FlyData // the last input sent
+
 	// Sent counts the Steer mutations sent, Refused the ones that did not
-	// come back Ok.
-	Sent, Refused int
+	// come back Ok. Inputs counts the FlyData inputs sent.
+	Sent, Refused, Inputs int
 }
 
 // NewPilot returns a Pilot for c, whose interest radius around the ship
@@ -48,8 +53,14 @@ func NewPilot(c *netclient.Client, radius float64, world *Config) *Pilot {
 	if !ok {
 		panic("sim.NewPilot: the client's registry has no demo.steer; make it with sim.NewRegistry")
 	}
+	cfg := world.withDefaults()
+	fly, ok := components.LookupMessage[FlyData](c.Registry(), "demo.fly")
+	if !ok {
+		panic("sim.NewPilot: the client's registry has no demo.fly; make it with sim.NewRegistry")
+	}
 	return &Pilot{
 		c:         c,
+		fly:       netclient.Predict(c, fly, cfg.Fly),
 		steerSync: steer,
 		radius:    radius,
 		world:     world,
@@ -124,3 +135,21 @@ func (p *Pilot) Steer(s SteerData) {
 	p.Sent++
 	p.pending = append(p.pending, netclient.Mutate(p.c, p.ship, p.steerSync, s, nil))
 }
+
+// Fly sends s as this frame's input for the ship and moves the mirrored
+// ship by it at once (netclient.Predict): call it once per frame, at
+// 60 Hz, after Update. It does nothing until the ship is found. Values are
+// clamped to -100..100.
+func (p *Pilot) Fly(s SteerData) {
+	if p.ship == donburi.Null {
+		return
+	}
+	in := FlyData{Thrust: clampSteer(s.Thrust), Turn: clampSteer(s.Turn)}
+	if p.fly.Input(p.ship, in) == nil {
+		p.flying = in
+		p.Inputs++
+	}
+}
+
+// Thrusting reports whether the last input sent by Fly has thrust.
+func (p *Pilot) Thrusting() bool { return p.flying.Thrust > 0 }

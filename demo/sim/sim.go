@@ -129,9 +129,10 @@ func New(cfg *Config) *Sim {
 		rng:     rand.New(rand.NewPCG(c.Seed, 0x9e3779b97f4a7c15)),
 		players: make(map[uint64]donburi.Entity),
 		orbs:    make(map[uint64]donburi.Entity),
-		movers:  donburi.NewQuery(filter.Contains(components.Position, components.Velocity)),
-		drones:  donburi.NewQuery(filter.Contains(wander, Heading, components.Velocity)),
-		ships:   donburi.NewQuery(filter.Contains(Steer, Heading, components.Velocity)),
+		// Ships flown by inputs (flown) move only by their inputs.
+		movers: donburi.NewQuery(filter.And(filter.Contains(components.Position, components.Velocity), filter.Not(filter.Contains(flown)))),
+		drones: donburi.NewQuery(filter.Contains(wander, Heading, components.Velocity)),
+		ships:  donburi.NewQuery(filter.And(filter.Contains(Steer, Heading, components.Velocity), filter.Not(filter.Contains(flown)))),
 	}
 	drones := c.Entities * 3 / 10
 	for i := 0; i < c.Entities-drones; i++ {
@@ -302,18 +303,7 @@ func (s *Sim) Step(dt float64) {
 	drag := math.Exp(-PlayerDrag * dt)
 	for entry := range s.ships.Iter(s.world) {
 		st := Steer.Get(entry)
-		h := Heading.Get(entry)
-		a := WrapAngle(float64(h.Angle) + float64(clampSteer(st.Turn))/maxSteer*PlayerTurnRate*dt)
-		h.Angle = float32(a)
-		v := components.Velocity.Get(entry)
-		thrust := float64(clampSteer(st.Thrust)) / maxSteer * PlayerAccel * dt
-		vx, vy := (v.X+math.Cos(a)*thrust)*drag, (v.Y+math.Sin(a)*thrust)*drag
-		if sp := math.Hypot(vx, vy); sp > PlayerMaxSpeed {
-			vx, vy = vx/sp*PlayerMaxSpeed, vy/sp*PlayerMaxSpeed
-		} else if sp < 0.5 && st.Thrust == 0 {
-			vx, vy = 0, 0 // come to rest instead of creeping forever
-		}
-		v.X, v.Y = vx, vy
+		steerShip(Heading.Get(entry), components.Velocity.Get(entry), st.Thrust, st.Turn, dt, drag)
 	}
 	for entry := range s.movers.Iter(s.world) {
 		p := components.Position.Get(entry)

@@ -23,12 +23,13 @@ import (
 	"github.com/chromedp/cdproto/input"
 	"github.com/chromedp/cdproto/runtime"
 	"github.com/chromedp/chromedp"
+	"github.com/yohamta/donburi"
 
+	"github.com/ebisync/ebisync/components"
 	"github.com/ebisync/ebisync/demo/sim"
 	"github.com/ebisync/ebisync/demo/swarm"
 	"github.com/ebisync/ebisync/demo/web"
 	"github.com/ebisync/ebisync/internal/display"
-	"github.com/ebisync/ebisync/plugin"
 )
 
 // browserName is the name the page's client announces (?name=), by which
@@ -44,7 +45,7 @@ type pageStatus struct {
 	Entities     int    `json:"entities"`
 	Drawn        int    `json:"drawn"`
 	ClientID     uint64 `json:"clientID"`
-	SteerSent    int    `json:"steerSent"`
+	InputsSent   int    `json:"inputsSent"`
 	SteerRefused int    `json:"steerRefused"`
 	Frames       int    `json:"frames"`
 	Ship         *struct {
@@ -63,10 +64,10 @@ type pageStatus struct {
 //   - the game fills the window, and a screenshot of the page shows a drawn
 //     scene (many colours, entities in several hues); it is kept as
 //     docs/browser.png when EBISYNC_UPDATE_SCREENSHOT=1;
-//   - key presses sent to the page steer the ship: the server sees Steer
-//     mutations from the page's client (thrust with ArrowUp, a turn with A,
-//     and zero again on release), and the ship's replicated position and
-//     heading change;
+//   - key presses sent to the page steer the ship: the server applies
+//     the page client's inputs (sim.FlyData: thrust with ArrowUp, a turn
+//     with A, and zero again on release), and the ship's replicated
+//     position and heading change;
 //   - Esc leaves the game: the page says so and the server sees the
 //     client go;
 //   - a page whose server has no WebSocket endpoint says so in words.
@@ -99,7 +100,7 @@ func TestBrowserDemo(t *testing.T) {
 	t.Logf("built in %v: demo.wasm is %d bytes, %d gzip-compressed", time.Since(start).Round(time.Second), size, gz)
 
 	// The server, as demo/server -web runs it, with a hook that notes the
-	// page client's Steer mutations as the server applies them.
+	// page client's inputs (sim.FlyData) as the server applies them.
 	var mu sync.Mutex
 	var steers []sim.SteerData
 	quiet := slog.New(slog.NewTextHandler(io.Discard, nil))
@@ -107,13 +108,12 @@ func TestBrowserDemo(t *testing.T) {
 		Sim:    sim.Config{Entities: 2000},
 		Logger: quiet,
 		Page:   site,
-		Validate: func(req *plugin.Request) error {
-			if st, ok := req.Value.(*sim.SteerData); ok && req.Client.Name == browserName {
+		OnFly: func(ship *donburi.Entry, in sim.FlyData) {
+			if ship.HasComponent(components.Name) && components.Name.Get(ship).Value == browserName {
 				mu.Lock()
-				steers = append(steers, *st)
+				steers = append(steers, sim.SteerData(in))
 				mu.Unlock()
 			}
-			return nil
 		},
 	})
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
@@ -244,25 +244,25 @@ func TestBrowserDemo(t *testing.T) {
 	before := waitStatus(t, bctx, time.Minute, "the ship", func(s pageStatus) bool { return s.Ship != nil })
 	n := count()
 	key(t, bctx, input.DispatchKeyEventTypeKeyDown, "ArrowUp")
-	waitServer(t, time.Minute, "a Steer with thrust from the page's client", sawSteer(n, func(s sim.SteerData) bool { return s.Thrust > 0 }))
+	waitServer(t, time.Minute, "an input with thrust from the page's client", sawSteer(n, func(s sim.SteerData) bool { return s.Thrust > 0 }))
 	moved := waitStatus(t, bctx, time.Minute, "the ship's replicated position 150 units away", func(s pageStatus) bool {
 		return s.Ship != nil && math.Hypot(s.Ship.X-before.Ship.X, s.Ship.Y-before.Ship.Y) > 150
 	})
 	n = count()
 	key(t, bctx, input.DispatchKeyEventTypeKeyUp, "ArrowUp")
-	waitServer(t, time.Minute, "a Steer back to zero", sawSteer(n, func(s sim.SteerData) bool { return s == sim.SteerData{} }))
+	waitServer(t, time.Minute, "an input back to zero", sawSteer(n, func(s sim.SteerData) bool { return s == sim.SteerData{} }))
 	t.Logf("ArrowUp: ship (%.0f, %.0f) → (%.0f, %.0f)", before.Ship.X, before.Ship.Y, moved.Ship.X, moved.Ship.Y)
 
 	n = count()
 	key(t, bctx, input.DispatchKeyEventTypeKeyDown, "KeyA")
-	waitServer(t, time.Minute, "a Steer turning left", sawSteer(n, func(s sim.SteerData) bool { return s.Turn < 0 }))
+	waitServer(t, time.Minute, "an input turning left", sawSteer(n, func(s sim.SteerData) bool { return s.Turn < 0 }))
 	turned := waitStatus(t, bctx, time.Minute, "the ship's replicated heading turned by 1 rad", func(s pageStatus) bool {
 		return s.Ship != nil && math.Abs(math.Remainder(s.Ship.Angle-moved.Ship.Angle, 2*math.Pi)) > 1
 	})
 	key(t, bctx, input.DispatchKeyEventTypeKeyUp, "KeyA")
 	t.Logf("A: heading %.2f → %.2f rad", moved.Ship.Angle, turned.Ship.Angle)
-	if turned.SteerRefused != 0 || turned.SteerSent < 3 {
-		t.Errorf("the client sent %d Steer mutations, %d refused; want 3 or more, none refused", turned.SteerSent, turned.SteerRefused)
+	if turned.SteerRefused != 0 || turned.InputsSent < 3 {
+		t.Errorf("the client sent %d inputs and had %d Steer mutations refused; want 3 or more, none refused", turned.InputsSent, turned.SteerRefused)
 	}
 
 	// Esc leaves the game, as on the desktop: the page says so, and the
