@@ -74,7 +74,7 @@ func TestResume(t *testing.T) {
 	var ents []donburi.Entity
 	h.do(func(w donburi.World) { ents = resumeWorld(w, n) })
 
-	proxy, err := netsim.Listen(h.ts.Listener.Addr().String(), nil)
+	proxy, err := netsim.Listen(h.ts.Listener.Addr().String(), &netsim.Options{Latency: 60 * time.Millisecond, Jitter: 20 * time.Millisecond})
 	if err != nil {
 		t.Fatal(err)
 	}
