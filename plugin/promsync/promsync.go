@@ -10,7 +10,9 @@
 // The metrics, under the namespace "ebisync" (Options.Namespace):
 //
 //	connections                       gauge    open connections, handshakes included
-//	clients                           gauge    clients the tick serves
+//	clients                           gauge    connected clients the tick serves
+//	sessions_parked                   gauge    sessions of departed clients kept for a resume
+//	resumes_total{result}             counter  Hellos that asked to resume: "resumed", or "refused" (a fresh session)
 //	connects_total                    counter  handshakes completed
 //	refusals_total{reason}            counter  refused connections and dropped clients, by plugin.Refused* reason
 //	ticks_total                       counter  ticks run
@@ -30,6 +32,7 @@
 //	scope_entries                     gauge    in-scope entity records over all clients
 //	entities                          gauge    replicated entities
 //	mutations_total{status}           counter  answers to mutations (and game messages), by ebisync.Status
+//	inputs_total{outcome}             counter  clients' inputs: applied, refused, duplicate, late, dropped
 //
 // Traffic counters cover every connection since the server started, open
 // and closed; the per-tick figures are as of the last completed tick.
@@ -68,7 +71,7 @@ type Collector struct {
 	connections, clients, connects, refusals, ticks, tick, phaseTotal,
 	lastTick, lastPhase, recvBytes, recvMsgs, sentBytes, sentMsgs,
 	batches, batchBytes, skipped, rescans, subscriptions, scopeEntries,
-	entities, mutations *prometheus.Desc
+	entities, mutations, parked, resumes, inputs *prometheus.Desc
 }
 
 // refusalReasons are listed at zero before the first refusal of each, so
@@ -105,7 +108,10 @@ func New(srv *plugin.Server, opts *Options) *Collector {
 	c := &Collector{
 		srv:           srv,
 		connections:   desc("connections", "Open connections, handshakes included."),
-		clients:       desc("clients", "Clients the tick serves."),
+		clients:       desc("clients", "Connected clients the tick serves."),
+		parked:        desc("sessions_parked", "Sessions of departed clients kept for a resume."),
+		resumes:       desc("resumes_total", "Hellos that asked to resume a session, by result (resumed, or refused: a fresh session).", "result"),
+		inputs:        desc("inputs_total", "Clients' inputs by outcome: applied, refused, duplicate (ignored), late (waited a tick), dropped.", "outcome"),
 		connects:      desc("connects_total", "Handshakes completed."),
 		refusals:      desc("refusals_total", "Refused connections and dropped clients, by reason.", "reason"),
 		ticks:         desc("ticks_total", "Ticks run."),
@@ -138,7 +144,7 @@ func (c *Collector) Describe(ch chan<- *prometheus.Desc) {
 		c.connections, c.clients, c.connects, c.refusals, c.ticks, c.tick, c.phaseTotal,
 		c.lastTick, c.lastPhase, c.recvBytes, c.recvMsgs, c.sentBytes, c.sentMsgs,
 		c.batches, c.batchBytes, c.skipped, c.rescans, c.subscriptions, c.scopeEntries,
-		c.entities, c.mutations,
+		c.entities, c.mutations, c.parked, c.resumes, c.inputs,
 	} {
 		ch <- d
 	}
@@ -202,6 +208,14 @@ func (c *Collector) Collect(ch chan<- prometheus.Metric) {
 	gauge(c.subscriptions, float64(st.Subscriptions))
 	gauge(c.scopeEntries, float64(st.ScopeEntries))
 	gauge(c.entities, float64(st.Entities))
+	gauge(c.parked, float64(st.Parked))
+	counter(c.resumes, float64(st.Resumes), "resumed")
+	counter(c.resumes, float64(st.ResumesRefused), "refused")
+	counter(c.inputs, float64(st.InputsApplied), "applied")
+	counter(c.inputs, float64(st.InputsRefused), "refused")
+	counter(c.inputs, float64(st.InputsDuplicate), "duplicate")
+	counter(c.inputs, float64(st.InputsLate), "late")
+	counter(c.inputs, float64(st.InputsDropped), "dropped")
 	for _, s := range statuses {
 		counter(c.mutations, float64(st.Mutations[s]), s.String())
 	}

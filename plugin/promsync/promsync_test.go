@@ -246,9 +246,16 @@ func TestMetrics(t *testing.T) {
 # HELP ebisync_connections Open connections, handshakes included.
 # TYPE ebisync_connections gauge
 ebisync_connections 2
-# HELP ebisync_clients Clients the tick serves.
+# HELP ebisync_clients Connected clients the tick serves.
 # TYPE ebisync_clients gauge
 ebisync_clients 2
+# HELP ebisync_sessions_parked Sessions of departed clients kept for a resume.
+# TYPE ebisync_sessions_parked gauge
+ebisync_sessions_parked 0
+# HELP ebisync_resumes_total Hellos that asked to resume a session, by result (resumed, or refused: a fresh session).
+# TYPE ebisync_resumes_total counter
+ebisync_resumes_total{result="refused"} 0
+ebisync_resumes_total{result="resumed"} 0
 # HELP ebisync_connects_total Handshakes completed.
 # TYPE ebisync_connects_total counter
 ebisync_connects_total 2
@@ -269,7 +276,7 @@ ebisync_mutations_total{status="ValidationError"} 0
 `, 2*reg.Len())
 	if err := testutil.GatherAndCompare(preg, strings.NewReader(expected),
 		"ebisync_connections", "ebisync_clients", "ebisync_connects_total", "ebisync_entities",
-		"ebisync_subscriptions", "ebisync_mutations_total"); err != nil {
+		"ebisync_subscriptions", "ebisync_mutations_total", "ebisync_sessions_parked", "ebisync_resumes_total"); err != nil {
 		t.Error(err)
 	}
 	families, err := preg.Gather()
