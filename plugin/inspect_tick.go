@@ -56,6 +56,7 @@ type inspClient struct {
 	msgsIn, msgsOut   uint64
 	lastWrite         time.Duration
 	refused           uint64
+	parked            bool
 }
 
 // maxShownSubs bounds the entity subscriptions of one client a snapshot
@@ -144,6 +145,7 @@ func (s *Server) snapshot(in *Inspector) *inspSnap {
 			msgsOut:   cn.msgsOut.Load(),
 			lastWrite: time.Duration(cn.writeNanos.Load()),
 			refused:   in.refused[cn.id],
+			parked:    c.parked,
 		}
 		for id := range c.entSubs {
 			ic.entSubs = append(ic.entSubs, id)

@@ -203,6 +203,7 @@ func (in *Inspector) connOf(c *inspClient, inRate, outRate float64) connJSON {
 		Scope: c.scope, InBps: inRate, OutBps: outRate,
 		BytesIn: c.bytesIn, BytesOut: c.bytesOut, MsgsIn: c.msgsIn, MsgsOut: c.msgsOut,
 		Writing: c.busy, Dirty: c.dirty, InboundBytes: c.inBytes, LastWriteUs: us(c.lastWrite), Refused: c.refused,
+		Parked: c.parked,
 	}
 	if c.interval > 0 {
 		j.SendRate = float64(in.s.opts.TickRate) / float64(c.interval)
@@ -321,6 +322,10 @@ type (
 		InboundBytes int      `json:"inboundBytes"`
 		LastWriteUs  float64  `json:"lastWriteUs"`
 		Refused      uint64   `json:"refused"` // mutations and control requests refused
+		// Parked: the connection is gone and the session waits for a
+		// resume (Options.ResumeWindow); its traffic is its last
+		// connection's.
+		Parked bool `json:"parked,omitempty"`
 	}
 	compJSON struct {
 		ID       int    `json:"id"`

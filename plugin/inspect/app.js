@@ -598,7 +598,7 @@
       const all = c.subs.components.length === d.components.length;
       const subs = (all ? "every component (" + d.components.length + ")" : c.subs.components.length ? c.subs.components.join(", ") : "no components") +
         (c.subs.entities ? " + " + c.subs.entities + " entit" + (c.subs.entities === 1 ? "y" : "ies") : "");
-      const queued = (c.writing ? "1 batch" : "0") + (c.dirty ? " · " + num(c.dirty) + " waiting" : "") +
+      const queued = c.parked ? "parked: waits for a resume" : (c.writing ? "1 batch" : "0") + (c.dirty ? " · " + num(c.dirty) + " waiting" : "") +
         (c.inboundBytes ? " · in " + bytes(c.inboundBytes) : "");
       return el("tr", { dataset: { client: String(c.id) } },
         el("td", { text: String(c.id) }),
