@@ -26,6 +26,7 @@ import (
 // Close codes (see docs/PROTOCOL.md §9).
 const (
 	statusNormal         = websocket.StatusNormalClosure
+	statusGoingAway      = websocket.StatusGoingAway // the client reconnects: its session stays
 	statusProtocolError  = websocket.StatusCode(wire.CloseProtocolError)
 	statusSchemaMismatch = websocket.StatusCode(wire.CloseSchemaMismatch)
 )

@@ -179,7 +179,7 @@ func (c *Client) sendSubsLocked(kind wire.Kind, subs []wire.Sub) {
 // silently diverges. c.mu must be held.
 func (c *Client) sendLocked(msg []byte) {
 	if s := c.live; s != nil && !s.send(msg) {
-		s.fail(errSendOverflow, statusNormal, "client send queue overflow")
+		s.fail(errSendOverflow, statusGoingAway, "client send queue overflow")
 	}
 }
 

@@ -102,6 +102,7 @@ func (s *Server) subscribe(c *client, subs []wire.Sub, add bool) {
 				r.subs = append(r.subs, c)
 				changed = true
 			} else if !add && had {
+				c.subsAt = s.tick // its components beyond the client's types leave the client
 				c.forgetEntitySub(r.id)
 				r.subs = shrunk(slices.DeleteFunc(r.subs, func(v *client) bool { return v == c }))
 				changed = true

@@ -34,6 +34,10 @@ type inputState struct {
 	waiting   []wire.Input // sequences done+1 … seq, in order, for the next ticks
 	waitBytes int
 	n         int // inputs processed this tick
+	// resync: the client was told it resumed a session that had ended, so
+	// its stream goes on from where it was: the first input's sequence
+	// is taken as the start.
+	resync bool
 }
 
 // inputOverhead is what a waiting input counts besides its value, against
@@ -115,6 +119,10 @@ func (s *Server) startInputs(c *client) {
 // it for a later tick, or ignores it as a duplicate.
 func (s *Server) input(c *client, m *wire.Input) {
 	in := &c.inputs
+	if in.resync && m.Seq > 0 {
+		in.resync = false
+		in.seq, in.done = m.Seq-1, m.Seq-1
+	}
 	switch {
 	case m.Seq <= in.seq:
 		s.stats.inputsDuplicate.Add(1)

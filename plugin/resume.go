@@ -39,15 +39,17 @@ type resumeReq struct {
 }
 
 // mayResume reports whether a connection whose reader ended with err
-// leaves a session to resume: it did, unless the client said goodbye
-// (a normal close) or the server dropped it for what it sent. A vanished
-// peer, a write that timed out (a stalled network looks the same) and a
-// session taken over by a newer connection keep it.
+// leaves a session to resume: it does, unless the client said goodbye
+// (close 1000), gave up its mirror (close 4000: it comes back for a fresh
+// session), or the server dropped it for what it sent. A vanished peer, a
+// write that timed out (a stalled network looks the same) and a session
+// taken over by a newer connection keep it.
 func (cn *conn) mayResume(err error) bool {
 	switch code := websocket.StatusCode(cn.endCode.Load()); code {
 	case 0:
 		// The server did not close first: the peer closed, or vanished.
-		return websocket.CloseStatus(err) != websocket.StatusNormalClosure && !isReadLimit(err)
+		peer := websocket.CloseStatus(err)
+		return peer != websocket.StatusNormalClosure && peer != StatusProtocolError && !isReadLimit(err)
 	case StatusProtocolError, StatusSchema, StatusAbuse, StatusInternal, websocket.StatusMessageTooBig:
 		return false
 	}
@@ -105,10 +107,23 @@ func (s *Server) unclaim(cn *conn) {
 	if ss := s.sessions[cn.id]; ss != nil && ss.conn == cn {
 		ss.conn = nil
 		if ss.parkedAt.IsZero() {
-			ss.parkedAt = time.Now()
+			ss.parkedAt = time.Now() // it was live: the claim closed its connection
 		}
 	}
 	s.mu.Unlock()
+}
+
+// holdsClaim reports whether cn still holds the claim on its session, and
+// marks the session live (its window counts from its next departure).
+func (s *Server) holdsClaim(cn *conn) bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	ss := s.sessions[cn.id]
+	if ss == nil || ss.conn != cn {
+		return ss == nil // ended meanwhile: cn joins afresh under the claimed id
+	}
+	ss.parkedAt = time.Time{}
+	return true
 }
 
 // joinSession records the session of a client that joined fresh.
@@ -126,8 +141,9 @@ func (s *Server) joinSession(cn *conn) {
 func (s *Server) leaveOrPark(c *client, cn *conn) {
 	s.mu.Lock()
 	ss := s.sessions[cn.id]
-	keep := ss != nil && !s.closed && cn.resumable
-	if keep && ss.conn == cn {
+	claimed := ss != nil && ss.conn != nil && ss.conn != cn // a newer connection holds the token: it joins next
+	keep := ss != nil && !s.closed && (cn.resumable || claimed)
+	if keep && !claimed {
 		ss.conn = nil
 		ss.parkedAt = time.Now()
 	}
@@ -159,12 +175,16 @@ func (s *Server) boundParked() {
 	for _, c := range s.parked {
 		total += c.parkedBytes()
 	}
-	for len(s.parked) > 0 && (len(s.parked) > s.opts.MaxResumable || total > s.opts.ResumeBytes) {
-		c := s.parked[0]
+	n := len(s.parked)
+	for i := 0; i < len(s.parked) && (n > s.opts.MaxResumable || total > s.opts.ResumeBytes); {
+		c := s.parked[i]
+		size := c.parkedBytes()
 		if !s.expire(c) {
-			break // claimed by a connection about to join
+			i++ // claimed by a connection about to join
+			continue
 		}
-		total -= c.parkedBytes()
+		n--
+		total -= size
 	}
 }
 
@@ -181,6 +201,7 @@ func (s *Server) expireParked(all bool) {
 			i++
 		}
 	}
+	s.boundParked() // parked scopes go on changing with the world
 }
 
 // expire drops parked client c and its session, and reports true, unless
@@ -188,7 +209,7 @@ func (s *Server) expireParked(all bool) {
 func (s *Server) expire(c *client) bool {
 	s.mu.Lock()
 	ss := s.sessions[c.cn.id]
-	if ss != nil && ss.conn != nil {
+	if ss != nil && ss.conn != nil && !ss.conn.left.Load() {
 		s.mu.Unlock()
 		return false
 	}

@@ -302,6 +302,12 @@ func (s *Server) admit() {
 			s.unclaim(cn)
 			continue
 		}
+		if cn.resume != nil && !s.holdsClaim(cn) {
+			// A newer connection claimed the session since: it joins
+			// instead.
+			cn.shutdown(statusGoingAway, "session resumed on another connection")
+			continue
+		}
 		cn.joined.Store(true)
 		if cn.resume != nil {
 			if cl := s.byID[cn.id]; cl != nil {
@@ -318,11 +324,12 @@ func (s *Server) admit() {
 		s.byID[cn.id] = cl
 		if cn.resume != nil {
 			// The session ended between its claim and now: the client,
-			// told it resumed, keeps nothing and is sent everything.
+			// told it resumed, keeps nothing and is sent everything, and
+			// its input stream goes on.
 			cl.resuming = true
-		} else {
-			s.joinSession(cn)
+			cl.inputs.resync = true
 		}
+		s.joinSession(cn)
 		if s.opts.OnConnect != nil {
 			s.opts.OnConnect(cl.info())
 		}
