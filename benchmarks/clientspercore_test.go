@@ -112,8 +112,9 @@ type cpcFigures struct {
 	rawBytes   float64 // batch bytes before compression
 	skipped    float64 // client-ticks skipped for a busy writer
 	tickWall   time.Duration
-	idlePerTk  time.Duration // server CPU per tick with no client (sim + tick)
-	readerCPU  time.Duration // the readers' process CPU over the window
+	phases     [3]time.Duration // the plugin's detect, scopes and send phases over the window (wall)
+	idlePerTk  time.Duration    // server CPU per tick with no client (sim + tick)
+	readerCPU  time.Duration    // the readers' process CPU over the window
 	readerMsgs float64
 
 	bareSize int
@@ -137,6 +138,9 @@ func (s *cpcFigures) add(f *cpcFigures) {
 	s.rawBytes += f.rawBytes
 	s.skipped += f.skipped
 	s.tickWall += f.tickWall
+	for i := range s.phases {
+		s.phases[i] += f.phases[i]
+	}
 	s.idlePerTk += f.idlePerTk
 	s.readerCPU += f.readerCPU
 	s.readerMsgs += f.readerMsgs
@@ -188,6 +192,9 @@ func (s *cpcFigures) report(b *testing.B, n int) {
 	b.ReportMetric(s.readerCPU.Seconds()/s.window.Seconds(), "reader-cores")
 	b.ReportMetric(us(s.idlePerTk)/runs, "idle-us/tick")
 	b.ReportMetric(us(s.tickWall)/runs, "tick-us")
+	for i, k := range []string{"detect", "scopes", "send"} {
+		b.ReportMetric(us(s.phases[i])/(float64(n)*s.ticks), k+"-us/client-tick")
+	}
 	b.ReportMetric(s.skipped/(float64(n)*s.ticks), "skipped/client-tick")
 	b.Logf("%d clients: server %.2f cores over %v (%.0f ticks, %.0f batches of %.0f B, %.0f B raw), readers %.2f cores (%.0f messages)",
 		n, s.serverCPU.Seconds()/s.window.Seconds(), s.window.Round(time.Millisecond), s.ticks, s.batches, s.bytes/s.batches, s.rawBytes/s.batches,
@@ -299,6 +306,9 @@ func measureClientsPerCore(b *testing.B, n int) (*cpcFigures, error) {
 	f.rawBytes = s1["raw"] - s0["raw"]
 	f.skipped = s1["skipped"] - s0["skipped"]
 	f.tickWall = time.Duration(s1["tickavg"])
+	for i, k := range []string{"detect", "scopes", "send"} {
+		f.phases[i] = time.Duration(s1[k] - s0[k])
+	}
 	f.readerCPU = time.Duration(r1["cpu"] - r0["cpu"])
 	f.readerMsgs = r1["msgs"] - r0["msgs"]
 	if f.batches == 0 || f.ticks == 0 {
@@ -558,8 +568,9 @@ func TestClientsPerCoreServerHelper(t *testing.T) {
 	serveCPCCommands(func() string {
 		st := host.Plugin().Stats()
 		ts := host.TickStats()
-		return fmt.Sprintf("ticks=%d batches=%d bytes=%d raw=%d skipped=%d clients=%d tickavg=%d",
-			st.Ticks, st.Batches, st.BytesOut, st.RawBytesOut, st.SkippedBusy, st.Clients, ts.Avg)
+		return fmt.Sprintf("ticks=%d batches=%d bytes=%d raw=%d skipped=%d clients=%d tickavg=%d detect=%d scopes=%d send=%d",
+			st.Ticks, st.Batches, st.BytesOut, st.RawBytesOut, st.SkippedBusy, st.Clients, ts.Avg,
+			st.PhaseTotals.Detect, st.PhaseTotals.Scopes, st.PhaseTotals.Send)
 	}, func(cmd string) {
 		switch {
 		case strings.HasPrefix(cmd, "profile "):

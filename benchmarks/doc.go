@@ -201,6 +201,10 @@
 //     Stats().Batches);
 //   - ticks/s, tick-us: ticks run per second of the window, and the
 //     average wall time of the last ticks (sim.Host.TickStats);
+//   - detect-us/client-tick, scopes-us/client-tick, send-us/client-tick:
+//     the plugin's tick phases over the window (Stats().PhaseTotals, wall
+//     time on the game goroutine) per client per tick, which judge a change
+//     to the tick with less noise than the process's CPU;
 //   - skipped/client-tick: clients skipped for a busy writer
 //     (Stats().SkippedBusy) per client per tick;
 //   - server-cores, reader-cores: the server's and the readers' CPU over
