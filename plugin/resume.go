@@ -164,6 +164,7 @@ func (s *Server) leaveOrPark(c *client, cn *conn) {
 	c.outBuf, c.build = nil, wire.Builder{}
 	s.parked = append(s.parked, c)
 	s.stats.parked.Store(int64(len(s.parked)))
+	s.log.Debug("ebisync: session kept for a resume", "client", cn.id, "remote", cn.addr, "window", s.opts.ResumeWindow)
 	s.boundParked()
 }
 
@@ -215,6 +216,7 @@ func (s *Server) expire(c *client) bool {
 	}
 	delete(s.sessions, c.cn.id)
 	s.mu.Unlock()
+	s.log.Debug("ebisync: session ended without a resume", "client", c.cn.id, "parked", time.Since(c.parkedAt).Round(time.Millisecond))
 	s.unpark(c)
 	s.dropClient(c)
 	return true
@@ -294,6 +296,7 @@ func (s *Server) resumeClient(c *client, cn *conn, tick uint64) {
 		}
 	})
 	slices.Sort(keep)
+	s.log.Debug("ebisync: session resumed", "client", cn.id, "remote", cn.addr, "from tick", t, "kept", len(keep), "in scope", c.count)
 	c.keep = keep
 	c.resuming = true
 	c.needScan = true
