@@ -296,7 +296,7 @@ func (s *Server) resumeClient(c *client, cn *conn, tick uint64) {
 		}
 	})
 	slices.Sort(keep)
-	s.log.Debug("ebisync: session resumed", "client", cn.id, "remote", cn.addr, "from tick", t, "kept", len(keep), "in scope", c.count)
+	s.log.Debug("ebisync: session resumed", "client", cn.id, "remote", cn.addr, "fromTick", t, "kept", len(keep), "scope", c.count)
 	c.keep = keep
 	c.resuming = true
 	c.needScan = true
