@@ -100,11 +100,13 @@ func (s *Server) subscribe(c *client, subs []wire.Sub, add bool) {
 				c.entSubs[r.id] = r.gen
 				c.nsubs++
 				r.subs = append(r.subs, c)
+				markInScope(c, r) // already in scope: its other components go now
 				changed = true
 			} else if !add && had {
 				c.subsAt = s.tick // its components beyond the client's types leave the client
 				c.forgetEntitySub(r.id)
 				r.subs = shrunk(slices.DeleteFunc(r.subs, func(v *client) bool { return v == c }))
+				markInScope(c, r) // staying in scope: the components beyond the client's types are removed now
 				changed = true
 			}
 		}
@@ -126,6 +128,16 @@ func (s *Server) subscribe(c *client, subs []wire.Sub, add bool) {
 	}
 	if changed {
 		c.needScan = true
+	}
+}
+
+// markInScope marks c's view of r for its next batch, if r is in c's
+// scope: what c receives of r changed.
+func markInScope(c *client, r *entityRec) {
+	if c.has(r.id) {
+		if i := r.viewIndex(c); i >= 0 {
+			markDirty(r, i)
+		}
 	}
 }
 

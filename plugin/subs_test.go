@@ -203,3 +203,58 @@ func TestOversizedMessage(t *testing.T) {
 	}
 	testutil.Eventually(t, 5*time.Second, "only the good client left", func() bool { return h.srv.Stats().Clients == 1 })
 }
+
+// TestEntitySubscriptionInScope: subscribing to an entity that is already
+// in scope for its position sends its other components at once, and
+// unsubscribing removes them at once, though the entity does not change.
+func TestEntitySubscriptionInScope(t *testing.T) {
+	reg := standardRegistry()
+	h := newHarness(t, reg, nil, 2*time.Millisecond)
+	defer h.close()
+	var e donburi.Entity
+	h.do(func(w donburi.World) {
+		e = w.Create(components.Replicated, components.Position, components.Health)
+		components.Health.SetValue(w.Entry(e), components.HealthData{Current: 7, Max: 9})
+	})
+	h.ticks(2)
+	var tag components.ReplicatedData
+	h.do(func(w donburi.World) { tag = *components.Replicated.Get(w.Entry(e)) })
+	pos, _ := reg.Of(components.Position)
+	health, _ := reg.Of(components.Health)
+	rc := dialRaw(t, h.url, reg, true)
+	defer rc.close()
+	subscribeTo(rc, pos.Index())
+	holds := func(comp int) func() bool {
+		return func() bool {
+			_, bodies, _ := rc.snapshot()
+			held := map[int]bool{}
+			for _, b := range bodies {
+				for _, sp := range b.Spawns {
+					if sp.ID == uint64(tag.NetID) {
+						clear(held)
+						for _, cv := range sp.Comps {
+							held[int(cv.Comp)] = true
+						}
+					}
+				}
+				for _, u := range b.Updates {
+					if u.ID == uint64(tag.NetID) {
+						held[int(u.Comp)] = true
+					}
+				}
+				for _, r := range b.Removals {
+					if r.ID == uint64(tag.NetID) {
+						delete(held, int(r.Comp))
+					}
+				}
+			}
+			return held[comp]
+		}
+	}
+	testutil.Eventually(t, 5*time.Second, "the entity's position", holds(pos.Index()))
+	sub := &wire.Subscribe{Subs: []wire.Sub{{Kind: wire.SubEntity, ID: uint64(tag.NetID), Gen: uint64(tag.Gen)}}}
+	rc.send(wire.AppendSubscribe(nil, wire.KindSubscribe, sub))
+	testutil.Eventually(t, 5*time.Second, "its health, once subscribed to", holds(health.Index()))
+	rc.send(wire.AppendSubscribe(nil, wire.KindUnsubscribe, sub))
+	testutil.Eventually(t, 5*time.Second, "its health removed, once unsubscribed", func() bool { return !holds(health.Index())() })
+}
