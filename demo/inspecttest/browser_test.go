@@ -13,7 +13,6 @@ import (
 	"net"
 	"net/http"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"strconv"
 	"strings"
@@ -21,13 +20,13 @@ import (
 	"testing"
 	"time"
 
-	"github.com/chromedp/cdproto/runtime"
 	"github.com/chromedp/chromedp"
 	"github.com/yohamta/donburi"
 
 	"github.com/ebisync/ebisync/components"
 	"github.com/ebisync/ebisync/demo/sim"
 	"github.com/ebisync/ebisync/demo/swarm"
+	"github.com/ebisync/ebisync/internal/browsertest"
 	"github.com/ebisync/ebisync/internal/testutil"
 	"github.com/ebisync/ebisync/netclient"
 	"github.com/ebisync/ebisync/plugin"
@@ -223,7 +222,7 @@ func TestInspectorInBrowser(t *testing.T) {
 	if testing.Short() {
 		t.Skip("runs Chromium; skipped with -short")
 	}
-	chrome := chromium(t)
+	chrome := browsertest.Chromium(t)
 	ctx, cancel := context.WithTimeout(context.Background(), 4*time.Minute)
 	defer cancel()
 
@@ -269,7 +268,7 @@ func TestInspectorInBrowser(t *testing.T) {
 		return ship != 0 && orb != 0
 	})
 
-	bctx := newBrowser(t, chrome)
+	bctx := browsertest.New(t, chrome, 1280, 800)
 	if err := chromedp.Do(bctx, chromedp.EmulateViewport(1280, 800), chromedp.Navigate(g.base+"/debug/ebisync/?access_token="+token)); err != nil {
 		t.Fatalf("navigate: %v", err)
 	}
@@ -436,74 +435,6 @@ func clearInput(t *testing.T, ctx context.Context, sel string) {
 	if _, err := chromedp.Run(ctx, chromedp.Evaluate[bool](js)); err != nil {
 		t.Fatalf("clear %s: %v", sel, err)
 	}
-}
-
-// chromium returns the path of a Chrome or Chromium, or skips t.
-func chromium(t *testing.T) string {
-	t.Helper()
-	if p := os.Getenv("EBISYNC_CHROMIUM"); p != "" {
-		return p
-	}
-	for _, name := range []string{"chromium", "chromium-browser", "google-chrome", "google-chrome-stable", "headless-shell"} {
-		if p, err := exec.LookPath(name); err == nil {
-			return p
-		}
-	}
-	msg := "no Chromium: install Debian's chromium package (apt-get install chromium), or set EBISYNC_CHROMIUM to a Chrome or Chromium binary"
-	if os.Getenv("EBISYNC_REQUIRE_BROWSER") == "1" {
-		t.Fatal(msg + "; EBISYNC_REQUIRE_BROWSER=1 requires one")
-	}
-	t.Skip(msg)
-	return ""
-}
-
-// newBrowser starts a headless Chromium for the rest of the test. The
-// page's console and uncaught exceptions are logged if the test fails.
-func newBrowser(t *testing.T, chrome string) context.Context {
-	t.Helper()
-	opts := append(chromedp.DefaultExecAllocatorOptions[:], chromedp.ExecPath(chrome), chromedp.WindowSize(1280, 800))
-	if os.Geteuid() == 0 {
-		opts = append(opts, chromedp.NoSandbox) // Chromium's sandbox refuses root
-	}
-	actx, cancelAlloc := chromedp.NewExecAllocator(context.Background(), opts...)
-	bctx, cancel := chromedp.NewContext(actx)
-	var mu sync.Mutex
-	var console []string
-	if err := chromedp.Listen(bctx, func(ev any) {
-		var line string
-		switch ev := ev.(type) {
-		case *runtime.EventConsoleAPICalled:
-			var parts []string
-			for _, a := range ev.Args {
-				parts = append(parts, strings.Trim(string(a.Value), `"`))
-			}
-			line = string(ev.Type) + ": " + strings.Join(parts, " ")
-		case *runtime.EventExceptionThrown:
-			line = "exception: " + ev.ExceptionDetails.Text
-			if ex := ev.ExceptionDetails.Exception; ex != nil {
-				line += " " + ex.Description
-			}
-		default:
-			return
-		}
-		mu.Lock()
-		console = append(console, line)
-		mu.Unlock()
-	}); err != nil {
-		cancel()
-		cancelAlloc()
-		t.Fatalf("start Chromium (%s): %v", chrome, err)
-	}
-	t.Cleanup(func() {
-		cancel()
-		cancelAlloc()
-		mu.Lock()
-		defer mu.Unlock()
-		if len(console) > 0 && t.Failed() {
-			t.Logf("the page's console:\n%s", strings.Join(console, "\n"))
-		}
-	})
-	return bctx
 }
 
 // readStatus returns the page's status object.

@@ -21,7 +21,6 @@ import (
 
 	"github.com/chromedp/cdproto/cdp"
 	"github.com/chromedp/cdproto/input"
-	"github.com/chromedp/cdproto/runtime"
 	"github.com/chromedp/chromedp"
 	"github.com/yohamta/donburi"
 
@@ -29,7 +28,9 @@ import (
 	"github.com/ebisync/ebisync/demo/sim"
 	"github.com/ebisync/ebisync/demo/swarm"
 	"github.com/ebisync/ebisync/demo/web"
+	"github.com/ebisync/ebisync/internal/browsertest"
 	"github.com/ebisync/ebisync/internal/display"
+	"github.com/ebisync/ebisync/internal/testutil"
 )
 
 // browserName is the name the page's client announces (?name=), by which
@@ -78,7 +79,7 @@ func TestBrowserDemo(t *testing.T) {
 	if testing.Short() {
 		t.Skip("builds the browser client and runs Chromium; skipped with -short")
 	}
-	chrome := chromium(t)
+	chrome := browsertest.Chromium(t)
 	if _, err := exec.LookPath("go"); err != nil {
 		t.Skip("the go command is not in PATH")
 	}
@@ -147,7 +148,8 @@ func TestBrowserDemo(t *testing.T) {
 	pageURL := web.PageURL(syncURL)
 	checkServedPage(t, pageURL)
 
-	bctx := newBrowser(t, chrome)
+	bctx := browsertest.New(t, chrome, 1280, 720,
+		chromedp.Flag("enable-unsafe-swiftshader", true)) // WebGL without a GPU: Ebitengine draws with WebGL 2
 	if err := chromedp.Do(bctx, chromedp.EmulateViewport(1280, 720), chromedp.Navigate(pageURL+"?name="+browserName)); err != nil {
 		t.Fatalf("navigate: %v", err)
 	}
@@ -308,80 +310,6 @@ func TestBrowserDemo(t *testing.T) {
 	})
 }
 
-// chromium returns the path of a Chrome or Chromium, or skips t.
-func chromium(t *testing.T) string {
-	t.Helper()
-	if p := os.Getenv("EBISYNC_CHROMIUM"); p != "" {
-		return p
-	}
-	for _, name := range []string{"chromium", "chromium-browser", "google-chrome", "google-chrome-stable", "headless-shell"} {
-		if p, err := exec.LookPath(name); err == nil {
-			return p
-		}
-	}
-	msg := "no Chromium: install Debian's chromium package (apt-get install chromium), or set EBISYNC_CHROMIUM to a Chrome or Chromium binary"
-	if os.Getenv("EBISYNC_REQUIRE_BROWSER") == "1" {
-		t.Fatal(msg + "; EBISYNC_REQUIRE_BROWSER=1 requires one")
-	}
-	t.Skip(msg)
-	return ""
-}
-
-// newBrowser starts a headless Chromium with a 1280x720 window for the
-// rest of the test. The page's console and uncaught exceptions are logged
-// if the test fails.
-func newBrowser(t *testing.T, chrome string) context.Context {
-	t.Helper()
-	opts := append(chromedp.DefaultExecAllocatorOptions[:],
-		chromedp.ExecPath(chrome),
-		chromedp.WindowSize(1280, 720),
-		// WebGL without a GPU: Ebitengine draws with WebGL 2.
-		chromedp.Flag("enable-unsafe-swiftshader", true),
-	)
-	if os.Geteuid() == 0 {
-		opts = append(opts, chromedp.NoSandbox) // Chromium's sandbox refuses root
-	}
-	actx, cancelAlloc := chromedp.NewExecAllocator(context.Background(), opts...)
-	bctx, cancel := chromedp.NewContext(actx)
-	var mu sync.Mutex
-	var console []string
-	if err := chromedp.Listen(bctx, func(ev any) {
-		var line string
-		switch ev := ev.(type) {
-		case *runtime.EventConsoleAPICalled:
-			var parts []string
-			for _, a := range ev.Args {
-				parts = append(parts, strings.Trim(string(a.Value), `"`))
-			}
-			line = string(ev.Type) + ": " + strings.Join(parts, " ")
-		case *runtime.EventExceptionThrown:
-			line = "exception: " + ev.ExceptionDetails.Text
-			if ex := ev.ExceptionDetails.Exception; ex != nil {
-				line += " " + ex.Description
-			}
-		default:
-			return
-		}
-		mu.Lock()
-		console = append(console, line)
-		mu.Unlock()
-	}); err != nil {
-		cancel()
-		cancelAlloc()
-		t.Fatalf("start Chromium (%s): %v", chrome, err)
-	}
-	t.Cleanup(func() {
-		cancel()
-		cancelAlloc()
-		mu.Lock()
-		defer mu.Unlock()
-		if t.Failed() && len(console) > 0 {
-			t.Logf("the page's console:\n%s", strings.Join(console, "\n"))
-		}
-	})
-	return bctx
-}
-
 // readStatus returns the page's status object.
 func readStatus(ctx context.Context) (pageStatus, error) {
 	raw, err := chromedp.Run(ctx, chromedp.Evaluate[json.RawMessage](`globalThis.ebisync ?? null`))
@@ -416,13 +344,7 @@ func waitStatus(t *testing.T, ctx context.Context, timeout time.Duration, what s
 // or fails t after timeout.
 func waitServer(t *testing.T, timeout time.Duration, what string, cond func() bool) {
 	t.Helper()
-	deadline := time.Now().Add(timeout)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("after %v, the server saw no %s", timeout, what)
-		}
-		time.Sleep(10 * time.Millisecond)
-	}
+	testutil.Eventually(t, timeout, what, cond)
 }
 
 // keyCodes are the Windows virtual key codes of the keys the test presses.
