@@ -324,10 +324,19 @@ func TestInspectorInBrowser(t *testing.T) {
 		t.Fatal(err)
 	}
 	waitStatus(t, bctx, 10*time.Second, "the search applied", func(s pageStatus) bool { return s.Query == watcher })
+	// The tree re-renders as snapshots arrive, so the node a click found
+	// may be replaced before the click lands: a click that fails, or does
+	// not select, is tried again.
 	node := fmt.Sprintf(`.node[data-id="%d"]`, ship)
-	if err := chromedp.Do(bctx, chromedp.WaitVisible(chromedp.CSS(node)), chromedp.Click(chromedp.CSS(node))); err != nil {
-		t.Fatalf("click the ship: %v", err)
-	}
+	testutil.Eventually(t, 10*time.Second, "a click to select the ship", func() bool {
+		ctx, cancel := context.WithTimeout(bctx, 2*time.Second)
+		defer cancel()
+		if err := chromedp.Do(ctx, chromedp.WaitVisible(chromedp.CSS(node)), chromedp.Click(chromedp.CSS(node))); err != nil {
+			return false
+		}
+		st, err := readStatus(bctx)
+		return err == nil && st.Selected == ship
+	})
 	waitStatus(t, bctx, 10*time.Second, "the ship's values", func(s pageStatus) bool {
 		return s.Selected == ship && s.EntityLive && s.Values > 3
 	})
