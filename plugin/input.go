@@ -88,12 +88,18 @@ func HandleInput[T any](s *Server, m *components.Message[T], step func(w donburi
 	}
 	if s.inputSteps == nil {
 		s.inputSteps = make([]inputStep, len(s.msgTypes))
+		s.inputVals = make([]unsafe.Pointer, len(s.msgTypes))
 	}
 	if step == nil {
 		s.inputSteps[c.Index()] = nil
 		return
 	}
 	s.inputSteps[c.Index()] = func(w donburi.World, e donburi.Entity, p unsafe.Pointer) { step(w, e, *(*T)(p)) }
+	if _, plain := c.PlainSize(); plain {
+		// The step gets a copy, and a value without pointers shares
+		// nothing with it: one value per type is decoded into again.
+		s.inputVals[c.Index()] = c.New()
+	}
 }
 
 // startInputs begins c's inputs of this tick: the inputs left waiting by
@@ -180,7 +186,12 @@ func (s *Server) applyInput(c *client, m *wire.Input) string {
 		return "not the owner or controller of the entity"
 	}
 	mc := s.msgCodecs[m.ID]
-	val := mc.New()
+	val := s.inputVals[m.ID]
+	if val != nil {
+		reflect.NewAt(mc.Type(), val).Elem().SetZero()
+	} else {
+		val = mc.New()
+	}
 	n, err := mc.DecodeFull(m.Value, val)
 	if err == nil && n != len(m.Value) {
 		err = fmt.Errorf("%d trailing bytes after the value", len(m.Value)-n)

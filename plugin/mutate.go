@@ -190,30 +190,38 @@ func (s *Server) mutate(c *client, m *wire.Mutate) {
 // every distance test), so mutations carrying one are refused before any
 // hook sees them.
 func nonFinite(v reflect.Value, path string) string {
+	if below, bad := badFloat(v); bad {
+		return path + below
+	}
+	return ""
+}
+
+// badFloat reports whether v holds a NaN or infinite float, and the path
+// from v to the first one (".Field", "[i]"). It builds the path only on
+// the way back from a bad float, so a finite value costs no allocation.
+func badFloat(v reflect.Value) (string, bool) {
 	switch v.Kind() {
 	case reflect.Float32, reflect.Float64:
-		if f := v.Float(); math.IsNaN(f) || math.IsInf(f, 0) {
-			return path
-		}
+		f := v.Float()
+		return "", math.IsNaN(f) || math.IsInf(f, 0)
 	case reflect.Struct:
-		t := v.Type()
 		for i := range v.NumField() {
-			if p := nonFinite(v.Field(i), path+"."+t.Field(i).Name); p != "" {
-				return p
+			if p, bad := badFloat(v.Field(i)); bad {
+				return "." + v.Type().Field(i).Name + p, true
 			}
 		}
 	case reflect.Array, reflect.Slice:
 		for i := range v.Len() {
-			if p := nonFinite(v.Index(i), fmt.Sprintf("%s[%d]", path, i)); p != "" {
-				return p
+			if p, bad := badFloat(v.Index(i)); bad {
+				return fmt.Sprintf("[%d]", i) + p, true
 			}
 		}
 	case reflect.Pointer:
 		if !v.IsNil() {
-			return nonFinite(v.Elem(), path)
+			return badFloat(v.Elem())
 		}
 	}
-	return ""
+	return "", false
 }
 
 // hookPanic marks an error recovered from a panicking game hook.

@@ -47,6 +47,7 @@ type Server struct {
 	msgCodecs   []*codec.Codec                           // registry order
 	msgHandlers []func(ClientInfo, unsafe.Pointer) error // by message type id; nil: none
 	inputSteps  []inputStep                              // by message type id; nil: not an input (input.go)
+	inputVals   []unsafe.Pointer                         // by message type id: the value a plain input type decodes into; nil: a new one each time
 
 	// Game-goroutine state, kept from tick to tick.
 	tick     uint32
