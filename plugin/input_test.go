@@ -1,6 +1,7 @@
 package plugin_test
 
 import (
+	"math"
 	"slices"
 	"sync"
 	"testing"
@@ -51,9 +52,12 @@ func newInputRig(t *testing.T, opts *plugin.Options) *inputRig {
 
 func (r *inputRig) tick() { r.h.do(func(donburi.World) { r.h.srv.Tick() }) }
 
-// connect dials a raw client, ticks until its ship is replicated and
+// connect dials a raw client, ticks until its own ship is replicated and
 // returns the client with the ship's net id and generation.
 func (r *inputRig) connect(t *testing.T) (*rawClient, uint64, uint64) {
+	r.mu.Lock()
+	before := r.ship // the last client's: the new client's ship is another
+	r.mu.Unlock()
 	rc := dialRaw(t, r.h.url, r.h.reg, true)
 	rc.subscribeAll()
 	var tag components.ReplicatedData
@@ -63,7 +67,7 @@ func (r *inputRig) connect(t *testing.T) (*rawClient, uint64, uint64) {
 			r.mu.Lock()
 			e := r.ship
 			r.mu.Unlock()
-			if e != donburi.Null {
+			if e != donburi.Null && e != before {
 				tag = *components.Replicated.Get(w.Entry(e))
 			}
 		})
@@ -216,4 +220,81 @@ func (r *inputRig) waitAcks(t *testing.T, rc *rawClient, last uint64, earlier ..
 			t.Fatalf("acks %v: want ascending values of %v, then %d", a, earlier, last)
 		}
 	}
+}
+
+// TestHostileInputs: a raw client's inputs for another player's ship, with
+// a NaN, with bytes after the value, or for no entity are refused without
+// running a step, and a gap in its sequence closes it with 4000; meanwhile
+// an honest player's inputs apply, once each, and a mirror converges.
+func TestHostileInputs(t *testing.T) {
+	r := newInputRig(t, &plugin.Options{TickRate: 30})
+	defer r.h.close()
+	honest, hID, hGen := r.connect(t)
+	defer honest.close()
+	var hShip donburi.Entity
+	r.mu.Lock()
+	hShip = r.ship
+	r.mu.Unlock()
+	attacker, aID, aGen := r.connect(t)
+	defer attacker.close()
+	mirror := startClientLoop(t, r.h.url, r.h.reg, nil)
+	defer mirror.close()
+	if err := mirror.c.SubscribeAll(); err != nil {
+		t.Fatal(err)
+	}
+
+	mc := codecMsg(r.h.reg, r.m.Index())
+	typ := uint64(r.m.Index())
+	value := func(v moveIn) []byte { return mc.AppendFull(nil, unsafePtr(&v)) }
+	attacks := []wire.Input{
+		{Seq: 1, ID: typ, Entity: hID, Gen: hGen, Value: value(moveIn{DX: 100, N: 101})},          // another player's ship
+		{Seq: 2, ID: typ, Entity: aID, Gen: aGen, Value: value(moveIn{DX: math.NaN(), N: 102})},   // a NaN
+		{Seq: 3, ID: typ, Entity: aID, Gen: aGen, Value: append(value(moveIn{DX: 1, N: 103}), 7)}, // a byte after the value
+		{Seq: 4, ID: typ, Entity: aID + 1000, Gen: 1, Value: value(moveIn{DX: 1, N: 104})},        // no such entity
+		{Seq: 5, ID: typ, Entity: aID, Gen: aGen + 1, Value: value(moveIn{DX: 1, N: 105})},        // another generation
+		{Seq: 6, ID: typ, Entity: aID, Gen: aGen, Value: value(moveIn{DX: 1, N: 106})},            // its own ship: applies
+	}
+	for i := range attacks {
+		attacker.send(wire.AppendInput(nil, &attacks[i]))
+	}
+	r.sendInputs(t, honest, hID, hGen, 1, 2, 3)
+	// The two streams interleave, so a tick may process part of either.
+	r.waitAcks(t, honest, 3, 1, 2)
+	r.waitAcks(t, attacker, 6, 1, 2, 3, 4, 5)
+	if got := r.appliedSeqs(); !slices.Contains(got, 106) || slices.ContainsFunc(got, func(n uint64) bool { return n > 100 && n < 106 }) || len(got) != 4 {
+		t.Fatalf("applied %v: want the honest 1, 2, 3 and the attacker's 106 only", got)
+	}
+	if st := r.h.srv.Stats(); st.InputsRefused != 5 {
+		t.Fatalf("%d inputs refused, want 5", st.InputsRefused)
+	}
+
+	// A gap closes the attacker; the honest player goes on.
+	attacker.send(wire.AppendInput(nil, &wire.Input{Seq: 9, ID: typ, Entity: aID, Gen: aGen, Value: value(moveIn{DX: 1, N: 109})}))
+	testutil.Eventually(t, 5*time.Second, "the attacker closed", func() bool {
+		r.tick()
+		_, _, err := attacker.snapshot()
+		return err != nil
+	})
+	if _, _, err := attacker.snapshot(); websocket.CloseStatus(err) != plugin.StatusProtocolError {
+		t.Fatalf("the attacker's gap closed with %v, want 4000", err)
+	}
+	r.sendInputs(t, honest, hID, hGen, 4)
+	r.waitAcks(t, honest, 4, 1, 2, 3)
+	var p components.PositionData
+	r.h.do(func(w donburi.World) { p = *components.Position.Get(w.Entry(hShip)) })
+	if p.X != 4 {
+		t.Fatalf("the honest ship is at x %v after 4 inputs of +1", p.X)
+	}
+	all := map[int]bool{}
+	for i := range r.h.reg.Len() {
+		all[i] = true
+	}
+	testutil.Eventually(t, 10*time.Second, "the mirror to converge", func() bool {
+		r.tick()
+		var want map[uint64]expectation
+		r.h.do(func(w donburi.World) { want, _ = view(w, r.h.reg, all, 0, 0, 0, 1) })
+		var got map[uint64]expectation
+		mirror.do(func(mw donburi.World) { got = mirrorView(mw, r.h.reg) })
+		return compareViews(r.h.reg, got, want, nil) == nil
+	})
 }
