@@ -146,6 +146,23 @@ type Options struct {
 	MinBackoff time.Duration
 	MaxBackoff time.Duration
 
+	// URLs are further addresses of the same game (gateways in front of
+	// one world, say), ws:// or wss:// like Dial's url, for when a server
+	// cannot be reached or its connection drops. Dial tries its url first
+	// and then these in order, each attempt bounded by HandshakeTimeout.
+	// A reconnect attempt is a round over url and these that starts at the
+	// URL that last worked and goes on to the next ones in turn, wrapping
+	// around; the backoff comes before each round, not between the URLs of
+	// one. Whichever URL answers, the client asks to resume its session: a
+	// server that knows the session resumes it, any other starts a fresh
+	// one (the mirror resyncs, see ExitResync). A refusal that a reconnect
+	// cannot help (a schema or protocol-version mismatch, a refused
+	// handshake, HTTP 401 or 403) ends Dial, or the reconnecting, at once,
+	// as with a single URL: the URLs serve one game, which would refuse
+	// the same way. A URL listed twice is tried once per round. Client.URL
+	// names the URL in use.
+	URLs []string
+
 	// Logger receives the client's logs. A connection that drops and
 	// comes back is logged at Info, failed attempts at Debug. Default
 	// slog.Default().
@@ -289,7 +306,7 @@ type Client struct {
 	world     donburi.World
 	opts      Options
 	log       *slog.Logger
-	url       string
+	urls      []string // Dial's url, then Options.URLs without repeats
 	hello     wire.Hello
 	epoch     time.Time // monotonic origin of ping nonces and the clock
 
@@ -315,6 +332,12 @@ type Client struct {
 
 	connected atomic.Bool
 	clientID  atomic.Uint64
+
+	// url is the URL of the live (or last) session, urls[at]: written by
+	// Dial before the supervisor goroutine starts, then by it alone (see
+	// setURL). URL reads at.
+	url string
+	at  atomic.Int32
 
 	// Session resume. resumable is what the next Hello presents: the
 	// last session's id, token and final tick (supervisor goroutine).
@@ -417,7 +440,7 @@ func (c *Client) warnNoSubs() {
 		w.since = time.Now()
 	case time.Since(w.since) >= noSubsGrace:
 		w.done = true
-		c.log.Warn("ebisync: connected with no subscriptions, so the server sends nothing and the mirror stays empty; call SubscribeAll or Subscribe", "url", c.url, "for", noSubsGrace)
+		c.log.Warn("ebisync: connected with no subscriptions, so the server sends nothing and the mirror stays empty; call SubscribeAll or Subscribe", "url", c.URL(), "for", noSubsGrace)
 	}
 }
 
@@ -454,6 +477,11 @@ func (c *Client) Registry() *components.Registry { return c.reg }
 // Connected reports whether a connection is up (handshake done and not
 // dropped). It is safe for concurrent use.
 func (c *Client) Connected() bool { return c.connected.Load() }
+
+// URL returns the server URL of the current connection, or of the last
+// one while the client reconnects: Dial's url or one of Options.URLs. It
+// is safe for concurrent use.
+func (c *Client) URL() string { return c.urls[c.at.Load()] }
 
 // ClientID returns the id the server gave the current (or last)
 // connection; control holders are named by it. It changes on reconnect.

@@ -56,17 +56,25 @@ var newWorldMu sync.Mutex
 // by ctx and Options.HandshakeTimeout; ctx does not bound the client's
 // lifetime (Close does). Dial freezes reg.
 //
-// Dial does not retry: a failure is returned. A refusal by the server is a
-// *RefusedError whose Message names what differs; a Welcome that does not
-// match reg gives a *components.MismatchError. Once Dial has succeeded the
-// client reconnects by itself (unless Options.NoReconnect).
+// Dial does not retry a URL: a failure is returned. A refusal by the
+// server is a *RefusedError whose Message names what differs; a Welcome
+// that does not match reg gives a *components.MismatchError. Once Dial has
+// succeeded the client reconnects by itself (unless Options.NoReconnect).
+//
+// With Options.URLs, Dial tries url and then each of them in order, and
+// connects to the first that answers; it checks every URL before dialling
+// any. It stops early when ctx ends or a server refuses for good (see
+// Options.URLs). When no URL connects, the error lists each URL with why
+// it failed, or that it was not tried, and errors.Is and errors.As see
+// each URL's error; with url alone, the error is url's.
 //
 // The client starts with no subscriptions: call Subscribe or SubscribeAll.
 func Dial(ctx context.Context, url string, reg *components.Registry, opts *Options) (*Client, error) {
 	if reg == nil {
 		return nil, errors.New("netclient: Dial: nil registry")
 	}
-	if err := checkURL(url); err != nil {
+	urls, err := dialURLs(url, opts)
+	if err != nil {
 		return nil, err
 	}
 	reg.Freeze()
@@ -76,7 +84,7 @@ func Dial(ctx context.Context, url string, reg *components.Registry, opts *Optio
 		world:     o.World,
 		opts:      o,
 		log:       o.Logger,
-		url:       url,
+		urls:      urls,
 		epoch:     time.Now(),
 		events:    make(chan event, o.MaxPendingBatches),
 		free:      make(chan *inbound, o.MaxPendingBatches+2),
@@ -102,11 +110,15 @@ func Dial(ctx context.Context, url string, reg *components.Registry, opts *Optio
 	c.ctx, c.cancel = context.WithCancel(context.Background())
 	c.prepareDial()
 
-	s, err := c.connect(ctx)
-	if err != nil {
+	s, at, errs := c.connectRound(ctx, 0)
+	if s == nil {
 		c.cancel()
-		return nil, err
+		if len(c.urls) == 1 {
+			return nil, errs[0]
+		}
+		return nil, &dialErrors{urls: c.urls, errs: errs}
 	}
+	c.setURL(at)
 	if c.world == nil {
 		// donburi.NewWorld bumps an unguarded global counter; serialise
 		// the calls Dial makes so concurrent Dials are safe.
@@ -121,9 +133,91 @@ func Dial(ctx context.Context, url string, reg *components.Registry, opts *Optio
 	return c, nil
 }
 
+// dialURLs returns url and then opts.URLs, without repeats, or an error
+// naming the first URL Dial cannot use.
+func dialURLs(url string, opts *Options) ([]string, error) {
+	if err := checkURL(url); err != nil {
+		return nil, err
+	}
+	urls := []string{url}
+	if opts == nil {
+		return urls, nil
+	}
+	for i, u := range opts.URLs {
+		if u == "" {
+			return nil, fmt.Errorf("netclient: Options.URLs[%d] is empty; write it as ws://HOST:PORT/PATH", i)
+		}
+		if err := checkURL(u); err != nil {
+			return nil, &sentence{fmt.Sprintf("netclient: Options.URLs[%d]: %s", i, strings.TrimPrefix(err.Error(), "netclient: ")), err}
+		}
+		if !slices.Contains(urls, u) {
+			urls = append(urls, u)
+		}
+	}
+	return urls, nil
+}
+
+// dialErrors is the failure of a Dial that had several URLs: errs holds
+// the error of each URL tried, in the order of urls; the URLs after them
+// were not tried.
+type dialErrors struct {
+	urls []string
+	errs []error
+}
+
+func (e *dialErrors) Error() string {
+	var b strings.Builder
+	fmt.Fprintf(&b, "netclient: cannot connect to any of the %d server URLs:", len(e.urls))
+	for i, u := range e.urls {
+		b.WriteString("\n\t")
+		if i >= len(e.errs) {
+			b.WriteString(u + ": not tried")
+			continue
+		}
+		msg := strings.TrimPrefix(e.errs[i].Error(), "netclient: ")
+		if !strings.Contains(msg, u) {
+			msg = u + ": " + msg
+		}
+		b.WriteString(msg)
+	}
+	return b.String()
+}
+
+// Unwrap returns the error of each URL tried.
+func (e *dialErrors) Unwrap() []error { return e.errs }
+
+// connectRound tries the URLs once each, in order from index first and
+// wrapping around, and returns the session of the first that connects and
+// its index. It stops early when ctx ends or a URL refuses for good
+// (permanent). errs holds the error of each URL that failed, in the order
+// tried.
+func (c *Client) connectRound(ctx context.Context, first int) (*session, int, []error) {
+	var errs []error
+	for k := range c.urls {
+		at := (first + k) % len(c.urls)
+		s, err := c.connect(ctx, c.urls[at])
+		if err == nil {
+			return s, at, errs
+		}
+		errs = append(errs, err)
+		if ctx.Err() != nil || permanent(err, true) {
+			break
+		}
+	}
+	return nil, -1, errs
+}
+
+// setURL records that the client's session is at c.urls[i]. Supervisor
+// goroutine, or Dial before it starts it.
+func (c *Client) setURL(i int) {
+	c.url = c.urls[i]
+	c.at.Store(int32(i))
+}
+
 // session is one connection, from handshake to close.
 type session struct {
 	c          *Client
+	url        string // the server URL dialled
 	ws         *websocket.Conn
 	raw        net.Conn      // the connection under ws, when the transport told
 	net        *eofconn.Conn // raw, when Dial could wrap the transport (see package eofconn)
@@ -222,17 +316,17 @@ func (s *session) send(msg []byte) bool {
 func (s *session) protocolError(err error) error {
 	s.c.stats.decodeErrors.Add(1)
 	if !s.warned.Swap(true) {
-		s.c.log.Warn("ebisync: bad input from the server; reconnecting to resync", "url", s.c.url, "err", err)
+		s.c.log.Warn("ebisync: bad input from the server; reconnecting to resync", "url", s.url, "err", err)
 	}
 	s.fail(err, statusProtocolError, "protocol error: "+err.Error())
 	return err
 }
 
-// connect dials and performs the handshake.
-func (c *Client) connect(ctx context.Context) (*session, error) {
+// connect dials rawURL and performs the handshake.
+func (c *Client) connect(ctx context.Context, rawURL string) (*session, error) {
 	ctx, cancel := context.WithTimeout(ctx, c.opts.HandshakeTimeout)
 	defer cancel()
-	ws, raw, err := c.dial(ctx)
+	ws, raw, err := c.dial(ctx, rawURL)
 	if err != nil {
 		return nil, err
 	}
@@ -240,8 +334,9 @@ func (c *Client) connect(ctx context.Context) (*session, error) {
 	s, err := c.handshake(ctx, ws)
 	if err != nil {
 		_ = ws.CloseNow()
-		return nil, fmt.Errorf("failed to handshake with %s: %w", c.url, err)
+		return nil, fmt.Errorf("failed to handshake with %s: %w", rawURL, err)
 	}
+	s.url = rawURL
 	s.raw = raw
 	s.net, _ = raw.(*eofconn.Conn)
 	return s, nil
@@ -517,32 +612,43 @@ func (c *Client) run(s *session) {
 		if time.Since(s.start) > 2*c.opts.MaxBackoff {
 			attempt = 0
 		}
+		// Each attempt is a round over the URLs, from the one that last
+		// worked; the backoff comes between rounds.
+		prev := c.url
 		for {
 			if !c.sleep(c.backoff(attempt)) {
 				return
 			}
 			attempt++
-			ns, err := c.connect(c.ctx)
-			if err == nil {
+			first := int(c.at.Load())
+			ns, at, errs := c.connectRound(c.ctx, first)
+			if ns != nil {
 				s = ns
+				c.setURL(at)
 				break
 			}
 			if c.ctx.Err() != nil {
 				return
 			}
-			if permanent(err, true) {
-				c.log.Warn("ebisync: reconnect refused; giving up", "url", c.url, "err", err)
+			for k, err := range errs {
+				c.log.Debug("ebisync: reconnect attempt failed", "url", c.urls[(first+k)%len(c.urls)], "attempt", attempt, "err", err)
+			}
+			if err := errs[len(errs)-1]; permanent(err, true) {
+				c.log.Warn("ebisync: reconnect refused; giving up", "url", c.urls[(first+len(errs)-1)%len(c.urls)], "err", err)
 				c.setTerm(err)
 				return
 			}
-			c.log.Debug("ebisync: reconnect attempt failed", "url", c.url, "attempt", attempt, "err", err)
 		}
 		if !c.attach(s) {
 			s.wg.Wait()
 			return
 		}
 		c.stats.reconnects.Add(1)
-		c.log.Info("ebisync: reconnected", "url", c.url, "client", s.welcome.ClientID)
+		if c.url != prev {
+			c.log.Info("ebisync: reconnected at another URL", "url", c.url, "previous", prev, "client", s.welcome.ClientID)
+		} else {
+			c.log.Info("ebisync: reconnected", "url", c.url, "client", s.welcome.ClientID)
+		}
 		if !c.post(event{kind: evUp, sess: s}) {
 			s.fail(ErrClosed, statusNormal, "client closed")
 			s.wg.Wait()

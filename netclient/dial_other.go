@@ -26,12 +26,13 @@ func (c *Client) prepareDial() {
 	c.http = eofClient(c.opts.HTTPClient)
 }
 
-// dial opens the WebSocket: an HTTP upgrade through Options.HTTPClient
-// with Options.HTTPHeader (which carries Options.Token as a bearer token),
-// without per-message compression. It returns the network connection under
-// the WebSocket when the transport told it, to drop it when a close
-// handshake hangs (see session.kill). A refused upgrade is an *HTTPError.
-func (c *Client) dial(ctx context.Context) (*websocket.Conn, net.Conn, error) {
+// dial opens the WebSocket to rawURL: an HTTP upgrade through
+// Options.HTTPClient with Options.HTTPHeader (which carries Options.Token
+// as a bearer token), without per-message compression. It returns the
+// network connection under the WebSocket when the transport told it, to
+// drop it when a close handshake hangs (see session.kill). A refused
+// upgrade is an *HTTPError.
+func (c *Client) dial(ctx context.Context, rawURL string) (*websocket.Conn, net.Conn, error) {
 	var rawMu sync.Mutex
 	var raw net.Conn
 	trace := &httptrace.ClientTrace{GotConn: func(info httptrace.GotConnInfo) {
@@ -39,16 +40,16 @@ func (c *Client) dial(ctx context.Context) (*websocket.Conn, net.Conn, error) {
 		raw = info.Conn
 		rawMu.Unlock()
 	}}
-	ws, resp, err := websocket.Dial(httptrace.WithClientTrace(ctx, trace), c.url, &websocket.DialOptions{
+	ws, resp, err := websocket.Dial(httptrace.WithClientTrace(ctx, trace), rawURL, &websocket.DialOptions{
 		HTTPClient:      c.http,
 		HTTPHeader:      c.opts.HTTPHeader,
 		CompressionMode: websocket.CompressionDisabled,
 	})
 	if err != nil {
 		if resp != nil && resp.StatusCode != http.StatusSwitchingProtocols {
-			return nil, nil, httpError(c.url, resp)
+			return nil, nil, httpError(rawURL, resp)
 		}
-		return nil, nil, dialError(c.url, err)
+		return nil, nil, dialError(rawURL, err)
 	}
 	rawMu.Lock()
 	defer rawMu.Unlock()

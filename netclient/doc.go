@@ -22,7 +22,7 @@
 // mirror (Update, System, Entity, NetID, Mutate, TakeControl,
 // ReleaseControl, Interpolated, InterpolatedInto) must be called on that
 // goroutine; the others (Subscribe and friends, the interest setters,
-// Stats, Connected, ClientID, ServerTick, Registry, World, Err, Close)
+// Stats, Connected, URL, ClientID, ServerTick, Registry, World, Err, Close)
 // are safe for concurrent use, and so are the error, status and reason
 // types, which are plain values. Requests sent from the game goroutine go through a
 // bounded queue to the writer, so they never block the game: when the
@@ -161,4 +161,12 @@
 // reconnect after Close, with Options.NoReconnect, or after a permanent
 // refusal (schema or protocol-version mismatch, a refused handshake):
 // Update then returns the reason.
+//
+// Options.URLs gives further addresses of the same game, such as other
+// gateways in front of one world. Dial connects to the first of its url
+// and Options.URLs that answers. When the connection drops, each
+// reconnect attempt tries them all in turn, starting at the URL that last
+// worked, with the backoff between such rounds; the client asks to resume
+// at whichever URL answers, and a server that does not know its session
+// gives it a fresh one. Client.URL names the URL in use.
 package netclient
