@@ -243,16 +243,31 @@ func serverRef(h *harness, e donburi.Entity) (id, gen uint32) {
 
 // TestMessageOrderWithState: a message sent with the entity it names,
 // before the tick that first replicates it, arrives after that entity's
-// spawn: the handler finds it alive in the mirror.
+// spawn, in the same batch: the handler finds it alive in the mirror,
+// spawned by the batch (server tick) that carried the message.
 func TestMessageOrderWithState(t *testing.T) {
 	sreg, _, shit := msgRegistry()
 	h := newHarness(t, sreg, nil, 2*time.Millisecond)
 	defer h.close()
 	creg, _, chit := msgRegistry()
-	p := startClientLoop(t, h.url, creg, nil)
+	// The server tick of the batch that spawned each mirror entity: p's
+	// game goroutine writes and reads it.
+	var p *clientLoop
+	spawnedAt := map[donburi.Entity]uint64{}
+	p = startClientLoop(t, h.url, creg, &netclient.Options{OnSpawn: func(e donburi.Entity) { spawnedAt[e] = p.c.ServerTick() }})
 	defer p.close()
 	heard := new(hits)
-	heard.listen(p, chit)
+	var sameBatch []bool // by hit, under heard.mu
+	p.do(func(w donburi.World) {
+		netclient.OnMessage(p.c, chit, func(v hitMsg) {
+			at, ok := spawnedAt[v.Victim]
+			heard.mu.Lock()
+			defer heard.mu.Unlock()
+			heard.got = append(heard.got, v)
+			heard.live = append(heard.live, v.Victim != donburi.Null && w.Valid(v.Victim))
+			sameBatch = append(sameBatch, ok && at == p.c.ServerTick())
+		})
+	})
 	p.c.SubscribeAll()
 	testutil.Eventually(t, 5*time.Second, "the client joins", func() bool { return h.srv.Stats().Clients == 1 })
 
@@ -269,6 +284,12 @@ func TestMessageOrderWithState(t *testing.T) {
 		v, live := heard.last()
 		if !live || v.Damage != int32(i) {
 			t.Fatalf("hit %d: victim %v live %v: the message arrived before the entity's spawn", i, v.Victim, live)
+		}
+		heard.mu.Lock()
+		same := sameBatch[i]
+		heard.mu.Unlock()
+		if !same {
+			t.Fatalf("hit %d: the message arrived in a later batch than its victim's spawn", i)
 		}
 	}
 }

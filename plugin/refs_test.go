@@ -8,8 +8,11 @@ import (
 
 	"github.com/yohamta/donburi"
 
+	"github.com/ebisync/ebisync"
 	"github.com/ebisync/ebisync/components"
 	"github.com/ebisync/ebisync/internal/testutil"
+	"github.com/ebisync/ebisync/netclient"
+	"github.com/ebisync/ebisync/plugin"
 )
 
 type aimData struct {
@@ -162,4 +165,73 @@ func checkRefs(p *clientLoop, w donburi.World, want map[netRef][3]netRef) string
 		}
 	}
 	return ""
+}
+
+// TestMutationReferences: a client's mutation naming its mirror entities
+// reaches the server as the server's entities, and a reference to an
+// entity that is not a mirror arrives as donburi.Null; the value then
+// comes back to the client as its own mirror entities.
+func TestMutationReferences(t *testing.T) {
+	reg := func() *components.Registry {
+		r := standardRegistry()
+		components.Register(r, "test.aim", aim, &components.Options{ClientWritable: true})
+		return r
+	}
+	h := newHarness(t, reg(), &plugin.Options{Authorize: plugin.AllowAll}, 2*time.Millisecond)
+	defer h.close()
+	var shooter, target donburi.Entity
+	h.do(func(w donburi.World) {
+		for range 5 { // entities the client never sees: server and mirror ids differ
+			w.Create(components.Position)
+		}
+		shooter = w.Create(components.Replicated, components.Position, aim)
+		target = w.Create(components.Replicated, components.Position)
+	})
+	h.ticks(2)
+	p := startClientLoop(t, h.url, reg(), nil)
+	defer p.close()
+	p.c.SubscribeAll()
+	mirror := func(e donburi.Entity) donburi.Entity {
+		id, _ := serverRef(h, e)
+		var m donburi.Entity
+		testutil.Eventually(t, 5*time.Second, "the entity mirrored", func() bool {
+			ok := false
+			p.do(func(donburi.World) { m, ok = p.c.Entity(id) })
+			return ok
+		})
+		return m
+	}
+	ms, mt := mirror(shooter), mirror(target)
+	if ms == shooter || mt == target {
+		t.Fatal("a mirror entity has its server entity's id: the test cannot tell them apart")
+	}
+	var ch <-chan netclient.MutationResult
+	p.do(func(donburi.World) {
+		ch = netclient.Mutate(p.c, ms, testutil.Handle(p.c.Registry(), aim), aimData{Target: mt, Lock: [2]donburi.Entity{ms, donburi.Entity(12345)}}, nil)
+	})
+	var r netclient.MutationResult
+	testutil.Eventually(t, 5*time.Second, "the mutation's answer", func() bool {
+		ok := false
+		p.do(func(donburi.World) {
+			select {
+			case r = <-ch:
+				ok = true
+			default:
+			}
+		})
+		return ok
+	})
+	if r.Status != ebisync.Ok {
+		t.Fatalf("mutation: %v %q", r.Status, r.Message)
+	}
+	h.do(func(w donburi.World) {
+		if got := *aim.Get(w.Entry(shooter)); got != (aimData{Target: target, Lock: [2]donburi.Entity{shooter, donburi.Null}}) {
+			t.Errorf("the server holds %+v, want target %v, lock [%v Null]", got, target, shooter)
+		}
+	})
+	testutil.Eventually(t, 5*time.Second, "the value back in the mirror", func() bool {
+		var got aimData
+		p.do(func(w donburi.World) { got = *aim.Get(w.Entry(ms)) })
+		return got == aimData{Target: mt, Lock: [2]donburi.Entity{ms, donburi.Null}}
+	})
 }
