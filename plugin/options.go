@@ -193,6 +193,13 @@ type Options struct {
 	// a session ends for good: its window passed without a resume.
 	OnResume func(client ClientInfo)
 
+	// Publish, when set, receives every tick's changes by grid cell
+	// (CellSize), encoded once, for gateways that serve clients without
+	// the World: see Publisher and package plugin/natsync. It needs
+	// components.Position registered and Position left nil. Default: nil,
+	// nothing is published.
+	Publish Publisher
+
 	// ResumeWindow is how long a client's session outlives its
 	// connection. A client that reconnects within it with the token of its
 	// last Welcome gets its session back; its first batch carries only what

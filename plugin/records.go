@@ -57,6 +57,8 @@ type entityRec struct {
 
 	views []view    // clients that have it in scope (or pending spawn)
 	subs  []*client // clients subscribed to this entity individually
+
+	pub pubState // what the published chunks gave of it (publish.go)
 }
 
 // idRec is what detection needs to find an entity unchanged without

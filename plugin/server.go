@@ -66,7 +66,8 @@ type Server struct {
 	tickDur  time.Duration
 	scanGap  uint32 // least ticks between two rescans of one client
 	disp     dispatcher
-	frame    frame // the buffers of one tick's data, reused by every tick
+	frame    frame     // the buffers of one tick's data, reused by every tick
+	pub      publisher // Options.Publish's chunks (publish.go)
 	test     testKnobs
 
 	// Cross-goroutine state.
@@ -108,8 +109,9 @@ type compOpts struct {
 }
 
 // New returns a Server replicating world with the components of reg, which
-// it freezes. It panics if reg has more than 64 components (a programmer
-// error). Nothing happens until the game calls Tick. Call New before
+// it freezes. It panics on a programmer error: reg has more than 64
+// components, or opts.Publish is set without components.Position
+// registered and the default Options.Position. Nothing happens until the game calls Tick. Call New before
 // serving: a Server is safe for concurrent use only as each method says.
 func New(world donburi.World, reg *components.Registry, opts *Options) *Server {
 	if reg.Len() > maxSynced {
@@ -167,6 +169,12 @@ func New(world donburi.World, reg *components.Registry, opts *Options) *Server {
 	s.refOf = s.refOfEntity
 	s.grid.init(o.CellSize)
 	s.cgrid.init()
+	if o.Publish != nil {
+		if s.posIndex < 0 {
+			panic("ebisync: Options.Publish needs components.Position registered and Options.Position left nil, so that a chunk's consumers read positions from it")
+		}
+		s.pub.init(o.Publish)
+	}
 	return s
 }
 
@@ -215,6 +223,7 @@ func (s *Server) Tick() {
 	s.updateScopes(ch, out)
 	t3 := time.Now()
 	s.send(out)
+	s.publish(ch)
 	t4 := time.Now()
 	s.publishStats(ch, out)
 	s.stats.phases[0].Store(int64(t1.Sub(start)))
