@@ -70,10 +70,14 @@ type publisher struct {
 	out    Publisher
 	cells  map[cellKey]int32 // chunk index by cell, this tick
 	global int32             // chunk index of the global chunk; -1: none
-	chunks []pubChunk        // the first n are this tick's
-	n      int
-	spawn  []wire.CompValue
-	buf    []byte
+	// The tick of each cell's last chunk, which the next one names, so
+	// that a consumer notices a chunk it missed.
+	last       map[cellKey]uint32
+	lastGlobal uint32
+	chunks     []pubChunk // the first n are this tick's
+	n          int
+	spawn      []wire.CompValue
+	buf        []byte
 
 	// Snapshot requests, under Server.mu; taken by the tick.
 	pending []snapshotReq
@@ -96,6 +100,7 @@ type snapshotReq struct {
 func (p *publisher) init(out Publisher) {
 	p.out = out
 	p.cells = make(map[cellKey]int32)
+	p.last = make(map[cellKey]uint32)
 	p.global = -1
 }
 
@@ -172,7 +177,14 @@ func (s *Server) publish(ch *changes) {
 	for i := 0; i < p.n; i++ {
 		c := &p.chunks[i]
 		x, y := c.key.coords()
-		p.buf = appendChunk(p.buf[:0], uint64(s.tick), c, false)
+		var prev uint32
+		if c.global {
+			prev, p.lastGlobal = p.lastGlobal, s.tick
+		} else {
+			prev = p.last[c.key]
+			p.last[c.key] = s.tick
+		}
+		p.buf = appendChunk(p.buf[:0], uint64(s.tick), uint64(prev), c, false)
 		p.out.Chunk(Chunk{Tick: uint64(s.tick), Global: c.global, X: x, Y: y, Data: p.buf})
 	}
 	p.out.TickEnd(uint64(s.tick), p.n)
@@ -192,11 +204,13 @@ func (s *Server) pubEntry(c *pubChunk, r *entityRec) {
 	clear(p.spawn)
 }
 
-// appendChunk appends chunk c of tick to dst: docs/PROTOCOL.md §9.
-func appendChunk(dst []byte, tick uint64, c *pubChunk, snapshot bool) []byte {
+// appendChunk appends chunk c of tick to dst, prev being the tick of the
+// cell's chunk before (0: none, or a snapshot): docs/PROTOCOL.md §9.
+func appendChunk(dst []byte, tick, prev uint64, c *pubChunk, snapshot bool) []byte {
 	w := wire.Writer{B: dst}
 	w.Byte(chunkVersion)
 	w.Uvarint(tick)
+	w.Uvarint(prev)
 	var flags byte
 	if c.global {
 		flags |= chunkGlobal
@@ -274,7 +288,7 @@ func (s *Server) answerSnapshots() {
 				}
 			}
 		}
-		p.buf = appendChunk(p.buf[:0], uint64(s.tick), &c, true)
+		p.buf = appendChunk(p.buf[:0], uint64(s.tick), 0, &c, true)
 		q.reply(Chunk{Tick: uint64(s.tick), Global: q.global, X: q.x, Y: q.y, Snapshot: true, Data: p.buf})
 		q.reply = nil
 	}

@@ -28,6 +28,11 @@ const (
 // ErrMalformed wraps every decoding error.
 var ErrMalformed = errors.New("cellstore: malformed chunk")
 
+// ErrGap is the error of a chunk that shows that an earlier chunk of its
+// cell never arrived. The cell then waits for a new snapshot: the caller
+// unfollows it, follows it again and asks for one.
+var ErrGap = errors.New("cellstore: a chunk of the cell was missed")
+
 // Cell names a grid cell, or the entities without a position (Global).
 type Cell struct {
 	Global bool
@@ -44,6 +49,7 @@ func (c Cell) String() string {
 // Header is the part of a chunk before its batch sections.
 type Header struct {
 	Tick     uint64
+	Prev     uint64 // the tick of the cell's chunk before; 0: none (and in snapshots)
 	Cell     Cell
 	Snapshot bool
 }
@@ -57,6 +63,10 @@ func Decode(data []byte, codecs []*codec.Codec, b *wire.Batch) (Header, error) {
 		return h, fmt.Errorf("%w: version %d", ErrMalformed, v)
 	}
 	h.Tick = r.Uvarint()
+	h.Prev = r.Uvarint()
+	if r.Err() == nil && h.Prev >= h.Tick && h.Tick != 0 {
+		return h, fmt.Errorf("%w: tick %d after tick %d", ErrMalformed, h.Tick, h.Prev)
+	}
 	flags := r.Byte()
 	if r.Err() == nil && flags > maxFlags {
 		return h, fmt.Errorf("%w: flags %#x", ErrMalformed, flags)
@@ -127,6 +137,7 @@ type cell struct {
 	gen   uint64 // the follow this state belongs to
 	ready bool
 	since uint64   // the snapshot's tick: chunks of ticks up to it are in it
+	last  uint64   // the tick of the last chunk taken (or since)
 	held  []*chunk // chunks that arrived before the snapshot
 }
 
@@ -210,11 +221,21 @@ func (s *Store) Snapshot(gen uint64, data []byte) error {
 		return nil
 	}
 	{
+		held := st.held
+		last := h.Tick
+		for _, c := range held {
+			if c.h.Tick <= h.Tick {
+				continue
+			}
+			if c.h.Prev > last {
+				return fmt.Errorf("%w: cell %v, tick %d after %d, its last before %d", ErrGap, h.Cell, c.h.Tick, last, c.h.Prev)
+			}
+			last = c.h.Tick
+		}
 		if err := s.applySnapshot(h, st); err != nil {
 			return err
 		}
-		st.ready, st.since = true, h.Tick
-		held := st.held
+		st.ready, st.since, st.last = true, h.Tick, last
 		st.held = nil
 		for _, c := range held {
 			if c.h.Tick <= h.Tick {
@@ -251,7 +272,11 @@ func (s *Store) Chunk(data []byte) error {
 	switch {
 	case !st.ready:
 		st.held = append(st.held, ck)
-	case h.Tick > st.since:
+	case h.Tick > st.last:
+		if h.Prev > st.last {
+			return fmt.Errorf("%w: cell %v, tick %d after %d, its last before %d", ErrGap, h.Cell, h.Tick, st.last, h.Prev)
+		}
+		st.last = h.Tick
 		s.cur = append(s.cur, ck)
 	}
 	return nil
