@@ -22,7 +22,8 @@ import "strconv"
 // Status is the outcome of a client's mutation: the server's answer, as
 // counted in plugin.Stats.Mutations and delivered in
 // netclient.MutationResult, or NoReply when the client resolved the request
-// itself. Its String and MarshalText give the same names on both sides.
+// itself. Its String and MarshalText give the same names on both sides. A
+// Status is a plain value, safe for concurrent use.
 type Status uint8
 
 // Mutation statuses. Their values are the bytes of docs/PROTOCOL.md's

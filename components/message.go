@@ -48,6 +48,8 @@ func (m *MessageType) Fields() []FieldLayout {
 	return out
 }
 
+// String returns the message type's wire name. It is safe for concurrent
+// use.
 func (m *MessageType) String() string { return m.c.Name() }
 
 // Message is the typed handle of a message type, as returned by
@@ -72,6 +74,8 @@ func (m *Message[T]) Index() int { return m.mt.Index() }
 // concurrent use.
 func (m *Message[T]) Registry() *Registry { return m.reg }
 
+// String returns the message type's wire name. It is safe for concurrent
+// use.
 func (m *Message[T]) String() string { return m.mt.Name() }
 
 // RegisterMessage adds message type T to r under the wire name name (its

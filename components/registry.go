@@ -119,6 +119,7 @@ func (c *Component) Fields() []FieldLayout {
 	return out
 }
 
+// String returns the component's wire name. It is safe for concurrent use.
 func (c *Component) String() string { return c.c.Name() }
 
 // FieldLayout describes one synced field, as exchanged in the handshake.

@@ -45,6 +45,7 @@ type MismatchError struct {
 	Message   bool // Component names a message type
 }
 
+// Error describes the difference. It is safe for concurrent use.
 func (e *MismatchError) Error() string {
 	what := "component"
 	if e.Message {

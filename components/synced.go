@@ -41,6 +41,7 @@ func (s *Synced[T]) ComponentType() *donburi.ComponentType[T] { return s.ct }
 // It is safe for concurrent use.
 func (s *Synced[T]) Registry() *Registry { return s.reg }
 
+// String returns the component's wire name. It is safe for concurrent use.
 func (s *Synced[T]) String() string { return s.comp.Name() }
 
 // Get returns a copy of e's value of the component, and false when e is not

@@ -3,6 +3,8 @@ package plugin_test
 import (
 	"context"
 	"fmt"
+	"log/slog"
+	"net/http"
 	"net/http/httptest"
 	"strings"
 	"time"
@@ -18,20 +20,24 @@ import (
 // the client's mirror world follows the server's world.
 func Example() {
 	reg := components.NewRegistry()
-	components.RegisterStandard(reg)
+	std := components.RegisterStandard(reg) // typed handles: std.Position, std.Name, …
 
 	world := donburi.NewWorld()
-	srv := plugin.New(world, reg, &plugin.Options{Logger: quietLogger()})
-	ts := httptest.NewServer(srv)
+	srv := plugin.New(world, reg, &plugin.Options{Logger: slog.New(slog.DiscardHandler)})
+	mux := http.NewServeMux()
+	mux.Handle("/sync", srv)
+	ts := httptest.NewServer(mux)
 	defer ts.Close()
 	defer srv.Close()
 
-	ship := world.Create(components.Replicated, components.Position, components.Name)
-	components.Name.SetValue(world.Entry(ship), components.NameData{Value: "Nostromo"})
+	ship := world.Create(components.Replicated)
+	std.Name.Set(world, ship, components.NameData{Value: "Nostromo"})
+	std.Position.Set(world, ship, components.PositionData{})
 
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()
-	client, err := netclient.Dial(ctx, "ws"+strings.TrimPrefix(ts.URL, "http")+"/sync", reg, &netclient.Options{Logger: quietLogger()})
+	url := "ws" + strings.TrimPrefix(ts.URL, "http") + "/sync"
+	client, err := netclient.Dial(ctx, url, reg, &netclient.Options{Logger: slog.New(slog.DiscardHandler)})
 	if err != nil {
 		fmt.Println(err)
 		return
@@ -45,32 +51,33 @@ func Example() {
 	defer frame.Stop()
 	for x := 1.0; x <= 30; x++ {
 		<-frame.C
-		components.Position.SetValue(world.Entry(ship), components.PositionData{X: x, Y: 2 * x})
+		std.Position.Set(world, ship, components.PositionData{X: x, Y: 2 * x})
 		srv.Tick()
 		client.Update()
 	}
-	// Frames go on until the last change has arrived.
+	// Frames go on until the last change has arrived. The ship is the
+	// server's first replicated entity: net id 1.
+	var mirror donburi.Entity
 	for ctx.Err() == nil {
-		if e, ok := client.Entity(1); ok && components.Position.Get(client.World().Entry(e)).X == 30 {
-			break
+		if e, ok := client.Entity(1); ok {
+			if p, _ := std.Position.Get(client.World(), e); p.X == 30 {
+				mirror = e
+				break
+			}
 		}
 		<-frame.C
 		srv.Tick()
 		client.Update()
 	}
 
-	id, _, _ := client.NetID(mustEntity(client))
-	mirror := client.World().Entry(mustEntity(client))
+	id, _, _ := client.NetID(mirror)
+	name, _ := std.Name.Get(client.World(), mirror)
+	p, _ := std.Position.Get(client.World(), mirror)
 	fmt.Println("net id:", id)
-	fmt.Println("name:", components.Name.Get(mirror).Value)
-	fmt.Printf("position: %.2f, %.2f\n", components.Position.Get(mirror).X, components.Position.Get(mirror).Y)
+	fmt.Println("name:", name.Value)
+	fmt.Printf("position: %.2f, %.2f\n", p.X, p.Y)
 	// Output:
 	// net id: 1
 	// name: Nostromo
 	// position: 30.00, 60.00
-}
-
-func mustEntity(c *netclient.Client) donburi.Entity {
-	e, _ := c.Entity(1)
-	return e
 }

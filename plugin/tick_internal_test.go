@@ -18,6 +18,7 @@ import (
 
 	"github.com/ebisync/ebisync/components"
 	"github.com/ebisync/ebisync/internal/cputime"
+	"github.com/ebisync/ebisync/internal/testutil"
 	"github.com/ebisync/ebisync/internal/wire"
 )
 
@@ -219,7 +220,7 @@ func TestAdaptiveSendRate(t *testing.T) {
 	// tick while slow is set.
 	slowSink := func() {
 		for c.cn.busy.Load() {
-			time.Sleep(50 * time.Microsecond)
+			runtime.Gosched()
 		}
 	}
 	tick := func() {
@@ -384,18 +385,11 @@ func TestDispatch(t *testing.T) {
 	<-done
 	want(40)
 	// The dispatch goroutine ends once its queue is empty.
-	for deadline := time.Now().Add(5 * time.Second); ; {
+	testutil.Eventually(t, 5*time.Second, "the dispatch goroutine to end with its queue empty", func() bool {
 		s.disp.mu.Lock()
-		running := s.disp.running
-		s.disp.mu.Unlock()
-		if !running {
-			break
-		}
-		if time.Now().After(deadline) {
-			t.Fatal("the dispatch goroutine did not end with its queue empty")
-		}
-		time.Sleep(time.Millisecond)
-	}
+		defer s.disp.mu.Unlock()
+		return !s.disp.running
+	})
 	tick(5)
 	want(45)
 }

@@ -37,7 +37,7 @@ func TestRunWeb(t *testing.T) {
 	go func() {
 		done <- run(ctx, []string{"-listen", "127.0.0.1:0", "-entities", "50", "-stats", "0", "-web"}, &out)
 	}()
-	page := awaitOutput(t, &out, time.Minute, regexp.MustCompile(`play in a browser at (http://\S+/)`))[1]
+	page := out.Await(t, time.Minute, regexp.MustCompile(`play in a browser at (http://\S+/)`))[1]
 
 	get := func(path, enc string) (*http.Response, []byte) {
 		t.Helper()
@@ -68,7 +68,7 @@ func TestRunWeb(t *testing.T) {
 		t.Logf("GET /demo.wasm before the build's line: %s", resp.Status)
 	}
 
-	m := awaitOutput(t, &out, 5*time.Minute, regexp.MustCompile(`browser client: (ready in \S+: demo.wasm is [\d.]+ MB, [\d.]+ MB as served with gzip|the build failed.*)`))
+	m := out.Await(t, 5*time.Minute, regexp.MustCompile(`browser client: (ready in \S+: demo.wasm is [\d.]+ MB, [\d.]+ MB as served with gzip|the build failed.*)`))
 	if !strings.HasPrefix(m[1], "ready") {
 		t.Fatalf("browser client: %s", m[1])
 	}
@@ -101,21 +101,5 @@ func TestRunWeb(t *testing.T) {
 	cancel()
 	if err := <-done; err != nil {
 		t.Fatalf("run: %v\n%s", err, out.String())
-	}
-}
-
-// awaitOutput waits until out matches re and returns the match, or fails
-// t after timeout.
-func awaitOutput(t *testing.T, out *testutil.SyncBuffer, timeout time.Duration, re *regexp.Regexp) []string {
-	t.Helper()
-	deadline := time.Now().Add(timeout)
-	for {
-		if m := re.FindStringSubmatch(out.String()); m != nil {
-			return m
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("the output did not match %v within %v:\n%s", re, timeout, out.String())
-		}
-		time.Sleep(20 * time.Millisecond)
 	}
 }
