@@ -1,7 +1,6 @@
 package plugin
 
 import (
-	"encoding/binary"
 	"math/bits"
 	"slices"
 	"unsafe"
@@ -9,6 +8,7 @@ import (
 	"github.com/yohamta/donburi"
 
 	"github.com/ebisync/ebisync/components"
+	"github.com/ebisync/ebisync/internal/codec"
 	"github.com/ebisync/ebisync/internal/prefetch"
 )
 
@@ -368,19 +368,7 @@ func (s *Server) unchanged(a *archRef, row int, e donburi.Entity, tag *component
 		if (id+1)*words > len(q.mem) {
 			return false // an id spawned during this sweep: the slab has grown since planQuick
 		}
-		shadow := q.mem[id*words : (id+1)*words]
-		if q.whole {
-			if uintptr(cur)&7 != 0 {
-				return false
-			}
-			for w, v := range shadow {
-				if *(*uint64)(unsafe.Add(cur, w*8)) != v {
-					return false
-				}
-			}
-		} else if !bytesEqual(cur, unsafe.Pointer(&shadow[0]), int(q.size)) {
-			// A size that is not whole words (a colour, three float32s),
-			// which Go may place at any 4- or 1-byte boundary.
+		if !codec.SameBits(cur, unsafe.Pointer(&q.mem[id*words]), uintptr(q.size)) {
 			return false
 		}
 	}
@@ -394,34 +382,8 @@ type quickComp struct {
 	i     int32                        // registry index
 	words int32                        // slab words per entity
 	size  int32                        // the value's size in bytes
-	whole bool                         // size == words*8: compared word by word
 	at    func(row int) unsafe.Pointer // the archetype's value at row (a storageReader)
 	mem   []uint64                     // the component's slab
-}
-
-// bytesEqual reports whether the n bytes at a and b are equal, with loads
-// of 8, 4 and 1 bytes that need no alignment and no call into the
-// runtime, so the quick check stays free of calls.
-func bytesEqual(a, b unsafe.Pointer, n int) bool {
-	x, y := unsafe.Slice((*byte)(a), n), unsafe.Slice((*byte)(b), n)
-	for len(x) >= 8 {
-		if binary.LittleEndian.Uint64(x) != binary.LittleEndian.Uint64(y) {
-			return false
-		}
-		x, y = x[8:], y[8:]
-	}
-	if len(x) >= 4 {
-		if binary.LittleEndian.Uint32(x) != binary.LittleEndian.Uint32(y) {
-			return false
-		}
-		x, y = x[4:], y[4:]
-	}
-	for i := range x {
-		if x[i] != y[i] {
-			return false
-		}
-	}
-	return true
 }
 
 // planQuick gathers the archetype's quick check for this tick and reports
@@ -441,7 +403,7 @@ func (s *Server) planQuick(a *archRef) bool {
 		if sl.words == 0 || o.minTicks > 0 {
 			return false
 		}
-		a.quick = append(a.quick, quickComp{i: int32(i), words: int32(sl.words), size: int32(sl.size), whole: sl.size == sl.words*8, at: a.vals[i], mem: sl.mem})
+		a.quick = append(a.quick, quickComp{i: int32(i), words: int32(sl.words), size: int32(sl.size), at: a.vals[i], mem: sl.mem})
 	}
 	return true
 }

@@ -82,7 +82,7 @@ func TestFastPathSameBytes(t *testing.T) {
 }
 
 // Components whose sizes are not whole 8-byte words (the quick check
-// compares them with unaligned loads, bytesEqual), and one larger than 4
+// compares them with unaligned loads, codec.SameBits), and one larger than 4
 // words.
 type (
 	tintData struct{ RGBA [4]uint8 }

@@ -55,7 +55,6 @@ type Codec struct {
 	partial bool      // has fields it does not sync, which Copy leaves alone
 	plain   bool      // no strings or slices: equal memory means equal values
 	size    uintptr
-	words   uintptr // plain and a whole number of up to 4 words: size/8; else 0
 	hash    uint64
 	opts    Options
 	custom  func(p unsafe.Pointer) Marshaler
@@ -96,9 +95,6 @@ func Build[T any](name string, index int, ct donburi.IComponentType, opts Option
 		c.partial = hasUnsynced(typ)
 		c.plain = !hasPointers(typ)
 		c.size = typ.Size()
-		if c.plain && c.size%8 == 0 && c.size <= 32 {
-			c.words = c.size / 8
-		}
 	}
 	c.hash = schemaHash(name, c.fields)
 	return c, nil
