@@ -17,9 +17,12 @@ import (
 // state: during Update, on the game goroutine, each is decoded, its entity
 // references resolved against the mirror as it is after that batch (so a
 // message may name an entity the same batch spawned), and handed to the
-// handler OnMessage installed for its type. A message with no handler is
-// dropped. A client's message (Send) travels with the client's identity
-// and is answered like a mutation.
+// handler OnMessage installed for its type. The server sends a message no
+// sooner than the spawn of each entity it names that is in the client's
+// scope, so such a reference always resolves; one to an entity out of
+// scope is Null, and is not resolved again later. A message with no
+// handler is dropped. A client's message (Send) travels with the client's
+// identity and is answered like a mutation.
 
 // OnMessage makes f receive every message of type m that the server sends,
 // in the order sent, during Update on the game goroutine. It replaces the

@@ -58,12 +58,17 @@
 // SendToViewers to the clients that see an entity. Each goes in the
 // client's next batch, after that batch's state, so it may name an entity
 // the same batch spawns; it is encoded once however many clients receive
-// it. A message for a client that disconnects is dropped with it. Messages
-// count against the client's byte budget and are never dropped while it is
-// connected; a client whose queue passes Options.MessageQueueBytes is
-// closed with 4003. Clients send messages of types registered FromClient;
-// the handler installed with Handle runs on the game goroutine during Tick
-// with the client's identity, and the client gets its answer as a status.
+// it. It never reaches a client before the spawn of an entity it names
+// that is in (or entering) the client's scope: under a byte budget that
+// holds spawns back, the spawns a message needs go with it, ahead of the
+// budget's choice. A reference to an entity out of the client's scope
+// arrives as Null. A message for a client that disconnects is dropped with
+// it. Messages count against the client's byte budget and are never
+// dropped while it is connected; a client whose queue passes
+// Options.MessageQueueBytes is closed with 4003. Clients send messages of
+// types registered FromClient; the handler installed with Handle runs on
+// the game goroutine during Tick with the client's identity, and the
+// client gets its answer as a status.
 //
 // # Inputs
 //

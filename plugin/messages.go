@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"reflect"
+	"slices"
 	"unsafe"
 
 	"github.com/yohamta/donburi"
@@ -16,10 +17,13 @@ import (
 // Game messages. The server's messages to a client wait in that client's
 // queue (bounded by Options.MessageQueueBytes) and go out in its next
 // batch, after the batch's state: a message sent before Tick may name an
-// entity created before it, which that batch spawns. Each message is
-// encoded once however many clients it goes to, when the batch is built, so
-// its entity references name what the tick assigned. A message for a
-// client that disconnects is dropped with the client.
+// entity created before it, which that batch spawns. A message never goes
+// before the spawn of an entity it names that is in the client's scope:
+// when the client's budget holds spawns back, takeMsgs puts the ones the
+// message needs in its batch. Each message is encoded once however many
+// clients it goes to, when the batch is built, so its entity references
+// name what the tick assigned. A message for a client that disconnects is
+// dropped with the client.
 //
 // A client's message of a type registered FromClient is decoded and checked
 // by its connection's reader (ReadLimit bounds it; it shares the
@@ -44,6 +48,10 @@ type outMsg struct {
 	val  unsafe.Pointer // a copy of the value; entity fields are the server's entities
 	enc  []byte         // the encoding, references resolved when the batch is built
 	tick uint32         // the tick enc was made for (0: not yet)
+	// refs lists the entities val names (sorted, no Null, no repeats): a
+	// batch that carries the message carries the spawn of those of them
+	// still waiting to be spawned for its client (takeMsgs).
+	refs []donburi.Entity
 }
 
 // encoded returns m's encoding as of the current tick.
@@ -71,6 +79,16 @@ func newOutMsg[T any](s *Server, m *components.Message[T], v T) *outMsg {
 	p := new(T)
 	*p = v
 	om := &outMsg{c: c, val: unsafe.Pointer(p)}
+	if c.HasRefs() {
+		c.MapRefs(om.val, func(x uint64) uint64 {
+			if e := donburi.Entity(x); e != donburi.Null {
+				om.refs = append(om.refs, e)
+			}
+			return x
+		})
+		slices.Sort(om.refs)
+		om.refs = slices.Compact(om.refs)
+	}
 	s.encoded(om) // sizes it now; a message with references is encoded again in the batch
 	return om
 }
@@ -215,21 +233,73 @@ func (s *Server) handleMessage(c *client, m *wire.Message) {
 	s.result(c, m.Request, wire.StatusOk, "")
 }
 
-// takeMsgs moves c's queued messages into its batch within budget bytes
-// (at least one), and returns the bytes used; the rest wait.
-func (s *Server) takeMsgs(c *client, b *wire.Batch, budget int) int {
+// takeMsgs moves c's queued messages into its batch, in order, within
+// budget bytes (at least one message), and returns the bytes used; the
+// rest wait. A message goes after the batch's state, and it must never
+// reach the client before the spawn of an entity it names that is in the
+// client's scope: the spawns the message needs that the client has not
+// been sent go into this batch with it, ahead of the state budget's own
+// choice, and count with it against budget. room is what the batch may
+// still carry at all: a message whose spawns do not fit there waits, with
+// the messages after it, and what fits of its spawns goes now, so it goes
+// in a later batch. An entity out of the client's scope takes no spawn; the
+// client reads its reference as Null.
+func (s *Server) takeMsgs(out *batches, c *client, b *wire.Batch, budget, room int) int {
 	used, n := 0, 0
+	// A view waiting for its spawn is dirty, so a client with nothing
+	// dirty has no spawn to wait for.
+	check := len(c.dirty) > 0
 	for _, q := range c.msgs {
 		enc := s.encoded(q.m)
-		if n > 0 && used+len(enc)+8 > budget {
+		size := len(enc) + 8
+		spawns := 0
+		if check && len(q.m.refs) > 0 {
+			spawns = s.msgSpawns(nil, c, q.m, 0)
+		}
+		if n > 0 && used+size+spawns > budget {
 			break
 		}
+		if spawns > 0 {
+			if used+size+spawns > room {
+				used += s.msgSpawns(out, c, q.m, room-used)
+				break
+			}
+			used += s.msgSpawns(out, c, q.m, room-used)
+		}
 		b.Messages = append(b.Messages, wire.Msg{ID: uint64(q.m.c.Index()), Value: enc})
-		used += len(enc) + 8
+		used += size
 		c.msgBytes -= q.n
 		n++
 	}
 	clear(c.msgs[:n])
 	c.msgs = c.msgs[:copy(c.msgs, c.msgs[n:])]
+	return used
+}
+
+// msgSpawns sizes, with out nil, the spawns of the entities m names whose
+// view for c still waits for its spawn; with out, it emits those spawns
+// into c's batch while they fit in room bytes. It returns their bytes.
+func (s *Server) msgSpawns(out *batches, c *client, m *outMsg, room int) int {
+	used := 0
+	for _, e := range m.refs {
+		r := s.recordOf(e)
+		if r == nil || !c.has(r.id) {
+			continue // not replicated, or out of c's scope: no spawn to wait for
+		}
+		i := r.viewIndex(c)
+		if i < 0 || !r.views[i].pending {
+			continue
+		}
+		v := &r.views[i]
+		sz := s.entitySize(c, r, v)
+		if out == nil {
+			used += sz
+			continue
+		}
+		if used+sz > room {
+			continue
+		}
+		used += s.emitEntity(out, c, r, v)
+	}
 	return used
 }

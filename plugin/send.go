@@ -205,9 +205,10 @@ func (s *Server) sendTo(out *batches, c *client) {
 	c.controls = c.controls[:0]
 
 	if len(c.msgs) > 0 {
-		// Messages count against the budget first; what does not fit waits
-		// for the next batch, in order.
-		used += s.takeMsgs(c, b, s.budget(c)-used-c.usedNow)
+		// Messages count against the budget first, with the spawns of the
+		// entities they name that the client still waits for; what does
+		// not fit waits for the next batch, in order.
+		used += s.takeMsgs(out, c, b, s.budget(c)-used-c.usedNow, maxBatch-used-c.usedNow)
 	}
 	budget := s.budget(c) - used
 	if len(c.dirty) > 0 {
