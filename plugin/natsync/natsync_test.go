@@ -25,7 +25,7 @@ func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
 
 // cluster starts n embedded NATS servers routed into one cluster on
 // loopback, and waits until each has a route to every other.
-func cluster(t *testing.T, n int) []*server.Server {
+func cluster(t testing.TB, n int) []*server.Server {
 	t.Helper()
 	var nodes []*server.Server
 	for i := 0; i < n; i++ {
@@ -76,7 +76,7 @@ func urls(nodes []*server.Server) string {
 	return strings.Join(u, ",")
 }
 
-func connect(t *testing.T, url string) *nats.Conn {
+func connect(t testing.TB, url string) *nats.Conn {
 	t.Helper()
 	nc, err := nats.Connect(url, nats.MaxReconnects(-1), nats.ReconnectWait(20*time.Millisecond), nats.ReconnectJitter(0, 0), nats.DontRandomize())
 	if err != nil {
