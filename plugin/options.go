@@ -2,6 +2,7 @@ package plugin
 
 import (
 	"log/slog"
+	"math"
 	"net/http"
 	"time"
 
@@ -194,11 +195,17 @@ type Options struct {
 	OnResume func(client ClientInfo)
 
 	// Publish, when set, receives every tick's changes by grid cell
-	// (CellSize), encoded once, for gateways that serve clients without
-	// the World: see Publisher and package plugin/natsync. It needs
-	// components.Position registered and Position left nil. Default: nil,
-	// nothing is published.
+	// (PublishCellSize), encoded once, for gateways that serve clients
+	// without the World: see Publisher and package plugin/natsync. It
+	// needs components.Position registered and Position left nil. Default:
+	// nil, nothing is published.
 	Publish Publisher
+
+	// PublishCellSize is the side of a published cell, in world units.
+	// Each active cell costs a message per tick, and a consumer follows
+	// whole cells: pick about the typical interest radius, so that a
+	// client's interest covers a few cells. Default 4 × CellSize.
+	PublishCellSize float64
 
 	// ResumeWindow is how long a client's session outlives its
 	// connection. A client that reconnects within it with the token of its
@@ -243,6 +250,9 @@ func (o *Options) withDefaults() Options {
 	}
 	if v.CellSize <= 0 {
 		v.CellSize = 128
+	}
+	if !(v.PublishCellSize > 0) || math.IsInf(v.PublishCellSize, 0) {
+		v.PublishCellSize = 4 * v.CellSize
 	}
 	if v.Hysteresis < 1 {
 		v.Hysteresis = 1.15

@@ -30,7 +30,7 @@ type Publisher interface {
 type Chunk struct {
 	Tick     uint64
 	Global   bool  // the entities without a position
-	X, Y     int32 // the cell (Options.CellSize units), when not Global
+	X, Y     int32 // the cell (Options.PublishCellSize units), when not Global
 	Snapshot bool  // every entity in the cell, from Server.Snapshot
 	Data     []byte
 }
@@ -68,6 +68,7 @@ type pubState struct {
 // being published, reused from tick to tick.
 type publisher struct {
 	out    Publisher
+	inv    float64           // 1 / Options.PublishCellSize
 	cells  map[cellKey]int32 // chunk index by cell, this tick
 	global int32             // chunk index of the global chunk; -1: none
 	// The tick of each cell's last chunk, which the next one names, so
@@ -97,8 +98,9 @@ type snapshotReq struct {
 	reply  func(Chunk)
 }
 
-func (p *publisher) init(out Publisher) {
+func (p *publisher) init(out Publisher, size float64) {
 	p.out = out
+	p.inv = 1 / size
 	p.cells = make(map[cellKey]int32)
 	p.last = make(map[cellKey]uint32)
 	p.global = -1
@@ -154,7 +156,11 @@ func (s *Server) publish(ch *changes) {
 		if r == nil {
 			continue
 		}
-		global, cell := !r.hasPos, r.cell
+		global := !r.hasPos
+		var cell cellKey
+		if !global {
+			cell = keyOf(cellCoord(r.x*p.inv), cellCoord(r.y*p.inv))
+		}
 		ps := &r.pub
 		moved := ps.at != 0 && (ps.global != global || !global && ps.cell != cell)
 		if moved {
@@ -282,8 +288,10 @@ func (s *Server) answerSnapshots() {
 				}
 			}
 		} else {
-			for _, r := range s.grid.cells[c.key] {
-				if r.pub.at != 0 {
+			// Snapshots are rare: a walk over every record beats an index
+			// of the published cells kept up to date every tick.
+			for _, r := range s.recs {
+				if r != nil && r.pub.at != 0 && !r.pub.global && r.pub.cell == c.key {
 					s.pubEntry(&c, r)
 				}
 			}

@@ -47,7 +47,7 @@ func TestPublishedCellsConverge(t *testing.T) {
 	reg := standardRegistry()
 	w := donburi.NewWorld()
 	log := &chunkLog{}
-	s := plugin.New(w, reg, &plugin.Options{Publish: log, CellSize: cellSize, Logger: quietLogger()})
+	s := plugin.New(w, reg, &plugin.Options{Publish: log, PublishCellSize: cellSize, Logger: quietLogger()})
 	defer s.Close()
 	st := cellstore.New(codecsOf(reg))
 

@@ -173,7 +173,7 @@ func New(world donburi.World, reg *components.Registry, opts *Options) *Server {
 		if s.posIndex < 0 {
 			panic("ebisync: Options.Publish needs components.Position registered and Options.Position left nil, so that a chunk's consumers read positions from it")
 		}
-		s.pub.init(o.Publish)
+		s.pub.init(o.Publish, o.PublishCellSize)
 	}
 	return s
 }

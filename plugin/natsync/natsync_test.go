@@ -286,7 +286,7 @@ func newWorld(t *testing.T, nc *nats.Conn, name string, seed uint64) *world {
 		t.Fatal(err)
 	}
 	w := donburi.NewWorld()
-	srv := plugin.New(w, reg, &plugin.Options{Publish: pub, CellSize: cellSize})
+	srv := plugin.New(w, reg, &plugin.Options{Publish: pub, PublishCellSize: cellSize})
 	t.Cleanup(func() { _ = srv.Close() })
 	sub, err := pub.ServeSnapshots(srv)
 	if err != nil {
