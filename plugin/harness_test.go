@@ -28,6 +28,8 @@ type harness struct {
 	jobs chan func()
 	stop chan struct{}
 	done chan struct{}
+	// after runs on the game goroutine after every tick (a gateway's Tick).
+	after func()
 
 	mu     sync.Mutex
 	ticked chan struct{} // closed, and replaced, after each tick
@@ -38,13 +40,20 @@ func quietLogger() *slog.Logger { return slog.New(slog.NewTextHandler(io.Discard
 // newHarness starts a server ticking every period.
 func newHarness(t testing.TB, reg *components.Registry, opts *plugin.Options, period time.Duration) *harness {
 	t.Helper()
+	return newHarnessAfter(t, reg, opts, period, nil)
+}
+
+// newHarnessAfter starts a server ticking every period, and calls after
+// (if not nil) on the game goroutine after each tick.
+func newHarnessAfter(t testing.TB, reg *components.Registry, opts *plugin.Options, period time.Duration, after func()) *harness {
+	t.Helper()
 	if opts == nil {
 		opts = &plugin.Options{}
 	}
 	if opts.Logger == nil {
 		opts.Logger = quietLogger()
 	}
-	h := &harness{t: t, w: donburi.NewWorld(), reg: reg, jobs: make(chan func()), stop: make(chan struct{}), done: make(chan struct{}), ticked: make(chan struct{})}
+	h := &harness{t: t, w: donburi.NewWorld(), reg: reg, jobs: make(chan func()), stop: make(chan struct{}), done: make(chan struct{}), ticked: make(chan struct{}), after: after}
 	h.srv = plugin.New(h.w, reg, opts)
 	h.ts = httptest.NewServer(h.srv)
 	h.url = wsURL(h.ts)
@@ -60,6 +69,9 @@ func newHarness(t testing.TB, reg *components.Registry, opts *plugin.Options, pe
 				f()
 			case <-tk.C:
 				h.srv.Tick()
+				if h.after != nil {
+					h.after()
+				}
 				h.mu.Lock()
 				close(h.ticked)
 				h.ticked = make(chan struct{})

@@ -170,6 +170,9 @@ func (s *Server) processInput(c *client, m *wire.Input) {
 
 // applyInput runs the step of one input, or returns why it is refused.
 func (s *Server) applyInput(c *client, m *wire.Input) string {
+	if s.gw != nil {
+		return errGatewayRequest.Error()
+	}
 	if m.ID >= uint64(len(s.inputSteps)) || s.inputSteps[m.ID] == nil {
 		return fmt.Sprintf("no HandleInput step for message type id %d", m.ID)
 	}

@@ -191,6 +191,10 @@ func Handle[T any](s *Server, m *components.Message[T], f func(ClientInfo, T) er
 // handler, and answers it.
 func (s *Server) handleMessage(c *client, m *wire.Message) {
 	s.stats.gameMsgsIn.Add(1)
+	if s.gw != nil {
+		s.result(c, m.Request, wire.StatusForbidden, errGatewayRequest.Error())
+		return
+	}
 	if m.ID >= uint64(len(s.msgCodecs)) {
 		s.result(c, m.Request, wire.StatusNotFound, fmt.Sprintf("unknown message type id %d", m.ID))
 		return

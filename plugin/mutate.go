@@ -114,6 +114,10 @@ func (s *Server) record(id, gen uint64) *entityRec {
 
 // mutate authorises, validates and applies one mutation.
 func (s *Server) mutate(c *client, m *wire.Mutate) {
+	if s.gw != nil {
+		s.result(c, m.Request, wire.StatusForbidden, errGatewayRequest.Error())
+		return
+	}
 	if m.Comp >= uint64(len(s.comps)) {
 		s.result(c, m.Request, wire.StatusNotFound, fmt.Sprintf("unknown component id %d", m.Comp))
 		return
@@ -283,6 +287,10 @@ func (s *Server) controlReply(c *client, m *wire.Control, res wire.ControlResult
 // control takes or releases exclusive control of an entity (and, when
 // asked, of its donburi transform children).
 func (s *Server) control(c *client, m *wire.Control) {
+	if s.gw != nil {
+		s.controlReply(c, m, wire.ControlForbidden, 0)
+		return
+	}
 	r := s.record(m.ID, m.Gen)
 	if r == nil {
 		s.controlReply(c, m, wire.ControlNotFound, 0)

@@ -18,7 +18,7 @@ import (
 // recordOf returns e's live record, or nil when e is not alive, not
 // replicated, or not yet seen by a tick.
 func (s *Server) recordOf(e donburi.Entity) *entityRec {
-	if e == donburi.Null || !s.world.Valid(e) {
+	if e == donburi.Null || s.world == nil || !s.world.Valid(e) {
 		return nil
 	}
 	entry := s.world.Entry(e)
@@ -46,6 +46,9 @@ func (s *Server) refOfEntity(v uint64) uint64 {
 // this tick's detection has not reached yet, whose net id its encoding
 // would lack.
 func (s *Server) refsPending(c *codec.Codec, v unsafe.Pointer) bool {
+	if s.world == nil {
+		return false // a gateway's values hold Refs
+	}
 	pending := false
 	c.MapRefs(v, func(x uint64) uint64 {
 		e := donburi.Entity(x)

@@ -129,7 +129,7 @@ func (s *Server) updateCentre(c *client) {
 		return
 	}
 	if c.followEntity != donburi.Null {
-		if !s.world.Valid(c.followEntity) {
+		if s.world == nil || !s.world.Valid(c.followEntity) {
 			return
 		}
 		entry := s.world.Entry(c.followEntity)

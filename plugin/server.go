@@ -68,6 +68,7 @@ type Server struct {
 	disp     dispatcher
 	frame    frame     // the buffers of one tick's data, reused by every tick
 	pub      publisher // Options.Publish's chunks (publish.go)
+	gw       *gateway  // a gateway's feed and store (gateway.go); nil for a Server of a World
 	test     testKnobs
 
 	// Cross-goroutine state.
@@ -216,7 +217,13 @@ func (s *Server) Tick() {
 	s.applyEdits() // an Inspector's edits, through the mutation path (inspect_tick.go)
 	s.syncParents()
 	t1 := time.Now()
-	ch := s.detect(&f.changes)
+	var ch *changes
+	if s.gw != nil {
+		s.followCells()
+		ch = s.detectFed(&f.changes)
+	} else {
+		ch = s.detect(&f.changes)
+	}
 	t2 := time.Now()
 	s.expireControls()
 	out := s.plan(&f.out)

@@ -131,6 +131,9 @@ type Store struct {
 	gen    uint64   // the last follow's number
 	cur    []*chunk // this tick's chunks of ready cells, applied at EndTick
 	b      wire.Batch
+
+	touched []uint32            // entities added, changed or removed since ClearTouched
+	marked  map[uint32]struct{} // = touched, as a set
 }
 
 type cell struct {
@@ -148,7 +151,31 @@ type chunk struct {
 
 // New returns an empty Store of values of codecs (registry order).
 func New(codecs []*codec.Codec) *Store {
-	return &Store{codecs: codecs, ents: map[uint32]*Entity{}, cells: map[Cell]*cell{}}
+	return &Store{codecs: codecs, ents: map[uint32]*Entity{}, cells: map[Cell]*cell{}, marked: map[uint32]struct{}{}}
+}
+
+// Touched returns the ids of the entities added, changed or removed since
+// the last ClearTouched, in no order. The slice is valid until the next
+// change of s.
+func (s *Store) Touched() []uint32 { return s.touched }
+
+// ClearTouched empties the list Touched returns.
+func (s *Store) ClearTouched() {
+	s.touched = s.touched[:0]
+	clear(s.marked)
+}
+
+func (s *Store) touch(id uint32) {
+	if _, ok := s.marked[id]; !ok {
+		s.marked[id] = struct{}{}
+		s.touched = append(s.touched, id)
+	}
+}
+
+// remove forgets entity id.
+func (s *Store) remove(id uint32) {
+	delete(s.ents, id)
+	s.touch(id)
 }
 
 // Tick returns the last tick applied.
@@ -200,7 +227,7 @@ func (s *Store) Unfollow(c Cell) {
 	delete(s.cells, c)
 	for id, e := range s.ents {
 		if e.Cell == c {
-			delete(s.ents, id)
+			s.remove(id)
 		}
 	}
 }
@@ -301,7 +328,7 @@ func (s *Store) EndTick(tick uint64) error {
 func (s *Store) applySnapshot(h Header, st *cell) error {
 	for id, e := range s.ents {
 		if e.Cell == h.Cell && e.At <= h.Tick {
-			delete(s.ents, id)
+			s.remove(id)
 		}
 	}
 	for _, sp := range s.b.Spawns {
@@ -326,7 +353,7 @@ func (s *Store) applyTick(cs []*chunk) error {
 			case 0:
 				for _, x := range s.b.Exits {
 					if e := s.ents[uint32(x.ID)]; e != nil && e.Cell == h.Cell && e.At <= h.Tick {
-						delete(s.ents, uint32(x.ID))
+						s.remove(uint32(x.ID))
 					}
 				}
 			case 1:
@@ -367,6 +394,7 @@ func (s *Store) entry(h Header, sp wire.Spawn) error {
 		e.Vals[v.Comp] = p
 	}
 	s.ents[e.ID] = e
+	s.touch(e.ID)
 	return nil
 }
 
@@ -380,6 +408,7 @@ func (s *Store) update(h Header, u wire.Update) error {
 		return fmt.Errorf("cellstore: an update of entity %d, not held in cell %v", u.ID, h.Cell)
 	}
 	e.At = h.Tick
+	s.touch(e.ID)
 	cd := s.codecs[u.Comp]
 	p := e.Vals[u.Comp]
 	if p == nil {

@@ -1,0 +1,333 @@
+package plugin
+
+import (
+	"errors"
+	"math"
+	"math/bits"
+	"slices"
+	"sync"
+	"unsafe"
+
+	"github.com/yohamta/donburi"
+
+	"github.com/ebisync/ebisync/components"
+	"github.com/ebisync/ebisync/internal/cellstore"
+)
+
+// Gateways. A gateway is a Server that holds no World: a simulation
+// publishes its changes by cell (Options.Publish), and the gateway keeps
+// the state of the cells its clients' interest covers and serves its
+// clients from it with the same protocol, scope, budgets and pacing as a
+// Server of the World. Clients cannot tell a gateway from a server.
+
+// A Cell names a published grid cell (Options.PublishCellSize units), or
+// the entities without a position (Global).
+type Cell struct {
+	Global bool
+	X, Y   int32
+}
+
+// A Feed brings a gateway the chunks of the cells it follows: package
+// plugin/natsync has one over NATS. The gateway calls Follow and Unfollow
+// on the game goroutine, during Tick; they must not block.
+//
+// After Follow(c, token), the Feed hands the gateway every chunk of c it
+// receives (Server.FeedChunk), every tick's end (Server.FeedTickEnd),
+// and, once its subscription to c is in place, asks the simulation for
+// c's snapshot (Server.Snapshot on the simulation's Server) and hands the
+// answer to Server.FeedSnapshot with the token. A Feed keeps the order of
+// chunks and tick ends as the simulation published them.
+type Feed interface {
+	Follow(c Cell, token uint64)
+	Unfollow(c Cell)
+}
+
+// errGatewayRequest is why a gateway refuses a mutation, control request,
+// message or input: it forwards none.
+var errGatewayRequest = errors.New("this server is a gateway that forwards no requests")
+
+// gateway is a gateway Server's state (Server.gw; nil for a Server of a
+// World).
+type gateway struct {
+	feed  Feed
+	inv   float64 // 1 / the simulation's PublishCellSize
+	store *cellstore.Store
+	tags  []components.ReplicatedData // by net id: the versions detection stamps
+	vals  []unsafe.Pointer            // scratch: an entity's values by registry index
+
+	follow map[Cell]bool // the cells followed; true once ready
+	want   map[Cell]bool // scratch: the cells the clients need this tick
+
+	mu      sync.Mutex
+	queue   []feedMsg // FeedChunk, FeedTickEnd and FeedSnapshot, in order
+	serving []feedMsg
+}
+
+type feedMsg struct {
+	kind  byte // feedChunk, feedTick, feedSnapshot
+	tick  uint64
+	token uint64
+	data  []byte
+}
+
+const (
+	feedChunk byte = iota
+	feedTick
+	feedSnapshot
+)
+
+// NewGateway returns a gateway: a Server that holds no World and serves
+// its clients from the chunks that feed brings of a simulation whose
+// Options.PublishCellSize is cellSize, and whose registry is reg (the
+// same registrations, in the same order). Its clients' interest must be a
+// radius: opts.DefaultRadius and opts.MaxRadius must be positive, so that
+// the cells a client needs are known. It panics on a programmer error: a
+// registry without components.Position, or a radius missing.
+//
+// A gateway replicates; it does not forward requests. Mutations are
+// answered Forbidden, control requests ControlForbidden, messages
+// Forbidden, and inputs are refused, each with a log line at Debug. World
+// returns nil, FollowEntity centres a client on an entity by its net id
+// only, and the Inspector shows no values.
+func NewGateway(reg *components.Registry, cellSize float64, feed Feed, opts *Options) *Server {
+	o := opts.withDefaults()
+	if !(o.DefaultRadius > 0) || !(o.MaxRadius > 0) {
+		panic("ebisync: a gateway needs Options.DefaultRadius and Options.MaxRadius, so that each client's cells are known")
+	}
+	if !(cellSize > 0) || math.IsInf(cellSize, 0) {
+		panic("ebisync: a gateway needs the simulation's PublishCellSize")
+	}
+	if _, ok := reg.Of(components.Position); !ok {
+		panic("ebisync: a gateway needs components.Position registered, as its simulation does")
+	}
+	o2 := o
+	o2.Publish = nil
+	s := New(nil, reg, &o2)
+	s.hierarchy = false
+	s.posIndex = -1
+	if pc, ok := reg.Of(components.Position); ok {
+		s.posIndex = pc.Index()
+	}
+	s.refOf = func(v uint64) uint64 { return v } // values from chunks hold Refs already
+	g := &gateway{
+		feed:   feed,
+		inv:    1 / cellSize,
+		follow: map[Cell]bool{},
+		want:   map[Cell]bool{},
+		vals:   make([]unsafe.Pointer, len(s.comps)),
+		tags:   make([]components.ReplicatedData, 1),
+	}
+	g.store = cellstore.New(s.comps)
+	s.gw = g
+	return s
+}
+
+// IsGateway reports whether s is a gateway (NewGateway). It is safe for
+// concurrent use.
+func (s *Server) IsGateway() bool { return s.gw != nil }
+
+// FeedChunk hands a gateway one tick's chunk of a cell it follows, as the
+// simulation's Publisher gave it. It is safe for concurrent use; the
+// gateway keeps data and applies it in a later Tick. A Server that is not
+// a gateway ignores it.
+func (s *Server) FeedChunk(data []byte) { s.feedMsg(feedMsg{kind: feedChunk, data: data}) }
+
+// FeedTickEnd hands a gateway the end of the simulation's tick: the
+// chunks fed before it apply together. It is safe for concurrent use.
+func (s *Server) FeedTickEnd(tick uint64) { s.feedMsg(feedMsg{kind: feedTick, tick: tick}) }
+
+// FeedSnapshot hands a gateway the snapshot a Follow with token asked
+// for. It is safe for concurrent use; the gateway keeps data.
+func (s *Server) FeedSnapshot(token uint64, data []byte) {
+	s.feedMsg(feedMsg{kind: feedSnapshot, token: token, data: data})
+}
+
+func (s *Server) feedMsg(m feedMsg) {
+	g := s.gw
+	if g == nil {
+		return
+	}
+	g.mu.Lock()
+	g.queue = append(g.queue, m)
+	g.mu.Unlock()
+}
+
+// detectFed is detect for a gateway: it applies what the Feed brought
+// since the last tick to the store of followed cells, then compares each
+// entity the store changed with its record, as detect compares an entity
+// of the World, and returns ch filled with this tick's changes.
+func (s *Server) detectFed(ch *changes) *changes {
+	g := s.gw
+	g.mu.Lock()
+	g.serving, g.queue = g.queue, g.serving[:0]
+	g.mu.Unlock()
+	resync := false
+	for i := range g.serving {
+		m := &g.serving[i]
+		var err error
+		switch m.kind {
+		case feedChunk:
+			err = g.store.Chunk(m.data)
+		case feedTick:
+			err = g.store.EndTick(m.tick)
+		case feedSnapshot:
+			err = g.store.Snapshot(m.token, m.data)
+		}
+		if err != nil {
+			resync = true
+			if !errors.Is(err, cellstore.ErrGap) {
+				s.log.Warn("ebisync: gateway: a chunk from the feed is refused; its cells are asked for again", "err", err)
+			}
+		}
+		m.data = nil
+	}
+	clear(g.serving)
+	g.serving = g.serving[:0]
+	if resync {
+		// Follow every cell again: each gets a fresh snapshot.
+		for c := range g.follow {
+			g.store.Unfollow(cellstore.Cell(c))
+			g.feed.Unfollow(c)
+			g.follow[c] = false
+			g.feed.Follow(c, g.store.Follow(cellstore.Cell(c)))
+		}
+	}
+	touched := g.store.Touched()
+	slices.Sort(touched)
+	for _, id := range touched {
+		s.detectFedEntity(ch, id)
+	}
+	g.store.ClearTouched()
+	s.freeIDs = s.freeIDs[:0] // a gateway's ids are its simulation's
+	slices.Sort(ch.ids)
+	return ch
+}
+
+// detectFedEntity brings the record of net id id in line with what the
+// store holds of it.
+func (s *Server) detectFedEntity(ch *changes, id uint32) {
+	g := s.gw
+	e := g.store.Get(id)
+	var r *entityRec
+	if int(id) < len(s.recs) {
+		r = s.recs[id]
+	}
+	if r != nil && (e == nil || r.gen != e.Gen) {
+		s.despawn(ch, r)
+		r = nil
+	}
+	if e == nil {
+		return
+	}
+	for int(id) >= len(g.tags) {
+		g.tags = append(g.tags, components.ReplicatedData{})
+	}
+	tag := &g.tags[id]
+	if r == nil {
+		*tag = components.ReplicatedData{Versions: tag.Versions[:0]}
+		r = s.records.addAt(id, e.Gen, tag, len(s.comps))
+		s.globals.add(r.id)
+		ch.entities++
+	}
+	if len(tag.Versions) < len(s.comps) {
+		tag.Versions = make([]uint32, len(s.comps))
+	}
+	var has uint64
+	for i, v := range e.Vals {
+		if v != nil {
+			has |= 1 << uint(i)
+		}
+	}
+	d := entityDiff{first: int32(len(ch.deltas))}
+	for m := has | r.present; m != 0; m &= m - 1 {
+		i := bits.TrailingZeros64(m)
+		bit := uint64(1) << uint(i)
+		if has&bit == 0 {
+			r.present &^= bit
+			r.comps[i].removedAt = s.tick
+			tag.Versions[i] = 0
+			d.changed = true
+			continue
+		}
+		cur := e.Vals[i]
+		if i == s.posIndex {
+			d.pos = (*components.PositionData)(cur)
+		}
+		if r.present&bit == 0 {
+			s.addComp(r, i, tag, cur)
+			d.changed, d.added = true, true
+			continue
+		}
+		if delta, ok := s.compareComp(r, i, tag, cur); ok {
+			d.changed = true
+			d.deltas |= bit
+			d.bytes += int32(len(delta))
+			ch.deltas = append(ch.deltas, delta)
+		}
+	}
+	if s.locate(r, donburi.Null, d.pos) {
+		d.changed = true
+	}
+	p := fastPath{ok: !d.added, minSync: r.maxVer, changed: d.deltas, first: d.first, bytes: d.bytes}
+	if d.deltas != 0 || d.added {
+		r.maxVer = s.tick
+	}
+	if d.changed {
+		ch.add(r.id, p)
+	}
+}
+
+// followCells follows the cells the gateway's clients need and lets go of
+// the others: for each client with a radius, the cells its leave radius
+// covers around its centre, and the global cell.
+func (s *Server) followCells() {
+	g := s.gw
+	clear(g.want)
+	g.want[Cell{Global: true}] = true
+	for _, c := range s.clients {
+		r := c.leaveR
+		if !(r > 0) {
+			r = s.opts.MaxRadius * s.opts.Hysteresis
+		}
+		x0, x1 := cellCoord((c.cx-r)*g.inv), cellCoord((c.cx+r)*g.inv)
+		y0, y1 := cellCoord((c.cy-r)*g.inv), cellCoord((c.cy+r)*g.inv)
+		for x := x0; x <= x1; x++ {
+			for y := y0; y <= y1; y++ {
+				g.want[Cell{X: x, Y: y}] = true
+			}
+		}
+	}
+	for c := range g.follow {
+		if !g.want[c] {
+			delete(g.follow, c)
+			g.store.Unfollow(cellstore.Cell(c))
+			g.feed.Unfollow(c)
+		}
+	}
+	for c := range g.want {
+		if _, ok := g.follow[c]; !ok {
+			g.follow[c] = false
+			g.feed.Follow(c, g.store.Follow(cellstore.Cell(c)))
+		}
+	}
+}
+
+// addAt gives the entity of net id id and generation gen a record, as
+// add does for an entity of the World: a gateway's ids are its
+// simulation's.
+func (rs *records) addAt(id, gen uint32, tag *components.ReplicatedData, n int) *entityRec {
+	for int(id) >= len(rs.recs) {
+		rs.recs = append(rs.recs, nil)
+		rs.ids = append(rs.ids, idRec{})
+		for i := range rs.slabs {
+			if sl := &rs.slabs[i]; sl.words > 0 {
+				sl.mem = append(sl.mem, make([]uint64, sl.words)...)
+			}
+		}
+	}
+	rs.ids[id] = idRec{gen: gen}
+	r := &entityRec{id: id, gen: gen, comps: make([]compRec, n), cellAt: -1}
+	rs.recs[id] = r
+	tag.NetID, tag.Gen = id, gen
+	return r
+}

@@ -1,0 +1,144 @@
+package plugin_test
+
+import (
+	"math/rand/v2"
+	"net/http/httptest"
+	"slices"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/yohamta/donburi"
+
+	"github.com/ebisync/ebisync/plugin"
+)
+
+// memBus carries a simulation's chunks to a gateway in process: the
+// Publisher of the one and the Feed of the other.
+type memBus struct {
+	mu    sync.Mutex
+	sim   *plugin.Server
+	gw    *plugin.Server
+	cells map[plugin.Cell]bool
+	fed   int
+}
+
+func (b *memBus) Chunk(c plugin.Chunk) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	if b.gw != nil && b.cells[plugin.Cell{Global: c.Global, X: c.X, Y: c.Y}] {
+		b.gw.FeedChunk(slices.Clone(c.Data))
+		b.fed++
+	}
+}
+
+func (b *memBus) TickEnd(tick uint64, _ int) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	if b.gw != nil {
+		b.gw.FeedTickEnd(tick)
+	}
+}
+
+func (b *memBus) Follow(c plugin.Cell, token uint64) {
+	b.mu.Lock()
+	b.cells[c] = true
+	sim, gw := b.sim, b.gw
+	b.mu.Unlock()
+	if err := sim.Snapshot(c.Global, c.X, c.Y, func(ch plugin.Chunk) { gw.FeedSnapshot(token, slices.Clone(ch.Data)) }); err != nil {
+		panic(err)
+	}
+}
+
+func (b *memBus) Unfollow(c plugin.Cell) {
+	b.mu.Lock()
+	delete(b.cells, c)
+	b.mu.Unlock()
+}
+
+// TestGatewayConvergence serves clients from a gateway that holds no
+// World, fed in process by a simulation's published chunks, under random
+// churn and moving interest: each client's mirror converges to its view
+// of the simulation's World, as it does for a Server of the World.
+func TestGatewayConvergence(t *testing.T) {
+	seed := uint64(time.Now().UnixNano())
+	t.Logf("seed %d", seed)
+	rng := rand.New(rand.NewPCG(seed, 21))
+	reg := standardRegistry()
+	const size, radius, hyst, cell = 2000.0, 300.0, 1.15, 250.0
+	bus := &memBus{cells: map[plugin.Cell]bool{}}
+	gw := plugin.NewGateway(reg, cell, bus, &plugin.Options{DefaultRadius: radius, MaxRadius: 2 * radius, Hysteresis: hyst, RescanInterval: 5, Logger: quietLogger()})
+	defer gw.Close()
+	h := newHarnessAfter(t, reg, &plugin.Options{Publish: bus, PublishCellSize: cell, Hysteresis: hyst}, 2*time.Millisecond, gw.Tick)
+	defer h.close()
+	bus.mu.Lock()
+	bus.sim, bus.gw = h.srv, gw
+	bus.mu.Unlock()
+	ts := httptest.NewServer(gw)
+	defer ts.Close()
+	url := wsURL(ts)
+
+	all := map[int]bool{}
+	for i := range reg.Len() {
+		all[i] = true
+	}
+	type watcher struct {
+		p      *clientLoop
+		cx, cy float64
+	}
+	var ws []*watcher
+	for i := 0; i < 5; i++ {
+		p := startClientLoop(t, url, reg, nil)
+		defer p.close()
+		if err := p.c.SubscribeAll(); err != nil {
+			t.Fatal(err)
+		}
+		w := &watcher{p: p, cx: rng.Float64() * size, cy: rng.Float64() * size}
+		if err := p.c.SetInterest(w.cx, w.cy, radius); err != nil {
+			t.Fatal(err)
+		}
+		ws = append(ws, w)
+	}
+	var live []donburi.Entity
+	h.do(func(w donburi.World) { churn(w, rng, &live, size, 300) })
+	for phase := 0; phase < 3; phase++ {
+		for round := 0; round < 60; round++ {
+			h.do(func(w donburi.World) { churn(w, rng, &live, size, rng.IntN(3)) })
+			if round%20 == 0 {
+				// Interest moves, so the gateway follows new cells and lets
+				// go of others.
+				w := ws[rng.IntN(len(ws))]
+				w.cx, w.cy = rng.Float64()*size, rng.Float64()*size
+				if err := w.p.c.SetInterest(w.cx, w.cy, radius); err != nil {
+					t.Fatal(err)
+				}
+			}
+			h.ticks(1)
+		}
+		h.ticks(10)
+		seen := 0
+		for i, w := range ws {
+			var want map[uint64]expectation
+			var band map[uint64]bool
+			h.do(func(sw donburi.World) { want, band = view(sw, reg, all, w.cx, w.cy, radius, hyst) })
+			held, err := awaitConvergence(w.p, reg, want, band, 10*time.Second)
+			if err != nil {
+				t.Fatalf("phase %d: client %d did not converge: %v", phase, i, err)
+			}
+			seen += len(want)
+			t.Logf("phase %d: client %d holds %d entities, view %d (+%d in band)", phase, i, held, len(want), len(band))
+		}
+		if seen == 0 {
+			t.Fatal("no client sees anything: the test is not testing")
+		}
+	}
+	bus.mu.Lock()
+	fed := bus.fed
+	bus.mu.Unlock()
+	if fed == 0 {
+		t.Fatal("the gateway was fed no chunk")
+	}
+	if gw.World() != nil {
+		t.Fatal("a gateway has a World")
+	}
+}
