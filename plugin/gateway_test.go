@@ -10,6 +10,7 @@ import (
 
 	"github.com/yohamta/donburi"
 
+	"github.com/ebisync/ebisync/netclient"
 	"github.com/ebisync/ebisync/plugin"
 )
 
@@ -141,4 +142,115 @@ func TestGatewayConvergence(t *testing.T) {
 	if gw.World() != nil {
 		t.Fatal("a gateway has a World")
 	}
+}
+
+// memHub publishes a simulation's chunks to several in-process buses,
+// one per gateway.
+type memHub struct{ buses []*memBus }
+
+func (h *memHub) Chunk(c plugin.Chunk) {
+	for _, b := range h.buses {
+		b.Chunk(c)
+	}
+}
+
+func (h *memHub) TickEnd(tick uint64, n int) {
+	for _, b := range h.buses {
+		b.TickEnd(tick, n)
+	}
+}
+
+// TestGatewayFailover: a client knows two gateways; the one it is on
+// dies mid-run. The client reconnects to the other, and converges to its
+// view of the simulation's World there.
+func TestGatewayFailover(t *testing.T) {
+	seed := uint64(time.Now().UnixNano())
+	t.Logf("seed %d", seed)
+	rng := rand.New(rand.NewPCG(seed, 22))
+	reg := standardRegistry()
+	const size, radius, hyst, cell = 1500.0, 300.0, 1.15, 250.0
+	hub := &memHub{}
+	var gws []*plugin.Server
+	var urls []string
+	for i := 0; i < 2; i++ {
+		bus := &memBus{cells: map[plugin.Cell]bool{}}
+		gw := plugin.NewGateway(reg, cell, bus, &plugin.Options{DefaultRadius: radius, MaxRadius: 2 * radius, Hysteresis: hyst, Logger: quietLogger()})
+		bus.gw = gw
+		hub.buses = append(hub.buses, bus)
+		gws = append(gws, gw)
+	}
+	var tsA, tsB *httptest.Server
+	tsA, tsB = httptest.NewServer(gws[0]), httptest.NewServer(gws[1])
+	defer tsB.Close()
+	urls = []string{wsURL(tsA), wsURL(tsB)}
+	alive := []bool{true, true}
+	var aliveMu sync.Mutex
+	h := newHarnessAfter(t, reg, &plugin.Options{Publish: hub, PublishCellSize: cell, Hysteresis: hyst}, 2*time.Millisecond, func() {
+		aliveMu.Lock()
+		defer aliveMu.Unlock()
+		for i, gw := range gws {
+			if alive[i] {
+				gw.Tick()
+			}
+		}
+	})
+	defer h.close()
+	for _, b := range hub.buses {
+		b.mu.Lock()
+		b.sim = h.srv
+		b.mu.Unlock()
+	}
+	p := startClientLoop(t, urls[0], reg, &netclient.Options{URLs: urls[1:]})
+	defer p.close()
+	if err := p.c.SubscribeAll(); err != nil {
+		t.Fatal(err)
+	}
+	cx, cy := size/2, size/2
+	if err := p.c.SetInterest(cx, cy, radius); err != nil {
+		t.Fatal(err)
+	}
+	all := map[int]bool{}
+	for i := range reg.Len() {
+		all[i] = true
+	}
+	var live []donburi.Entity
+	h.do(func(w donburi.World) { churn(w, rng, &live, size, 200) })
+	converge := func(what string) {
+		t.Helper()
+		h.ticks(10)
+		var want map[uint64]expectation
+		var band map[uint64]bool
+		h.do(func(sw donburi.World) { want, band = view(sw, reg, all, cx, cy, radius, hyst) })
+		held, err := awaitConvergence(p, reg, want, band, 10*time.Second)
+		if err != nil {
+			t.Fatalf("%s: %v", what, err)
+		}
+		if len(want) == 0 {
+			t.Fatalf("%s: the client sees nothing: the test is not testing", what)
+		}
+		t.Logf("%s: the client holds %d entities, view %d (+%d in band)", what, held, len(want), len(band))
+	}
+	converge("on gateway A")
+	if got := p.c.URL(); got != urls[0] {
+		t.Fatalf("the client is on %s, want gateway A %s", got, urls[0])
+	}
+	// Gateway A dies; the World goes on.
+	aliveMu.Lock()
+	alive[0] = false
+	aliveMu.Unlock()
+	tsA.CloseClientConnections()
+	tsA.Close()
+	_ = gws[0].Close()
+	for round := 0; round < 30; round++ {
+		h.do(func(w donburi.World) { churn(w, rng, &live, size, rng.IntN(3)) })
+		h.ticks(1)
+	}
+	converge("on gateway B")
+	if got := p.c.URL(); got != urls[1] {
+		t.Fatalf("the client is on %s, want gateway B %s", got, urls[1])
+	}
+	if st := p.c.Stats(); st.Reconnects == 0 {
+		t.Fatal("the client never reconnected")
+	}
+	_ = gws[1].Close()
 }
