@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"math/rand/v2"
 	"net"
 	"net/http"
 	"runtime/debug"
@@ -85,6 +86,7 @@ type conn struct {
 
 	out         chan []byte // tick → writer (batches); capacity 1
 	ctrl        chan []byte // reader → writer (pongs); dropped when full
+	pinger      pinger      // the writer's Pings and the reader's Pongs: the round-trip time
 	busy        atomic.Bool // a batch is being written
 	joined      atomic.Bool
 	welcomeTick uint32
@@ -515,6 +517,11 @@ func (cn *conn) handle(msg []byte) error {
 		}
 		return nil
 	case wire.KindPong:
+		m, err := wire.DecodePing(body)
+		if err != nil {
+			return cn.violation(refProtocol, StatusProtocolError, err.Error())
+		}
+		cn.pinger.pong(m.Nonce, time.Now())
 		return nil
 	case wire.KindHello:
 		return cn.violation(refProtocol, StatusProtocolError, "a second Hello")
@@ -710,11 +717,19 @@ func (cn *conn) shutdown(code websocket.StatusCode, reason string) {
 	})
 }
 
-// writeLoop writes batches and pongs until the connection ends.
+// writeLoop writes batches, pongs and, every Options.PingInterval, a Ping
+// (see pinger) until the connection ends.
 func (cn *conn) writeLoop() {
 	wt := cn.s.opts.WriteTimeout
 	var framed []byte
 	var gate lzGate
+	var pingDue <-chan time.Time
+	var pingBuf []byte
+	if iv := cn.s.opts.PingInterval; iv > 0 {
+		t := time.NewTicker(iv)
+		defer t.Stop()
+		pingDue = t.C
+	}
 	// A write blocked past the timeout is ended by closing the connection.
 	// One reusable timer instead of a context per write: a cancellable
 	// context costs coder/websocket several allocations per message.
@@ -734,10 +749,16 @@ func (cn *conn) writeLoop() {
 		case msg = <-cn.ctrl:
 		case msg = <-cn.out:
 			isBatch = true
+		case <-pingDue:
+			var ok bool
+			if pingBuf, ok = cn.pinger.ping(pingBuf[:0], time.Now()); !ok {
+				continue // the last Ping is still awaited
+			}
+			msg = pingBuf
 		}
 		start := time.Now()
 		out := msg // sent as it is unless lz4 shrinks it
-		if !isBatch || gate.try(len(msg)) {
+		if isBatch && gate.try(len(msg)) || !isBatch && len(msg) > wire.MinCompressSize {
 			// lz4's compressor holds a 136 KiB table: taken from the pool
 			// per message, so idle connections hold none.
 			comp := compressors.Get().(*wire.Compressor)
@@ -781,6 +802,73 @@ func (cn *conn) writeLoop() {
 }
 
 var compressors = sync.Pool{New: func() any { return new(wire.Compressor) }}
+
+// pinger measures a connection's round-trip time. The writer sends a Ping
+// with a random nonce every Options.PingInterval; the reader times the
+// Pong that echoes the nonce of the Ping in flight. One Ping is in flight
+// at a time: a Pong with any other nonce (unsolicited, repeated, forged or
+// late) is ignored, and a Ping not answered within pingPatience intervals
+// gives way to a new one. A peer that never answers costs a Ping per
+// pingPatience intervals and is not dropped for it. Each Pong costs a
+// compare under an uncontended lock and no allocation.
+type pinger struct {
+	mu     sync.Mutex
+	nonce  uint64    // of the Ping in flight; 0: none
+	sent   time.Time // when that Ping was handed to the connection
+	passed int       // intervals that passed with that Ping in flight
+	// rtt is the smoothed round-trip time in nanoseconds (an exponentially
+	// weighted moving average, weight 1/8 per sample, as netclient's),
+	// last the last sample; 0 before the first Pong. The reader stores
+	// them, anyone loads them.
+	rtt, last atomic.Int64
+}
+
+// pingPatience is how many ping intervals a Ping is awaited before a new
+// one replaces it.
+const pingPatience = 4
+
+// ping runs once per ping interval. It appends to dst the Ping to send at
+// now, or reports false (sending nothing) while the last Ping is awaited
+// and fewer than pingPatience intervals old. Writer goroutine only.
+func (p *pinger) ping(dst []byte, now time.Time) ([]byte, bool) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if p.nonce != 0 && p.passed < pingPatience-1 {
+		p.passed++
+		return dst, false
+	}
+	p.passed = 0
+	// 32 random bits: a 5-byte nonce a peer cannot predict to answer a
+	// Ping before it arrives.
+	p.nonce = 1 + uint64(rand.Uint32())
+	p.sent = now
+	return wire.AppendPing(dst, wire.KindPing, &wire.Ping{Nonce: p.nonce}), true
+}
+
+// pong takes a Pong carrying nonce received at now: when it answers the
+// Ping in flight, it records the round trip. Reader goroutine only.
+func (p *pinger) pong(nonce uint64, now time.Time) {
+	p.mu.Lock()
+	if nonce == 0 || nonce != p.nonce {
+		p.mu.Unlock()
+		return
+	}
+	d := max(int64(now.Sub(p.sent)), 1)
+	p.nonce = 0
+	p.mu.Unlock()
+	p.last.Store(d)
+	v := d
+	if old := p.rtt.Load(); old != 0 {
+		v = max(old+(d-old)/8, 1)
+	}
+	p.rtt.Store(v)
+}
+
+// times returns the smoothed and the last round-trip time; 0 before the
+// first Pong.
+func (p *pinger) times() (rtt, last time.Duration) {
+	return time.Duration(p.rtt.Load()), time.Duration(p.last.Load())
+}
 
 // lzGate decides, for one connection, which batches get an lz4 attempt.
 // Batches of quantised deltas rarely shrink, and an attempt that does not

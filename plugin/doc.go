@@ -165,7 +165,21 @@
 // tick copies a snapshot at most every InspectorOptions.Interval. Stats
 // also counts every tick by duration (TickHistogram), the phases' totals
 // and every connection's traffic, which package plugin/promsync exports to
-// Prometheus.
+// Prometheus, and gives each client's round-trip time (ClientStats.RTT),
+// which the server measures off the game goroutine with a Ping every
+// Options.PingInterval.
+//
+// # Scaling out
+//
+// A game that outgrows one machine keeps its World in one process and
+// serves its clients from gateways (docs/SCALING.md). Options.Publish
+// hands every tick's changes, by grid cell of Options.PublishCellSize and
+// encoded once, to a Publisher (package plugin/natsync publishes them
+// over NATS), and Server.Snapshot answers a cell's whole state. NewGateway
+// returns a Server that holds no World: a Feed brings it the chunks of
+// the cells its clients' interest covers, and it serves them with the
+// same protocol, scope, budgets and pacing. A gateway forwards no request
+// yet: its clients watch.
 //
 // # Limits
 //

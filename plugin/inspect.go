@@ -27,13 +27,14 @@ import (
 // handler serving a page (plain HTML, CSS and JavaScript embedded in the
 // binary; no build step, nothing fetched from elsewhere) and the JSON
 // behind it. The page shows the connections (identity, address,
-// subscriptions, interest, send rate, traffic, queues, refused requests),
-// the replicated entities as a searchable tree (the transform hierarchy
-// where the game registers components.RegisterTransform) with counts per
-// component, the synced values of the entity picked, with a form that
-// edits them through the mutation path, the recent mutations, control
-// requests and refusals with their statuses, and charts of the last
-// minutes of tick time and its phases, traffic, process memory and CPU.
+// subscriptions, interest, send rate, traffic, round-trip time, queues,
+// refused requests), the replicated entities as a searchable tree (the
+// transform hierarchy where the game registers
+// components.RegisterTransform) with counts per component, the synced
+// values of the entity picked, with a form that edits them through the
+// mutation path, the recent mutations, control requests and refusals with
+// their statuses, and charts of the last minutes of tick time and its
+// phases, traffic, process memory and CPU.
 //
 // Mount it on the game's mux under a path ending in a slash:
 //

@@ -57,11 +57,12 @@ type inspectorState struct {
 		Subs struct {
 			Components []string `json:"components"`
 		} `json:"subs"`
-		Scope    int      `json:"scope"`
-		SendRate float64  `json:"sendRate"`
-		BytesOut uint64   `json:"bytesOut"`
-		RTTMs    *float64 `json:"rttMs"`
-		Refused  uint64   `json:"refused"`
+		Scope     int      `json:"scope"`
+		SendRate  float64  `json:"sendRate"`
+		BytesOut  uint64   `json:"bytesOut"`
+		RTTMs     *float64 `json:"rttMs"`
+		RTTLastMs *float64 `json:"rttLastMs"`
+		Refused   uint64   `json:"refused"`
 	} `json:"connections"`
 	Components []struct {
 		Name     string `json:"name"`
@@ -147,7 +148,8 @@ func newInspectorGame(t *testing.T) *inspectorGame {
 	components.RegisterTransform(reg)
 	g := &inspectorGame{}
 	g.h = newHarness(t, reg, &plugin.Options{
-		TickRate: 100,
+		TickRate:     100,
+		PingInterval: 50 * time.Millisecond,
 		Authenticate: func(r *http.Request) (plugin.Identity, error) {
 			switch tok := plugin.BearerToken(r); tok {
 			case "alice", "bob":
@@ -310,16 +312,30 @@ func TestInspectorState(t *testing.T) {
 		}
 	}
 
+	// Each client's RTT shows once it answered a Ping (every 50 ms here).
 	var st inspectorState
-	testutil.Eventually(t, 10*time.Second, "both clients in the inspector's connections", func() bool {
+	testutil.Eventually(t, 10*time.Second, "both clients in the inspector's connections, with their RTT", func() bool {
 		st = g.state(t, "")
-		return len(st.Connections) == 2
+		if len(st.Connections) != 2 {
+			return false
+		}
+		for _, c := range st.Connections {
+			if c.RTTMs == nil {
+				return false
+			}
+		}
+		return true
 	})
 	users := map[string]bool{}
 	for _, c := range st.Connections {
 		users[c.User] = true
-		if !strings.HasSuffix(c.Name, "'s client") || c.Addr == "" || c.SendRate <= 0 || c.RTTMs != nil {
+		if !strings.HasSuffix(c.Name, "'s client") || c.Addr == "" || c.SendRate <= 0 {
 			t.Errorf("connection %+v", c)
+		}
+		if c.RTTMs == nil || *c.RTTMs <= 0 || *c.RTTMs > 5000 || c.RTTLastMs == nil || *c.RTTLastMs <= 0 || *c.RTTLastMs > 5000 {
+			t.Errorf("client %d: RTT %v ms, last %v ms; want both positive and under 5 s", c.ID, ptrVal(c.RTTMs), ptrVal(c.RTTLastMs))
+		} else {
+			t.Logf("client %d (%s): RTT %.3f ms, last %.3f ms", c.ID, c.User, *c.RTTMs, *c.RTTLastMs)
 		}
 		if len(c.Subs.Components) != len(st.Components) {
 			t.Errorf("client %d subscribes to %v, want every component (SubscribeAll)", c.ID, c.Subs.Components)
@@ -652,4 +668,12 @@ func TestInspectorNeedsAccessHook(t *testing.T) {
 	}()
 	srv.Inspector(nil)
 	t.Error(errors.New("unreachable"))
+}
+
+// ptrVal is *p, or nil for a nil p, for messages.
+func ptrVal[T any](p *T) any {
+	if p == nil {
+		return nil
+	}
+	return *p
 }

@@ -55,6 +55,7 @@ type inspClient struct {
 	bytesIn, bytesOut uint64
 	msgsIn, msgsOut   uint64
 	lastWrite         time.Duration
+	rtt, rttLast      time.Duration // 0: not measured yet
 	refused           uint64
 	parked            bool
 }
@@ -147,6 +148,7 @@ func (s *Server) snapshot(in *Inspector) *inspSnap {
 			refused:   in.refused[cn.id],
 			parked:    c.parked,
 		}
+		ic.rtt, ic.rttLast = cn.pinger.times()
 		for id := range c.entSubs {
 			ic.entSubs = append(ic.entSubs, id)
 		}

@@ -178,6 +178,8 @@ func (in *Inspector) finish(sn *inspSnap) *inspView {
 
 func us(d time.Duration) float64 { return float64(d) / float64(time.Microsecond) }
 
+func ms(d time.Duration) float64 { return float64(d) / float64(time.Millisecond) }
+
 // residentBytes returns the process's resident memory, where /proc tells
 // it (Linux), else 0.
 func residentBytes() uint64 {
@@ -207,6 +209,10 @@ func (in *Inspector) connOf(c *inspClient, inRate, outRate float64) connJSON {
 	}
 	if c.interval > 0 {
 		j.SendRate = float64(in.s.opts.TickRate) / float64(c.interval)
+	}
+	if c.rtt > 0 {
+		rtt, last := ms(c.rtt), ms(c.rttLast)
+		j.RTTMs, j.RTTLastMs = &rtt, &last
 	}
 	j.Interest.Mode = "global"
 	switch c.mode {
@@ -316,9 +322,10 @@ type (
 		BytesOut     uint64   `json:"bytesOut"`
 		MsgsIn       uint64   `json:"msgsIn"`
 		MsgsOut      uint64   `json:"msgsOut"`
-		RTTMs        *float64 `json:"rttMs"`   // null: the server does not measure it
-		Writing      bool     `json:"writing"` // a batch is queued for or in its writer
-		Dirty        int      `json:"dirty"`   // entities waiting for a later batch
+		RTTMs        *float64 `json:"rttMs"`     // ClientStats.RTT; null until the client answered a Ping
+		RTTLastMs    *float64 `json:"rttLastMs"` // ClientStats.RTTLast; null likewise
+		Writing      bool     `json:"writing"`   // a batch is queued for or in its writer
+		Dirty        int      `json:"dirty"`     // entities waiting for a later batch
 		InboundBytes int      `json:"inboundBytes"`
 		LastWriteUs  float64  `json:"lastWriteUs"`
 		Refused      uint64   `json:"refused"` // mutations and control requests refused

@@ -34,6 +34,13 @@ type Options struct {
 	// HandshakeTimeout bounds the wait for a client's Hello. Default 10s.
 	HandshakeTimeout time.Duration
 
+	// PingInterval is how often the server sends each client a Ping to
+	// measure its round-trip time (ClientStats.RTT, the Inspector). One
+	// Ping is in flight at a time; one unanswered for four intervals gives
+	// way to a new one. A client that does not answer is not dropped for
+	// it. Default 2s; negative sends no Pings.
+	PingInterval time.Duration
+
 	// Logger receives the server's logs. A client that vanished is logged at
 	// Debug. Default slog.Default().
 	Logger *slog.Logger
@@ -244,6 +251,9 @@ func (o *Options) withDefaults() Options {
 	}
 	if v.HandshakeTimeout <= 0 {
 		v.HandshakeTimeout = 10 * time.Second
+	}
+	if v.PingInterval == 0 {
+		v.PingInterval = 2 * time.Second
 	}
 	if v.Logger == nil {
 		v.Logger = slog.Default()

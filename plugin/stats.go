@@ -102,6 +102,11 @@ type ClientStats struct {
 	ClientInfo
 	BytesIn, BytesOut, MessagesIn, MessagesOut uint64
 	LastWrite                                  time.Duration
+	// RTT is the client's smoothed round-trip time (an exponentially
+	// weighted moving average, weight 1/8 per sample) and RTTLast the last
+	// sample, from the server's Pings (Options.PingInterval) to the
+	// client's Pongs; 0 until the client answered one.
+	RTT, RTTLast time.Duration
 }
 
 // Stats returns a snapshot of the server's counters. It is safe for
@@ -171,6 +176,7 @@ func (s *Server) ReadStats(st *Stats) {
 	st.BytesOut, st.RawBytesOut = s.stats.wireBytes, s.stats.rawBytes
 	st.Traffic = s.stats.gone
 	for cn := range s.conns {
+		rtt, last := cn.pinger.times()
 		st.BytesOut += cn.batchWire.Load()
 		st.RawBytesOut += cn.batchRaw.Load()
 		st.Traffic.BytesIn += cn.bytesIn.Load()
@@ -184,6 +190,8 @@ func (s *Server) ReadStats(st *Stats) {
 			MessagesIn:  cn.msgsIn.Load(),
 			MessagesOut: cn.msgsOut.Load(),
 			LastWrite:   time.Duration(cn.writeNanos.Load()),
+			RTT:         rtt,
+			RTTLast:     last,
 		})
 	}
 	s.mu.Unlock()

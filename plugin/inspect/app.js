@@ -56,6 +56,7 @@
 
   // Formatting.
   const num = (v, d = 0) => Number(v).toLocaleString("en-US", { maximumFractionDigits: d, minimumFractionDigits: d });
+  const msec = (v) => num(v, v < 10 ? 2 : v < 100 ? 1 : 0) + " ms";
   function bytes(v) {
     const u = ["B", "KB", "MB", "GB", "TB"];
     let i = 0;
@@ -611,7 +612,8 @@
         el("td", { text: num(c.sendRate, 1) + "/s" }),
         el("td", { text: rate(c.inBps) }),
         el("td", { text: rate(c.outBps) }),
-        el("td", { text: c.rttMs == null ? "–" : num(c.rttMs, 1) + " ms", title: c.rttMs == null ? "the server does not measure round trips" : "" }),
+        el("td", { text: c.rttMs == null ? "–" : msec(c.rttMs),
+          title: c.rttMs == null ? "no round trip yet: the client has not answered a Ping" : "smoothed; last sample " + msec(c.rttLastMs) }),
         el("td", { text: queued }),
         el("td", { class: c.refused ? "st-bad" : "", text: num(c.refused) }));
     });

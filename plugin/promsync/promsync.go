@@ -33,6 +33,8 @@
 //	entities                          gauge    replicated entities
 //	mutations_total{status}           counter  answers to mutations (and game messages), by ebisync.Status
 //	inputs_total{outcome}             counter  clients' inputs: applied, refused, duplicate, late, dropped
+//	client_rtt_seconds{stat}          gauge    connected clients' round-trip times (plugin.ClientStats.RTT) over those
+//	                                           measured: "median", "p90", "p99", "max"; NaN while none is
 //
 // Traffic counters cover every connection since the server started, open
 // and closed; the per-tick figures are as of the last completed tick.
@@ -41,7 +43,10 @@
 package promsync
 
 import (
+	"math"
+	"slices"
 	"sync"
+	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
 
@@ -65,13 +70,14 @@ type Collector struct {
 	srv    *plugin.Server
 	bounds []float64 // tick histogram bucket bounds, in seconds
 
-	mu sync.Mutex
-	st plugin.Stats // reused by every scrape
+	mu   sync.Mutex
+	st   plugin.Stats    // reused by every scrape
+	rtts []time.Duration // likewise
 
 	connections, clients, connects, refusals, ticks, tick, phaseTotal,
 	lastTick, lastPhase, recvBytes, recvMsgs, sentBytes, sentMsgs,
 	batches, batchBytes, skipped, rescans, subscriptions, scopeEntries,
-	entities, mutations, parked, resumes, inputs *prometheus.Desc
+	entities, mutations, parked, resumes, inputs, rtt *prometheus.Desc
 }
 
 // refusalReasons are listed at zero before the first refusal of each, so
@@ -91,6 +97,12 @@ var statuses = []ebisync.Status{
 }
 
 var phases = []string{"inbound", "detect", "scopes", "send"}
+
+// rttStats are the quantiles of client_rtt_seconds.
+var rttStats = []struct {
+	name string
+	q    float64
+}{{"median", 0.5}, {"p90", 0.9}, {"p99", 0.99}, {"max", 1}}
 
 // New returns a Collector of srv's figures; register it with a
 // prometheus.Registerer. It is safe for concurrent use.
@@ -131,6 +143,7 @@ func New(srv *plugin.Server, opts *Options) *Collector {
 		scopeEntries:  desc("scope_entries", "In-scope entity records over all clients."),
 		entities:      desc("entities", "Replicated entities."),
 		mutations:     desc("mutations_total", "Answers to mutations and game messages, by status.", "status"),
+		rtt:           desc("client_rtt_seconds", "Connected clients' smoothed round-trip times, over those measured: median, p90, p99 and max (NaN while none is).", "stat"),
 	}
 	for _, b := range plugin.TickBuckets() {
 		c.bounds = append(c.bounds, b.Seconds())
@@ -144,7 +157,7 @@ func (c *Collector) Describe(ch chan<- *prometheus.Desc) {
 		c.connections, c.clients, c.connects, c.refusals, c.ticks, c.tick, c.phaseTotal,
 		c.lastTick, c.lastPhase, c.recvBytes, c.recvMsgs, c.sentBytes, c.sentMsgs,
 		c.batches, c.batchBytes, c.skipped, c.rescans, c.subscriptions, c.scopeEntries,
-		c.entities, c.mutations, c.parked, c.resumes, c.inputs,
+		c.entities, c.mutations, c.parked, c.resumes, c.inputs, c.rtt,
 	} {
 		ch <- d
 	}
@@ -158,7 +171,14 @@ func (c *Collector) Collect(ch chan<- prometheus.Metric) {
 	defer c.mu.Unlock()
 	st := &c.st
 	c.srv.ReadStats(st)
+	c.rtts = c.rtts[:0]
+	for i := range st.PerClient {
+		if r := st.PerClient[i].RTT; r > 0 {
+			c.rtts = append(c.rtts, r)
+		}
+	}
 	st.PerClient = st.PerClient[:0]
+	slices.Sort(c.rtts)
 
 	gauge := func(d *prometheus.Desc, v float64, labels ...string) {
 		ch <- prometheus.MustNewConstMetric(d, prometheus.GaugeValue, v, labels...)
@@ -218,6 +238,15 @@ func (c *Collector) Collect(ch chan<- prometheus.Metric) {
 	counter(c.inputs, float64(st.InputsDropped), "dropped")
 	for _, s := range statuses {
 		counter(c.mutations, float64(st.Mutations[s]), s.String())
+	}
+	for _, q := range rttStats {
+		v := math.NaN()
+		if n := len(c.rtts); n > 0 {
+			// The nearest rank: the smallest time at or above the
+			// fraction q of the clients'.
+			v = c.rtts[max(int(math.Ceil(q.q*float64(n)))-1, 0)].Seconds()
+		}
+		gauge(c.rtt, v, q.name)
 	}
 	for s, n := range st.Mutations {
 		if !knownStatus(s) {

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"math"
 	"net/http"
 	"net/http/httptest"
 	"strings"
@@ -21,6 +22,7 @@ import (
 
 	"github.com/ebisync/ebisync"
 	"github.com/ebisync/ebisync/components"
+	ebtestutil "github.com/ebisync/ebisync/internal/testutil"
 	"github.com/ebisync/ebisync/internal/wire"
 	"github.com/ebisync/ebisync/netclient"
 	"github.com/ebisync/ebisync/plugin"
@@ -107,7 +109,8 @@ func TestMetrics(t *testing.T) {
 	components.Register(reg, "test.score", score, &components.Options{ClientWritable: true})
 	w := donburi.NewWorld()
 	srv := plugin.New(w, reg, &plugin.Options{
-		Logger: quiet,
+		Logger:       quiet,
+		PingInterval: -1, // no pings: the traffic is what the test makes
 		Authenticate: func(r *http.Request) (plugin.Identity, error) {
 			if tok := plugin.BearerToken(r); tok == "alice" || tok == "bob" {
 				return plugin.Identity{User: tok}, nil
@@ -222,7 +225,7 @@ func TestMetrics(t *testing.T) {
 	}
 
 	// Quiet: the players have received all the server sent. Empty ticks
-	// send nothing, and the players do not ping.
+	// send nothing, and neither the players nor the server ping.
 	var st plugin.Stats
 	sums := func() (bytesIn, bytesOut, msgsIn, msgsOut, hello uint64) {
 		for _, p := range players {
@@ -351,6 +354,67 @@ ebisync_mutations_total{status="ValidationError"} 0
 			}
 		}
 	}
+	if n := value("ebisync_client_rtt_seconds", "stat", "max"); !math.IsNaN(n) {
+		t.Errorf("client_rtt_seconds max %v with no Pings, want NaN", n)
+	}
+	if problems, err := testutil.CollectAndLint(col); err != nil || len(problems) > 0 {
+		t.Errorf("promlint: %v %v", problems, err)
+	}
+}
+
+// TestMetricsRTT: with the server pinging every 20 ms, the scrape shows the
+// players' round-trip times, ordered median ≤ p90 ≤ p99 ≤ max.
+func TestMetricsRTT(t *testing.T) {
+	reg := components.NewRegistry()
+	components.RegisterStandard(reg)
+	components.Register(reg, "test.score", score, &components.Options{ClientWritable: true})
+	srv := plugin.New(donburi.NewWorld(), reg, &plugin.Options{Logger: quiet, PingInterval: 20 * time.Millisecond})
+	ts := httptest.NewServer(srv)
+	defer ts.Close()
+	defer srv.Close()
+	url := "ws" + strings.TrimPrefix(ts.URL, "http")
+	col := promsync.New(srv, nil)
+	preg := prometheus.NewPedanticRegistry()
+	preg.MustRegister(col)
+	for range 2 {
+		p, err := dial(url, "")
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer p.close()
+	}
+	stats := map[string]float64{}
+	scrape := func() {
+		t.Helper()
+		families, err := preg.Gather()
+		if err != nil {
+			t.Fatal(err)
+		}
+		clear(stats)
+		for _, f := range families {
+			if f.GetName() == "ebisync_client_rtt_seconds" {
+				for _, m := range f.GetMetric() {
+					stats[m.GetLabel()[0].GetValue()] = m.GetGauge().GetValue()
+				}
+			}
+		}
+	}
+	measured := func() int {
+		n := 0
+		for _, c := range srv.Stats().PerClient {
+			if c.RTT > 0 {
+				n++
+			}
+		}
+		return n
+	}
+	ebtestutil.Eventually(t, 10*time.Second, "both players' RTT", func() bool { return measured() == 2 })
+	scrape()
+	med, p90, p99, mx := stats["median"], stats["p90"], stats["p99"], stats["max"]
+	if !(med > 0 && med <= p90 && p90 <= p99 && p99 <= mx && mx < 10) {
+		t.Fatalf("client_rtt_seconds %v: want 0 < median ≤ p90 ≤ p99 ≤ max < 10 s", stats)
+	}
+	t.Logf("client_rtt_seconds %v", stats)
 	if problems, err := testutil.CollectAndLint(col); err != nil || len(problems) > 0 {
 		t.Errorf("promlint: %v %v", problems, err)
 	}
