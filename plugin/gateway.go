@@ -74,6 +74,7 @@ const (
 	feedChunk byte = iota
 	feedTick
 	feedSnapshot
+	feedResync
 )
 
 // NewGateway returns a gateway: a Server that holds no World and serves
@@ -136,6 +137,11 @@ func (s *Server) FeedChunk(data []byte) { s.feedMsg(feedMsg{kind: feedChunk, dat
 // chunks fed before it apply together. It is safe for concurrent use.
 func (s *Server) FeedTickEnd(tick uint64) { s.feedMsg(feedMsg{kind: feedTick, tick: tick}) }
 
+// FeedResync tells a gateway that its Feed lost messages (ticks went by
+// unseen): the gateway follows every cell again, each from a fresh
+// snapshot. It is safe for concurrent use.
+func (s *Server) FeedResync() { s.feedMsg(feedMsg{kind: feedResync}) }
+
 // FeedSnapshot hands a gateway the snapshot a Follow with token asked
 // for. It is safe for concurrent use; the gateway keeps data.
 func (s *Server) FeedSnapshot(token uint64, data []byte) {
@@ -172,6 +178,8 @@ func (s *Server) detectFed(ch *changes) *changes {
 			err = g.store.EndTick(m.tick)
 		case feedSnapshot:
 			err = g.store.Snapshot(m.token, m.data)
+		case feedResync:
+			resync = true
 		}
 		if err != nil {
 			resync = true

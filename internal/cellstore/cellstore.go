@@ -146,6 +146,7 @@ type cell struct {
 
 type chunk struct {
 	h    Header
+	gen  uint64 // the follow of its cell it was taken under
 	data []byte
 }
 
@@ -295,7 +296,7 @@ func (s *Store) Chunk(data []byte) error {
 	if st == nil {
 		return nil
 	}
-	ck := &chunk{h: h, data: data}
+	ck := &chunk{h: h, gen: st.gen, data: data}
 	switch {
 	case !st.ready:
 		st.held = append(st.held, ck)
@@ -345,6 +346,9 @@ func (s *Store) applySnapshot(h Header, st *cell) error {
 func (s *Store) applyTick(cs []*chunk) error {
 	for pass := 0; pass < 3; pass++ {
 		for _, c := range cs {
+			if st := s.cells[c.h.Cell]; st == nil || st.gen != c.gen || !st.ready {
+				continue // taken under a follow that has ended since
+			}
 			h, err := Decode(c.data, s.codecs, &s.b)
 			if err != nil {
 				return err

@@ -12,6 +12,7 @@ import (
 
 	"github.com/ebisync/ebisync/components"
 	"github.com/ebisync/ebisync/internal/cputime"
+	"github.com/ebisync/ebisync/internal/natstest"
 	"github.com/ebisync/ebisync/plugin"
 	"github.com/ebisync/ebisync/plugin/natsync"
 )
@@ -64,7 +65,7 @@ func benchPublish(b *testing.B, n int, publish bool) (perTick, changes, msgs, by
 	var pc *nats.Conn
 	end := make(chan struct{})
 	if publish {
-		nodes := cluster(b, 1)
+		nodes := natstest.Cluster(b, 1)
 		var err error
 		pc, err = nats.Connect(nodes[0].ClientURL())
 		if err != nil {

@@ -15,6 +15,42 @@
 // how consumers use them. A consumer reads the chunks and tick markers of
 // a world through one ordered stream (one connection, one channel), so
 // that a tick's marker comes after the tick's chunks.
+//
+// # The simulation
+//
+// The process that holds the World publishes its changes and answers
+// snapshot requests:
+//
+//	nc, err := nats.Connect(natsURLs, nats.MaxReconnects(-1))
+//	pub, err := natsync.NewPublisher(nc, "world1")
+//	srv := plugin.New(world, reg, &plugin.Options{Publish: pub, PublishCellSize: 250})
+//	snaps, err := pub.ServeSnapshots(srv)
+//	defer snaps.Unsubscribe()
+//	// srv.Tick() every tick, as for any Server
+//
+// # A gateway
+//
+// A gateway process holds no World: a Feed brings it the cells its
+// clients need, and it serves them over WebSocket like a Server of the
+// World. Its registry has the simulation's registrations in the same
+// order, and it is given the simulation's PublishCellSize:
+//
+//	nc, err := nats.Connect(natsURLs, nats.MaxReconnects(-1)) // every node's URL
+//	feed, err := natsync.NewFeed(nc, "world1")
+//	gw := plugin.NewGateway(reg, simCellSize, feed, &plugin.Options{DefaultRadius: 300, MaxRadius: 600})
+//	feed.Attach(gw) // before the first gw.Tick
+//	defer feed.Close()
+//	http.Handle("/sync", gw)
+//	go http.ListenAndServe(":8080", nil)
+//	for range time.Tick(time.Second / 60) {
+//		gw.Tick() // follows the cells the clients' interest covers, applies what the Feed brought, sends
+//	}
+//
+// Give nats.Connect every node's URL: when the node a gateway is on goes
+// away, its connection moves to another, and the gateway repairs what was
+// lost in flight with fresh snapshots (Feed). Feed.Stats tells how the
+// feed goes: messages dropped by a slow consumer, snapshot requests sent
+// again, lost tick markers.
 package natsync
 
 import (

@@ -5,11 +5,9 @@ import (
 	"fmt"
 	"math"
 	"math/rand/v2"
-	"strings"
 	"testing"
 	"time"
 
-	"github.com/nats-io/nats-server/v2/server"
 	"github.com/nats-io/nats.go"
 	"github.com/yohamta/donburi"
 	"go.uber.org/goleak"
@@ -17,74 +15,13 @@ import (
 	"github.com/ebisync/ebisync/components"
 	"github.com/ebisync/ebisync/internal/cellstore"
 	"github.com/ebisync/ebisync/internal/codec"
+	"github.com/ebisync/ebisync/internal/natstest"
+	"github.com/ebisync/ebisync/internal/testutil"
 	"github.com/ebisync/ebisync/plugin"
 	"github.com/ebisync/ebisync/plugin/natsync"
 )
 
 func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
-
-// cluster starts n embedded NATS servers routed into one cluster on
-// loopback, and waits until each has a route to every other.
-func cluster(t testing.TB, n int) []*server.Server {
-	t.Helper()
-	var nodes []*server.Server
-	for i := 0; i < n; i++ {
-		o := &server.Options{
-			ServerName: fmt.Sprintf("n%d", i),
-			Host:       "127.0.0.1",
-			Port:       -1,
-			NoLog:      true,
-			NoSigs:     true,
-			Cluster:    server.ClusterOpts{Name: "ebisync", Host: "127.0.0.1", Port: -1},
-		}
-		if i > 0 {
-			o.Routes = server.RoutesFromStr("nats://" + nodes[0].ClusterAddr().String())
-		}
-		s, err := server.NewServer(o)
-		if err != nil {
-			t.Fatal(err)
-		}
-		go s.Start()
-		if !s.ReadyForConnections(10 * time.Second) {
-			t.Fatalf("NATS node %d did not start", i)
-		}
-		nodes = append(nodes, s)
-	}
-	t.Cleanup(func() {
-		for _, s := range nodes {
-			s.Shutdown()
-			s.WaitForShutdown()
-		}
-	})
-	deadline := time.Now().Add(10 * time.Second)
-	for _, s := range nodes {
-		for s.NumRoutes() < n-1 {
-			if time.Now().After(deadline) {
-				t.Fatalf("NATS node %s has %d routes, want %d", s.Name(), s.NumRoutes(), n-1)
-			}
-			time.Sleep(10 * time.Millisecond)
-		}
-	}
-	return nodes
-}
-
-func urls(nodes []*server.Server) string {
-	var u []string
-	for _, s := range nodes {
-		u = append(u, s.ClientURL())
-	}
-	return strings.Join(u, ",")
-}
-
-func connect(t testing.TB, url string) *nats.Conn {
-	t.Helper()
-	nc, err := nats.Connect(url, nats.MaxReconnects(-1), nats.ReconnectWait(20*time.Millisecond), nats.ReconnectJitter(0, 0), nats.DontRandomize())
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(nc.Close)
-	return nc
-}
 
 // follower is a consumer of a world's chunks over NATS: the cells it
 // follows in a cellstore, kept by one goroutine that reads chunks and
@@ -148,6 +85,12 @@ func (f *follower) run(stop chan struct{}) {
 			}
 			tick, _, err := natsync.DecodeTick(m.Data)
 			f.check(err)
+			if f.last != 0 && tick != f.last+1 {
+				// Ticks went by unseen, and their chunks with them; a
+				// cell that stays quiet would not show its gap.
+				f.gaps++
+				f.resync()
+			}
 			f.last = tick
 			f.check(f.st.EndTick(tick))
 		case a := <-f.snaps:
@@ -347,11 +290,11 @@ func converge(t *testing.T, wd *world, f *follower, what string) {
 // interest area that moves across the grid; after every tick the follower
 // holds exactly the World's entities in the cells it follows.
 func TestCellsOverNATS(t *testing.T) {
-	nodes := cluster(t, 3)
+	nodes := natstest.Cluster(t, 3)
 	seed := uint64(time.Now().UnixNano())
 	t.Logf("seed %d", seed)
-	wd := newWorld(t, connect(t, nodes[0].ClientURL()), "w1", seed)
-	f := newFollower(t, connect(t, nodes[2].ClientURL()), "w1", wd.codecs)
+	wd := newWorld(t, natstest.Connect(t, nodes[0].ClientURL()), "w1", seed)
+	f := newFollower(t, natstest.Connect(t, nodes[2].ClientURL()), "w1", wd.codecs)
 	for i := 0; i < 10; i++ {
 		wd.game.step()
 		wd.srv.Tick()
@@ -391,11 +334,13 @@ func TestCellsOverNATS(t *testing.T) {
 // another node, it sees the gap in the ticks, asks for its cells again,
 // and converges; the simulation never stops publishing.
 func TestCellsSurviveNATSNodeFailure(t *testing.T) {
-	nodes := cluster(t, 3)
+	nodes := natstest.Cluster(t, 3)
 	seed := uint64(time.Now().UnixNano())
 	t.Logf("seed %d", seed)
-	wd := newWorld(t, connect(t, nodes[0].ClientURL()), "w2", seed)
-	f := newFollower(t, connect(t, urls(nodes[2:])+","+nodes[1].ClientURL()), "w2", wd.codecs)
+	wd := newWorld(t, natstest.Connect(t, nodes[0].ClientURL()), "w2", seed)
+	// The follower's redial waits, so that ticks are surely lost while
+	// it moves to another node.
+	f := newFollower(t, natstest.Connect(t, natstest.URLs(nodes[2:]...)+","+nodes[1].ClientURL(), nats.SetCustomDialer(&slowRedialer{delay: 100 * time.Millisecond})), "w2", wd.codecs)
 	if got := f.nc.ConnectedUrl(); got != nodes[2].ClientURL() {
 		t.Fatalf("the follower is on %s, not on node 2", got)
 	}
@@ -424,6 +369,8 @@ func TestCellsSurviveNATSNodeFailure(t *testing.T) {
 		wd.srv.Tick()
 		if f.nc.Stats().Reconnects > 0 {
 			moved++
+		} else {
+			testutil.LetTimePass(time.Millisecond) // the World ticks on while the follower is away
 		}
 	}
 	<-down
