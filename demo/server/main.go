@@ -19,6 +19,20 @@
 // It exits on SIGINT or SIGTERM, or after -duration, closing every
 // connection with "going away" first. It does not import Ebitengine, so it
 // runs on machines without a display.
+//
+// Scaling out (docs/SCALING.md): with -gateways N it also starts, in the
+// same process, an embedded NATS server on loopback, publishes the
+// World's changes on it by cells of -cell units, and serves N gateways,
+// each on its own port (the ports after -listen's), beside the
+// simulation's own /sync. Clients of a gateway watch: gateways forward no
+// requests yet, so players play on the simulation's URL. With -nats URL
+// the simulation publishes on that NATS server or cluster instead, and
+// gateways are processes of their own (demo/gateway), given the same
+// -nats, -world and -cell; -gateways 0 -nats URL runs the simulation only.
+//
+//	go run ./demo/server -gateways 3
+//	go run ./demo/server -nats nats://10.0.0.5:4222 -listen :8080
+//	go run ./demo/gateway -nats nats://10.0.0.5:4222 -listen :8090
 package main
 
 import (
@@ -37,6 +51,7 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/ebisync/ebisync/demo/internal/scaleout"
 	"github.com/ebisync/ebisync/demo/sim"
 	"github.com/ebisync/ebisync/demo/web"
 	"github.com/ebisync/ebisync/plugin"
@@ -71,11 +86,16 @@ func run(ctx context.Context, args []string, stdout io.Writer) error {
 	inspect := fs.Bool("inspect", false, "serve the Inspector, a live page of the server, at http://ADDR"+inspectPath+" (its address, with its access token, is printed)")
 	inspectToken := fs.String("inspect-token", "", "with -inspect, the Inspector's access `token` (default: a random one)")
 	metrics := fs.Bool("metrics", false, "serve Prometheus metrics at http://ADDR/metrics")
+	gateways := fs.Int("gateways", 0, "also serve this many gateways (spectators only), each on its own port after -listen's, fed over NATS (docs/SCALING.md)")
+	natsURL := fs.String("nats", "", "publish the world on this NATS server or cluster (`URL`s, comma-separated) instead of an embedded one; "+
+		"with -gateways 0, gateways run elsewhere (demo/gateway)")
+	world := fs.String("world", scaleout.DefaultWorld, "with -gateways or -nats, the world's `name` in the NATS subjects")
+	cell := fs.Float64("cell", scaleout.DefaultCellSize, "with -gateways or -nats, the side of a published cell in world units; every gateway needs the same")
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
-	if *entities < 0 || *tick <= 0 || *radius <= 0 || *maxPerAddr < 0 {
-		return errors.New("-entities and -max-per-addr must be >= 0, -tick and -radius > 0")
+	if *entities < 0 || *tick <= 0 || *radius <= 0 || *maxPerAddr < 0 || *gateways < 0 || !(*cell > 0) {
+		return errors.New("-entities, -max-per-addr and -gateways must be >= 0, -tick, -radius and -cell > 0")
 	}
 	level := slog.LevelInfo
 	if *verbose {
@@ -107,13 +127,33 @@ func run(ctx context.Context, args []string, stdout io.Writer) error {
 	if err != nil {
 		return err
 	}
+	var scale *scaling // gateways.go
+	if *gateways > 0 || *natsURL != "" {
+		if scale, err = startPublishing(*natsURL, *world, *cell, hostCfg); err != nil {
+			return err
+		}
+		// Closes what a failure left; at exit, after the last tick, the
+		// close below does it and this does nothing.
+		defer scale.Close()
+	}
 	host := sim.NewHost(hostCfg)
 	debug.mount(host.Plugin())
+	if scale != nil {
+		if err := scale.pub.ServeSnapshots(host.Plugin()); err != nil {
+			return err
+		}
+	}
 	ln, err := net.Listen("tcp", *listen)
 	if err != nil {
 		return fmt.Errorf("failed to listen: %w", err)
 	}
 	host.Serve(ln)
+	if scale != nil {
+		if err := scale.startGateways(*listen, *gateways, *tick, *radius, *maxPerAddr, logger); err != nil {
+			_ = host.Close()
+			return err
+		}
+	}
 	local, shared := sim.URLs(ln.Addr())
 	fmt.Fprintf(stdout, "ebisync demo server listening on %s (%d entities, %d Hz, radius %g)\n",
 		local, *entities, *tick, *radius)
@@ -128,6 +168,9 @@ func run(ctx context.Context, args []string, stdout io.Writer) error {
 	}
 
 	debug.announce(stdout, local)
+	if scale != nil {
+		scale.announce(stdout, local, *tick, *radius)
+	}
 
 	if *duration > 0 {
 		var cancel context.CancelFunc
@@ -137,7 +180,7 @@ func run(ctx context.Context, args []string, stdout io.Writer) error {
 	done := make(chan error, 1)
 	go func() { done <- host.Run(ctx) }()
 
-	rep := reporter{host: host, out: stdout, perClient: *perClient, last: time.Now(), prev: make(map[uint64]uint64)}
+	rep := reporter{host: host, scale: scale, out: stdout, perClient: *perClient, last: time.Now(), prev: make(map[uint64]uint64)}
 	var tickC <-chan time.Time
 	if *every > 0 {
 		t := time.NewTicker(*every)
@@ -157,6 +200,11 @@ func run(ctx context.Context, args []string, stdout io.Writer) error {
 	if cerr := host.Close(); cerr != nil {
 		err = errors.Join(err, cerr)
 	}
+	if scale != nil {
+		if cerr := scale.Close(); cerr != nil {
+			err = errors.Join(err, cerr)
+		}
+	}
 	fmt.Fprintln(stdout, "server stopped")
 	return err
 }
@@ -164,6 +212,8 @@ func run(ctx context.Context, args []string, stdout io.Writer) error {
 // reporter prints tick times and traffic rates since its previous report.
 type reporter struct {
 	host      *sim.Host
+	scale     *scaling // nil without -gateways and -nats
+	prevGw    []uint64 // each gateway's BytesOut at the last report
 	out       io.Writer
 	perClient int
 	last      time.Time
@@ -242,5 +292,28 @@ func (r *reporter) report(label string) {
 		for _, l := range lines {
 			fmt.Fprintln(r.out, l)
 		}
+	}
+	r.reportGateways(secs)
+}
+
+// reportGateways prints a line for each gateway: its clients, the cells it
+// follows and its traffic since the last report.
+func (r *reporter) reportGateways(secs float64) {
+	if r.scale == nil {
+		return
+	}
+	if len(r.prevGw) < len(r.scale.gateways) {
+		r.prevGw = make([]uint64, len(r.scale.gateways))
+	}
+	for i, gw := range r.scale.gateways {
+		st := gw.Plugin().Stats()
+		fs := gw.FeedStats()
+		fmt.Fprintf(r.out, "  gateway %d: clients %d, cells followed %d, entities %d, out %.1f KB/s",
+			i+1, st.Clients, fs.Cells, st.Entities, float64(st.BytesOut-r.prevGw[i])/secs/1024)
+		if fs.Dropped > 0 || fs.TickGaps > 0 {
+			fmt.Fprintf(r.out, ", lost: %d messages, %d tick gaps", fs.Dropped, fs.TickGaps)
+		}
+		fmt.Fprintln(r.out)
+		r.prevGw[i] = st.BytesOut
 	}
 }

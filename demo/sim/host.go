@@ -42,6 +42,15 @@ type HostConfig struct {
 	// the game goroutine, with the ship it moved: a test's look at what
 	// clients fly. Default none.
 	OnFly func(ship *donburi.Entry, in FlyData)
+	// Publish, if set, receives the World's changes of every tick by
+	// grid cell, for gateways (plugin.Options.Publish: a
+	// natsync.Publisher; serve its snapshots with the Host's Plugin).
+	// Default none.
+	Publish plugin.Publisher
+	// PublishCellSize is the side of a published cell, which every
+	// gateway must be given (plugin.Options.PublishCellSize). Default the
+	// plugin's, 4 × its CellSize (Radius/4): Radius.
+	PublishCellSize float64
 }
 
 // Host is an authoritative demo server: a Sim and the ebisync plugin
@@ -110,6 +119,8 @@ func NewHost(cfg *HostConfig) *Host {
 		},
 		// Zero: the plugin's default.
 		MaxConnectionsPerAddress: c.MaxConnectionsPerAddress,
+		Publish:                  c.Publish,
+		PublishCellSize:          c.PublishCellSize,
 		OnConnect: func(ci plugin.ClientInfo) {
 			ship := h.sim.SpawnPlayer(ci.ID, ci.Name)
 			// The client's view starts on its ship and moves with it.
