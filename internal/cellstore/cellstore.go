@@ -125,15 +125,17 @@ type Entity struct {
 // Store holds the entities of the cells it follows.
 type Store struct {
 	codecs []*codec.Codec
-	ents   map[uint32]*Entity
+	ents   []*Entity // by net id; nil where none is held
+	n      int       // entities held
 	cells  map[Cell]*cell
 	tick   uint64   // the last tick applied
 	gen    uint64   // the last follow's number
 	cur    []*chunk // this tick's chunks of ready cells, applied at EndTick
 	b      wire.Batch
 
-	touched []uint32            // entities added, changed or removed since ClearTouched
-	marked  map[uint32]struct{} // = touched, as a set
+	touched []uint32 // entities added, changed or removed since ClearTouched
+	stamps  []uint32 // by net id: epoch when in touched
+	epoch   uint32
 }
 
 type cell struct {
@@ -145,14 +147,14 @@ type cell struct {
 }
 
 type chunk struct {
-	h    Header
-	gen  uint64 // the follow of its cell it was taken under
-	data []byte
+	h   Header
+	gen uint64     // the follow of its cell it was taken under
+	b   wire.Batch // decoded once; its values alias the chunk's data
 }
 
 // New returns an empty Store of values of codecs (registry order).
 func New(codecs []*codec.Codec) *Store {
-	return &Store{codecs: codecs, ents: map[uint32]*Entity{}, cells: map[Cell]*cell{}, marked: map[uint32]struct{}{}}
+	return &Store{codecs: codecs, cells: map[Cell]*cell{}, epoch: 1}
 }
 
 // Touched returns the ids of the entities added, changed or removed since
@@ -163,19 +165,29 @@ func (s *Store) Touched() []uint32 { return s.touched }
 // ClearTouched empties the list Touched returns.
 func (s *Store) ClearTouched() {
 	s.touched = s.touched[:0]
-	clear(s.marked)
+	s.epoch++
+	if s.epoch == 0 { // wrapped: no stamp may equal a future epoch
+		clear(s.stamps)
+		s.epoch = 1
+	}
 }
 
 func (s *Store) touch(id uint32) {
-	if _, ok := s.marked[id]; !ok {
-		s.marked[id] = struct{}{}
+	for int(id) >= len(s.stamps) {
+		s.stamps = append(s.stamps, 0)
+	}
+	if s.stamps[id] != s.epoch {
+		s.stamps[id] = s.epoch
 		s.touched = append(s.touched, id)
 	}
 }
 
 // remove forgets entity id.
 func (s *Store) remove(id uint32) {
-	delete(s.ents, id)
+	if s.ents[id] != nil {
+		s.ents[id] = nil
+		s.n--
+	}
 	s.touch(id)
 }
 
@@ -183,18 +195,25 @@ func (s *Store) remove(id uint32) {
 func (s *Store) Tick() uint64 { return s.tick }
 
 // Len returns the number of entities held.
-func (s *Store) Len() int { return len(s.ents) }
+func (s *Store) Len() int { return s.n }
 
 // Entities calls f for every entity held, in no order. f must not change
 // the Store.
 func (s *Store) Entities(f func(*Entity)) {
 	for _, e := range s.ents {
-		f(e)
+		if e != nil {
+			f(e)
+		}
 	}
 }
 
 // Get returns entity id, or nil.
-func (s *Store) Get(id uint32) *Entity { return s.ents[id] }
+func (s *Store) Get(id uint32) *Entity {
+	if int(id) < len(s.ents) {
+		return s.ents[id]
+	}
+	return nil
+}
 
 // Follow starts following c: its chunks are kept from now on, and apply
 // once Snapshot gives its state. It returns the number of this follow,
@@ -227,8 +246,8 @@ func (s *Store) Unfollow(c Cell) {
 	}
 	delete(s.cells, c)
 	for id, e := range s.ents {
-		if e.Cell == c {
-			s.remove(id)
+		if e != nil && e.Cell == c {
+			s.remove(uint32(id))
 		}
 	}
 }
@@ -285,7 +304,8 @@ func (s *Store) Snapshot(gen uint64, data []byte) error {
 // tick's EndTick; one of a cell waiting for its snapshot is kept. Chunks
 // of cells not followed are ignored. Chunk keeps data.
 func (s *Store) Chunk(data []byte) error {
-	h, err := Decode(data, s.codecs, &s.b)
+	ck := &chunk{}
+	h, err := Decode(data, s.codecs, &ck.b)
 	if err != nil {
 		return err
 	}
@@ -296,7 +316,7 @@ func (s *Store) Chunk(data []byte) error {
 	if st == nil {
 		return nil
 	}
-	ck := &chunk{h: h, gen: st.gen, data: data}
+	ck.h, ck.gen = h, st.gen
 	switch {
 	case !st.ready:
 		st.held = append(st.held, ck)
@@ -328,8 +348,8 @@ func (s *Store) EndTick(tick uint64) error {
 // applySnapshot replaces what s holds of the snapshot's cell.
 func (s *Store) applySnapshot(h Header, st *cell) error {
 	for id, e := range s.ents {
-		if e.Cell == h.Cell && e.At <= h.Tick {
-			s.remove(id)
+		if e != nil && e.Cell == h.Cell && e.At <= h.Tick {
+			s.remove(uint32(id))
 		}
 	}
 	for _, sp := range s.b.Spawns {
@@ -349,25 +369,22 @@ func (s *Store) applyTick(cs []*chunk) error {
 			if st := s.cells[c.h.Cell]; st == nil || st.gen != c.gen || !st.ready {
 				continue // taken under a follow that has ended since
 			}
-			h, err := Decode(c.data, s.codecs, &s.b)
-			if err != nil {
-				return err
-			}
+			h := c.h
 			switch pass {
 			case 0:
-				for _, x := range s.b.Exits {
-					if e := s.ents[uint32(x.ID)]; e != nil && e.Cell == h.Cell && e.At <= h.Tick {
+				for _, x := range c.b.Exits {
+					if e := s.Get(uint32(x.ID)); e != nil && e.Cell == h.Cell && e.At <= h.Tick {
 						s.remove(uint32(x.ID))
 					}
 				}
 			case 1:
-				for _, sp := range s.b.Spawns {
+				for _, sp := range c.b.Spawns {
 					if err := s.entry(h, sp); err != nil {
 						return err
 					}
 				}
 			case 2:
-				for _, u := range s.b.Updates {
+				for _, u := range c.b.Updates {
 					if err := s.update(h, u); err != nil {
 						return err
 					}
@@ -385,7 +402,7 @@ func (s *Store) entry(h Header, sp wire.Spawn) error {
 	if sp.ID == 0 || sp.ID > wire.MaxNetID || sp.Gen > 1<<32-1 {
 		return fmt.Errorf("%w: entity %d generation %d", ErrMalformed, sp.ID, sp.Gen)
 	}
-	if old := s.ents[uint32(sp.ID)]; old != nil && old.At > h.Tick {
+	if old := s.Get(uint32(sp.ID)); old != nil && old.At > h.Tick {
 		return nil
 	}
 	e := &Entity{ID: uint32(sp.ID), Gen: uint32(sp.Gen), Cell: h.Cell, At: h.Tick, Vals: make([]unsafe.Pointer, len(s.codecs))}
@@ -397,6 +414,12 @@ func (s *Store) entry(h Header, sp wire.Spawn) error {
 		}
 		e.Vals[v.Comp] = p
 	}
+	for int(e.ID) >= len(s.ents) {
+		s.ents = append(s.ents, nil)
+	}
+	if s.ents[e.ID] == nil {
+		s.n++
+	}
 	s.ents[e.ID] = e
 	s.touch(e.ID)
 	return nil
@@ -404,7 +427,7 @@ func (s *Store) entry(h Header, sp wire.Spawn) error {
 
 // update applies an update of h's tick to an entity s holds in h's cell.
 func (s *Store) update(h Header, u wire.Update) error {
-	e := s.ents[uint32(u.ID)]
+	e := s.Get(uint32(u.ID))
 	if e != nil && e.At > h.Tick {
 		return nil // a later state came first (see entry)
 	}

@@ -57,7 +57,7 @@ func Expected(w donburi.World, codecs []*codec.Codec, cellSize float64, follow f
 // difference it finds.
 func (s *Store) Diff(want map[uint32]*Entity) error {
 	for id, w := range want {
-		g := s.ents[id]
+		g := s.Get(id)
 		switch {
 		case g == nil:
 			return fmt.Errorf("entity %d (cell %v) missing", id, w.Cell)
@@ -77,7 +77,7 @@ func (s *Store) Diff(want map[uint32]*Entity) error {
 		}
 	}
 	for id, g := range s.ents {
-		if want[id] == nil {
+		if g != nil && want[uint32(id)] == nil {
 			return fmt.Errorf("entity %d (cell %v) held but not expected", id, g.Cell)
 		}
 	}
