@@ -205,31 +205,40 @@ func (s *Server) compare(ch *changes, a *archRef, row int, r *entityRec, tag *co
 	d := entityDiff{first: int32(len(ch.deltas))}
 	for m := has | r.present; m != 0; m &= m - 1 {
 		i := bits.TrailingZeros64(m)
-		bit := uint64(1) << uint(i)
-		if has&bit == 0 {
-			r.present &^= bit
-			r.comps[i].removedAt = s.tick
-			tag.Versions[i] = 0
-			d.changed = true
-			continue
+		var cur unsafe.Pointer
+		if has&(1<<uint(i)) != 0 {
+			cur = a.val(i, row)
 		}
-		cur := a.val(i, row)
-		if i == s.posIndex {
-			d.pos = (*components.PositionData)(cur)
-		}
-		if r.present&bit == 0 {
-			s.addComp(r, i, tag, cur)
-			d.changed, d.added = true, true
-			continue
-		}
-		if delta, ok := s.compareComp(r, i, tag, cur); ok {
-			d.changed = true
-			d.deltas |= bit
-			d.bytes += int32(len(delta))
-			ch.deltas = append(ch.deltas, delta)
-		}
+		s.compareOne(ch, r, i, tag, cur, &d)
 	}
 	return d
+}
+
+// compareOne compares registered component i of r with the entity's value
+// cur (nil: the entity lacks it) and adds what it found to d.
+func (s *Server) compareOne(ch *changes, r *entityRec, i int, tag *components.ReplicatedData, cur unsafe.Pointer, d *entityDiff) {
+	bit := uint64(1) << uint(i)
+	switch {
+	case cur == nil:
+		r.present &^= bit
+		r.comps[i].removedAt = s.tick
+		tag.Versions[i] = 0
+		d.changed = true
+		return
+	case i == s.posIndex:
+		d.pos = (*components.PositionData)(cur)
+	}
+	if r.present&bit == 0 {
+		s.addComp(r, i, tag, cur)
+		d.changed, d.added = true, true
+		return
+	}
+	if delta, ok := s.compareComp(r, i, tag, cur); ok {
+		d.changed = true
+		d.deltas |= bit
+		d.bytes += int32(len(delta))
+		ch.deltas = append(ch.deltas, delta)
+	}
 }
 
 // addComp records that r gained component i this tick, with value cur.

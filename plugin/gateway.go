@@ -249,29 +249,7 @@ func (s *Server) detectFedEntity(ch *changes, id uint32) {
 	d := entityDiff{first: int32(len(ch.deltas))}
 	for m := has | r.present; m != 0; m &= m - 1 {
 		i := bits.TrailingZeros64(m)
-		bit := uint64(1) << uint(i)
-		if has&bit == 0 {
-			r.present &^= bit
-			r.comps[i].removedAt = s.tick
-			tag.Versions[i] = 0
-			d.changed = true
-			continue
-		}
-		cur := e.Vals[i]
-		if i == s.posIndex {
-			d.pos = (*components.PositionData)(cur)
-		}
-		if r.present&bit == 0 {
-			s.addComp(r, i, tag, cur)
-			d.changed, d.added = true, true
-			continue
-		}
-		if delta, ok := s.compareComp(r, i, tag, cur); ok {
-			d.changed = true
-			d.deltas |= bit
-			d.bytes += int32(len(delta))
-			ch.deltas = append(ch.deltas, delta)
-		}
+		s.compareOne(ch, r, i, tag, e.Vals[i], &d)
 	}
 	if s.locate(r, donburi.Null, d.pos) {
 		d.changed = true
