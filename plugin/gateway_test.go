@@ -4,12 +4,16 @@ import (
 	"math/rand/v2"
 	"net/http/httptest"
 	"slices"
+	"strings"
 	"sync"
 	"testing"
 	"time"
 
 	"github.com/yohamta/donburi"
 
+	"github.com/ebisync/ebisync"
+	"github.com/ebisync/ebisync/components"
+	"github.com/ebisync/ebisync/internal/testutil"
 	"github.com/ebisync/ebisync/netclient"
 	"github.com/ebisync/ebisync/plugin"
 )
@@ -253,4 +257,87 @@ func TestGatewayFailover(t *testing.T) {
 		t.Fatal("the client never reconnected")
 	}
 	_ = gws[1].Close()
+}
+
+// TestGatewayRefusesRequests: a gateway forwards no request; it answers a
+// mutation Forbidden, and goes on serving.
+func TestGatewayRefusesRequests(t *testing.T) {
+	reg := standardRegistry()
+	bus := &memBus{cells: map[plugin.Cell]bool{}}
+	gw := plugin.NewGateway(reg, 250, bus, &plugin.Options{DefaultRadius: 300, MaxRadius: 600, Logger: quietLogger()})
+	defer gw.Close()
+	h := newHarnessAfter(t, reg, &plugin.Options{Publish: bus, PublishCellSize: 250}, 2*time.Millisecond, gw.Tick)
+	defer h.close()
+	bus.mu.Lock()
+	bus.sim, bus.gw = h.srv, gw
+	bus.mu.Unlock()
+	ts := httptest.NewServer(gw)
+	defer ts.Close()
+	h.do(func(w donburi.World) {
+		e := w.Create(components.Replicated, components.Position, components.Health)
+		components.Position.SetValue(w.Entry(e), components.PositionData{X: 10, Y: 10})
+		components.Health.SetValue(w.Entry(e), components.HealthData{Current: 5, Max: 10})
+	})
+	p := startClientLoop(t, wsURL(ts), reg, nil)
+	defer p.close()
+	if err := p.c.SubscribeAll(); err != nil {
+		t.Fatal(err)
+	}
+	if err := p.c.SetInterest(0, 0, 300); err != nil {
+		t.Fatal(err)
+	}
+	var mine donburi.Entity
+	if err := testutil.WaitUntil(5*time.Second, func() string { return "the entity in the mirror" }, func() bool {
+		p.do(func(w donburi.World) {
+			for _, a := range w.Archetypes() {
+				if a.Layout().HasComponent(components.Health) && len(a.Entities()) > 0 {
+					mine = a.Entities()[0]
+				}
+			}
+		})
+		return mine != donburi.Null
+	}); err != nil {
+		t.Fatal(err)
+	}
+	health := testutil.Handle(reg, components.Health)
+	var res <-chan netclient.MutationResult
+	p.do(func(donburi.World) {
+		res = netclient.Mutate(p.c, mine, health, components.HealthData{Current: 1, Max: 10}, nil)
+	})
+	var got netclient.MutationResult
+	if err := testutil.WaitUntil(5*time.Second, func() string { return "the mutation's answer" }, func() bool {
+		p.do(func(donburi.World) {
+			select {
+			case got = <-res:
+			default:
+			}
+		})
+		return got.Status != 0 || got.Err != nil
+	}); err != nil {
+		t.Fatal(err)
+	}
+	if got.Status != ebisync.Forbidden || !strings.Contains(got.Message, "gateway") {
+		t.Fatalf("a mutation on a gateway: %v %q %v, want Forbidden naming the gateway", got.Status, got.Message, got.Err)
+	}
+	// The gateway serves on: the simulation's change reaches the client.
+	h.do(func(w donburi.World) {
+		for _, a := range w.Archetypes() {
+			if a.Layout().HasComponent(components.Health) {
+				for _, e := range a.Entities() {
+					components.Health.Get(w.Entry(e)).Current = 9
+				}
+			}
+		}
+	})
+	if err := testutil.WaitUntil(5*time.Second, func() string { return "the simulation's change in the mirror" }, func() bool {
+		var cur int32
+		p.do(func(w donburi.World) {
+			if w.Valid(mine) {
+				cur = components.Health.Get(w.Entry(mine)).Current
+			}
+		})
+		return cur == 9
+	}); err != nil {
+		t.Fatal(err)
+	}
 }
