@@ -60,7 +60,9 @@ type gateway struct {
 
 	mu      sync.Mutex
 	queue   []feedMsg // FeedChunk, FeedTickEnd and FeedSnapshot, in order
+	queued  int       // the bytes of the chunks in queue
 	serving []feedMsg
+	dropped uint64 // times the queue overflowed (under mu)
 }
 
 type feedMsg struct {
@@ -154,8 +156,37 @@ func (s *Server) feedMsg(m feedMsg) {
 		return
 	}
 	g.mu.Lock()
+	defer g.mu.Unlock()
+	if g.queued+len(m.data) > maxFeedQueueBytes {
+		// The gateway's ticks fell behind its feed: what waits is
+		// dropped, and every cell is taken again from a snapshot.
+		clear(g.queue)
+		g.queue = append(g.queue[:0], feedMsg{kind: feedResync})
+		g.queued = 0
+		g.dropped++
+		if m.kind != feedTick {
+			return
+		}
+	}
 	g.queue = append(g.queue, m)
-	g.mu.Unlock()
+	g.queued += len(m.data)
+}
+
+// maxFeedQueueBytes bounds the chunks and snapshots a gateway keeps
+// between two ticks. A gateway whose ticks fall this far behind its feed
+// drops them and takes every cell again.
+const maxFeedQueueBytes = 64 << 20
+
+// FeedOverflows returns how many times a gateway's feed brought more than
+// 64 MiB between two of its ticks, so that it dropped what waited and took
+// every cell again. It is safe for concurrent use.
+func (s *Server) FeedOverflows() uint64 {
+	if s.gw == nil {
+		return 0
+	}
+	s.gw.mu.Lock()
+	defer s.gw.mu.Unlock()
+	return s.gw.dropped
 }
 
 // detectFed is detect for a gateway: it applies what the Feed brought
@@ -166,6 +197,7 @@ func (s *Server) detectFed(ch *changes) *changes {
 	g := s.gw
 	g.mu.Lock()
 	g.serving, g.queue = g.queue, g.serving[:0]
+	g.queued = 0
 	g.mu.Unlock()
 	resync := false
 	for i := range g.serving {
