@@ -25,6 +25,11 @@ const (
 	maxCoordinate = 1 << 30
 )
 
+// MaxEntityID bounds the net ids a Store takes: it holds entities in a
+// slice by id, and a simulation's ids are dense (a freed id is reused), so
+// a larger one is a malformed chunk, not a large World.
+const MaxEntityID = 1 << 24
+
 // ErrMalformed wraps every decoding error.
 var ErrMalformed = errors.New("cellstore: malformed chunk")
 
@@ -399,7 +404,7 @@ func (s *Store) applyTick(cs []*chunk) error {
 // unless s holds a later state of it (an entity that moved on, whose
 // cell's snapshot came late).
 func (s *Store) entry(h Header, sp wire.Spawn) error {
-	if sp.ID == 0 || sp.ID > wire.MaxNetID || sp.Gen > 1<<32-1 {
+	if sp.ID == 0 || sp.ID > MaxEntityID || sp.Gen > 1<<32-1 {
 		return fmt.Errorf("%w: entity %d generation %d", ErrMalformed, sp.ID, sp.Gen)
 	}
 	if old := s.Get(uint32(sp.ID)); old != nil && old.At > h.Tick {

@@ -2,6 +2,7 @@ package cellstore_test
 
 import (
 	"encoding/binary"
+	"errors"
 	"slices"
 	"testing"
 
@@ -10,6 +11,7 @@ import (
 	"github.com/ebisync/ebisync/components"
 	"github.com/ebisync/ebisync/internal/cellstore"
 	"github.com/ebisync/ebisync/internal/codec"
+	"github.com/ebisync/ebisync/internal/wire"
 	"github.com/ebisync/ebisync/plugin"
 )
 
@@ -117,4 +119,40 @@ func FuzzStore(f *testing.F) {
 			}
 		}
 	})
+}
+
+// TestHugeIDRefused: an entry naming a net id past MaxEntityID is refused
+// before the store grows to hold it.
+func TestHugeIDRefused(t *testing.T) {
+	reg := components.NewRegistry()
+	components.RegisterStandard(reg)
+	st := cellstore.New(codecs(reg))
+	gen := st.Follow(cellstore.Cell{})
+	for _, id := range []uint64{cellstore.MaxEntityID + 1, 1<<32 - 1} {
+		var b wire.Batch
+		var bl wire.Builder
+		bl.Spawn(id, 1, nil)
+		snap := []byte{1}                    // chunk version
+		snap = binary.AppendUvarint(snap, 5) // tick
+		snap = binary.AppendUvarint(snap, 0) // prev
+		snap = append(snap, 2)               // flags: snapshot
+		snap = binary.AppendVarint(snap, 0)  // x
+		snap = binary.AppendVarint(snap, 0)  // y
+		snap = wire.AppendBatchBuilt(snap, &b, &bl)
+		if err := st.Snapshot(gen, snap); !errors.Is(err, cellstore.ErrMalformed) {
+			t.Fatalf("a snapshot naming entity %d: %v, want ErrMalformed", id, err)
+		}
+	}
+	// The same chunk with a small id is taken: the refusal is the id's.
+	var b wire.Batch
+	var bl wire.Builder
+	bl.Spawn(7, 1, nil)
+	snap := append([]byte{1}, 5, 0, 2, 0, 0)
+	snap = wire.AppendBatchBuilt(snap, &b, &bl)
+	if err := st.Snapshot(gen, snap); err != nil {
+		t.Fatal(err)
+	}
+	if st.Len() != 1 || st.Get(7) == nil {
+		t.Fatalf("the store holds %d entities, want entity 7", st.Len())
+	}
 }
