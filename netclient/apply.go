@@ -38,11 +38,11 @@ type compState struct {
 func (ne *mirrored) held(idx int) bool { return ne.hold != nil && ne.hold[idx] > 0 }
 
 // handle processes one event on the game goroutine.
-func (c *Client) handle(ev event) {
+func (c *Client) handle(ev event, now float64) {
 	switch ev.kind {
 	case evBatch:
 		if ev.sess == c.gs && !ev.sess.broken {
-			if err := c.applyBatch(ev.sess, &ev.in.batch, ev.in.recv.Seconds()); err != nil {
+			if err := c.applyBatch(ev.sess, &ev.in.batch, ev.in.recv.Seconds(), now); err != nil {
 				ev.sess.broken = true
 				c.noResume.Store(true)
 				ev.sess.protocolError(err)
@@ -106,8 +106,9 @@ func (c *Client) beginSession(s *session) {
 // applyBatch applies one batch in the protocol's order: exits, spawns,
 // removals, updates, mutation results, control results. An error means
 // the server's view and the mirror disagree; the caller drops the
-// connection.
-func (c *Client) applyBatch(s *session, b *wire.Batch, recv float64) error {
+// connection. recv is the batch's arrival and now the local time of
+// application, both in seconds since the client's epoch.
+func (c *Client) applyBatch(s *session, b *wire.Batch, recv, now float64) error {
 	c.sessTick += b.TickAdvance
 	c.tick = c.sessTick
 	if b.TickAdvance > 0 {
@@ -115,7 +116,7 @@ func (c *Client) applyBatch(s *session, b *wire.Batch, recv float64) error {
 		c.nadv++
 	}
 	c.stats.serverTick.Store(c.tick)
-	c.clock.observe(recv, c.relTick())
+	c.clock.observe(recv, now, c.relTick())
 	c.predictBegin() // predict.go
 
 	if b.Resume {

@@ -396,8 +396,11 @@ func (c *Client) Update() error {
 	}
 	// Handle only what is queued now, so that a fast server cannot keep
 	// one Update running.
-	for n := len(c.events); n > 0 && !c.closed.Load(); n-- {
-		c.handle(<-c.events)
+	if n := len(c.events); n > 0 {
+		now := time.Since(c.epoch).Seconds()
+		for ; n > 0 && !c.closed.Load(); n-- {
+			c.handle(<-c.events, now)
+		}
 	}
 	c.stats.entities.Store(int64(len(c.byNet)))
 	c.warnNoSubs()

@@ -6,7 +6,12 @@ import "time"
 // (fractional) server tick, for tests that need exact interpolation points.
 func RenderTime(c *Client, tick float64) time.Time {
 	rel := tick - float64(c.gs.welcome.Tick)
-	sec := c.clock.off + c.clock.delay + rel*c.clock.dt
+	// Solve t = delay + off(t) + rel·dt; off moves at most clockSlew
+	// seconds per second, so the iteration contracts.
+	sec := c.clock.anchorT
+	for range 50 {
+		sec = c.clock.delay + c.clock.off(sec) + rel*c.clock.dt
+	}
 	return c.epoch.Add(time.Duration(sec * float64(time.Second)))
 }
 

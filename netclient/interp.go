@@ -44,37 +44,46 @@ const (
 	clockSnap = 0.25
 )
 
-// clock maps local time to server ticks. off is the local time (seconds
-// since the client's epoch) at which tick 0 of the session's timeline
-// arrives; it follows the earliest arrivals (the least delayed batches), so
-// jitter does not move it.
+// clock maps local time to server ticks. The offset is the local time
+// (seconds since the client's epoch) at which tick 0 of the session's
+// timeline arrives; it follows the earliest arrivals (the least delayed
+// batches), so jitter does not move it. The offset in use is a continuous
+// function of local time: from the moment a batch is applied it moves from
+// anchorOff toward base at no more than clockSlew seconds per second, so
+// render time never steps back between two frames.
 type clock struct {
-	dt    float64 // seconds per tick
-	delay float64 // interpolation delay, seconds
-	have  bool
-	off   float64 // offset in use
-	base  float64 // arrival baseline the offset follows
-	last  float64 // local time of the last observation
+	dt        float64 // seconds per tick
+	delay     float64 // interpolation delay, seconds
+	have      bool
+	base      float64 // arrival baseline the offset follows
+	last      float64 // arrival time of the last observed batch
+	anchorT   float64 // local time of the last observation's application
+	anchorOff float64 // offset in use at anchorT
 }
 
 // observe records that the batch for tick (on the session's timeline)
-// arrived at local time now.
-func (k *clock) observe(now, tick float64) {
-	s := now - tick*k.dt
+// arrived at local time recv and is applied at local time now.
+func (k *clock) observe(recv, now, tick float64) {
+	s := recv - tick*k.dt
 	if !k.have {
-		k.have, k.off, k.base, k.last = true, s, s, now
+		k.have, k.base, k.last = true, s, recv
+		k.anchorT, k.anchorOff = now, s
 		return
 	}
-	el := max(now-k.last, 0)
-	k.last = now
+	cur := k.off(now) // before base moves: the offset is continuous at now
+	el := max(recv-k.last, 0)
+	k.last = recv
 	k.base = math.Min(s, k.base+el*clockLeak)
-	d := k.base - k.off
-	if math.Abs(d) > clockSnap {
-		k.off = k.base
-		return
+	k.anchorT, k.anchorOff = max(now, k.anchorT), cur
+	if math.Abs(k.base-cur) > clockSnap {
+		k.anchorOff = k.base
 	}
-	step := el * clockSlew
-	k.off += math.Max(-step, math.Min(step, d))
+}
+
+// off returns the offset in use at local time now.
+func (k *clock) off(now float64) float64 {
+	step := max(now-k.anchorT, 0) * clockSlew
+	return k.anchorOff + math.Max(-step, math.Min(step, k.base-k.anchorOff))
 }
 
 // renderTick returns the (fractional) tick to render at local time now.
@@ -82,7 +91,7 @@ func (k *clock) renderTick(now float64) float64 {
 	if !k.have {
 		return math.Inf(1)
 	}
-	return (now - k.delay - k.off) / k.dt
+	return (now - k.delay - k.off(now)) / k.dt
 }
 
 type sample struct {
