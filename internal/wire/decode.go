@@ -34,6 +34,11 @@ func DecodeHello(body []byte) (Hello, error) {
 		m.Resume = &Resume{ClientID: r.Uvarint()}
 		copy(m.Resume.Token[:], r.Raw(TokenLen))
 		m.Resume.Tick = r.Uvarint()
+		if r.Bool() {
+			in := readInterest(&r)
+			m.Resume.Interest = &in
+		}
+		m.Resume.Subs = readSubs(&r, MaxItems)
 	}
 	if err := r.End(); err != nil {
 		return Hello{}, fmt.Errorf("failed to decode hello: %w", err)
@@ -121,12 +126,21 @@ func DecodeSubscribe(body []byte) (Subscribe, error) {
 // are allocated.
 func DecodeSubscribeMax(body []byte, maxItems int) (Subscribe, error) {
 	r := Reader{b: body}
-	var m Subscribe
-	if n := r.Count(min(maxItems, MaxItems), minSubSize, "subscriptions"); n > 0 {
-		m.Subs = make([]Sub, n)
+	m := Subscribe{Subs: readSubs(&r, maxItems)}
+	if err := r.End(); err != nil {
+		return Subscribe{}, fmt.Errorf("failed to decode subscribe: %w", err)
 	}
-	for i := range m.Subs {
-		s := &m.Subs[i]
+	return m, nil
+}
+
+// readSubs reads a count and at most min(maxItems, MaxItems) subscriptions.
+func readSubs(r *Reader, maxItems int) []Sub {
+	var subs []Sub
+	if n := r.Count(min(maxItems, MaxItems), minSubSize, "subscriptions"); n > 0 {
+		subs = make([]Sub, n)
+	}
+	for i := range subs {
+		s := &subs[i]
 		s.Kind = SubKind(r.Byte())
 		switch {
 		case r.err != nil:
@@ -139,16 +153,21 @@ func DecodeSubscribeMax(body []byte, maxItems int) (Subscribe, error) {
 			r.Failf(ErrMalformed, "subscription kind %d", s.Kind)
 		}
 	}
-	if err := r.End(); err != nil {
-		return Subscribe{}, fmt.Errorf("failed to decode subscribe: %w", err)
-	}
-	return m, nil
+	return subs
 }
 
 // DecodeInterest decodes the body of an Interest message. X, Y and Radius
 // must be finite and Radius not negative.
 func DecodeInterest(body []byte) (Interest, error) {
 	r := Reader{b: body}
+	m := readInterest(&r)
+	if err := r.End(); err != nil {
+		return Interest{}, fmt.Errorf("failed to decode interest: %w", err)
+	}
+	return m, nil
+}
+
+func readInterest(r *Reader) Interest {
 	var m Interest
 	m.Mode = InterestMode(r.Byte())
 	switch {
@@ -171,10 +190,7 @@ func DecodeInterest(body []byte) (Interest, error) {
 			r.Failf(ErrMalformed, "interest radius %v", m.Radius)
 		}
 	}
-	if err := r.End(); err != nil {
-		return Interest{}, fmt.Errorf("failed to decode interest: %w", err)
-	}
-	return m, nil
+	return m
 }
 
 // DecodeMutate decodes the body of a Mutate message. The returned Value

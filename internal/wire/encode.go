@@ -32,6 +32,13 @@ func AppendHello(dst []byte, m *Hello) []byte {
 		w.Uvarint(m.Resume.ClientID)
 		w.B = append(w.B, m.Resume.Token[:]...)
 		w.Uvarint(m.Resume.Tick)
+		if in := m.Resume.Interest; in == nil {
+			w.Byte(0)
+		} else {
+			w.Byte(1)
+			appendInterestBody(&w, in)
+		}
+		appendSubs(&w, m.Resume.Subs)
 	}
 	return w.B
 }
@@ -88,15 +95,19 @@ func AppendError(dst []byte, m *Error) []byte {
 func AppendSubscribe(dst []byte, kind Kind, m *Subscribe) []byte {
 	w := Writer{B: dst}
 	w.Byte(byte(kind))
-	w.Uvarint(uint64(len(m.Subs)))
-	for _, s := range m.Subs {
+	appendSubs(&w, m.Subs)
+	return w.B
+}
+
+func appendSubs(w *Writer, subs []Sub) {
+	w.Uvarint(uint64(len(subs)))
+	for _, s := range subs {
 		w.Byte(byte(s.Kind))
 		w.Uvarint(s.ID)
 		if s.Kind == SubEntity {
 			w.Uvarint(s.Gen)
 		}
 	}
-	return w.B
 }
 
 // AppendInterest appends an Interest message to dst. Only the fields of
@@ -105,6 +116,11 @@ func AppendSubscribe(dst []byte, kind Kind, m *Subscribe) []byte {
 func AppendInterest(dst []byte, m *Interest) []byte {
 	w := Writer{B: dst}
 	w.Byte(byte(KindInterest))
+	appendInterestBody(&w, m)
+	return w.B
+}
+
+func appendInterestBody(w *Writer, m *Interest) {
 	w.Byte(byte(m.Mode))
 	switch m.Mode {
 	case InterestPoint:
@@ -115,7 +131,6 @@ func AppendInterest(dst []byte, m *Interest) []byte {
 		w.Uvarint(m.Gen)
 	}
 	w.F64(m.Radius)
-	return w.B
 }
 
 // AppendMutate appends a Mutate message to dst.

@@ -44,7 +44,7 @@ func Example() {
 	_, err = wire.DecodeHello(body[:len(body)-1])
 	fmt.Println(err)
 	// Output:
-	// example v4: hello position.Y q=0.01
+	// example v5: hello position.Y q=0.01
 	// failed to decode hello: at byte 65: wire: truncated input
 }
 

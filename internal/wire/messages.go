@@ -3,7 +3,7 @@ package wire
 import "fmt"
 
 // ProtocolVersion is the version a Hello carries and a Welcome confirms.
-const ProtocolVersion = 4
+const ProtocolVersion = 5
 
 // Limits every decoder enforces. They bound memory per message, not the
 // game: a batch that needs more is split by the server.
@@ -213,11 +213,16 @@ const TokenLen = 16
 
 // Resume asks the server to resume a session: the client id and token of
 // the session's last Welcome, and the server tick of the last batch the
-// client applied.
+// client applied. Interest and Subs are the client's interest (nil when it
+// never set one) and subscriptions as it remembers them: a server that did
+// not serve the session's last connection (a gateway taking over another
+// gateway's client) starts the resumed session's scope from them.
 type Resume struct {
 	ClientID uint64
 	Token    [TokenLen]byte
 	Tick     uint64
+	Interest *Interest
+	Subs     []Sub
 }
 
 // Welcome accepts a Hello. Component ids on the wire are indices into
