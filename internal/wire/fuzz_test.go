@@ -90,6 +90,9 @@ func FuzzDecodeMessage(f *testing.F) {
 func FuzzDecodeHello(f *testing.F) {
 	f.Add(wire.AppendHello(nil, &sampleHello)[1:])
 	f.Add(wire.AppendHello(nil, &wire.Hello{})[1:])
+	for _, h := range resumedHellos() {
+		f.Add(wire.AppendHello(nil, &h)[1:])
+	}
 	f.Fuzz(func(t *testing.T, body []byte) {
 		m, err := wire.DecodeHello(body)
 		if err != nil {

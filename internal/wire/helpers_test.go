@@ -203,6 +203,11 @@ func sampleMessages() [][]byte {
 	var msgs [][]byte
 	msgs = append(msgs,
 		wire.AppendHello(nil, &sampleHello),
+	)
+	for _, h := range resumedHellos() {
+		msgs = append(msgs, wire.AppendHello(nil, &h))
+	}
+	msgs = append(msgs,
 		wire.AppendWelcome(nil, &wire.Welcome{Version: 1, ClientID: 7, TickRate: 30, Tick: 12345, Components: []string{"position", "velocity", "name"}}),
 		wire.AppendError(nil, &wire.Error{Code: wire.CloseSchemaMismatch, Message: `component "position" field "X": float64 on the server, float32 here`}),
 		wire.AppendSubscribe(nil, wire.KindSubscribe, &wire.Subscribe{Subs: []wire.Sub{{Kind: wire.SubComponent, ID: 3}, {Kind: wire.SubEntity, ID: 99, Gen: 2}}}),
@@ -232,4 +237,32 @@ var sampleHello = wire.Hello{
 		{Name: "name", Hash: 42, Fields: []wire.FieldDesc{{Name: "Value", Type: "string"}}},
 		{Name: "tag", Hash: 7},
 	},
+}
+
+// resumedHellos returns sampleHello asking to resume a session: with an
+// interest of each mode, or none, and with or without subscriptions.
+func resumedHellos() []wire.Hello {
+	subs := []wire.Sub{
+		{Kind: wire.SubComponent, ID: 0},
+		{Kind: wire.SubComponent, ID: wire.MaxComponents - 1},
+		{Kind: wire.SubEntity, ID: wire.MaxNetID, Gen: 1 << 40},
+		{Kind: wire.SubEntity, ID: 7, Gen: 0},
+	}
+	interests := []*wire.Interest{
+		nil,
+		{Mode: wire.InterestGlobal},
+		{Mode: wire.InterestPoint, X: -12.5, Y: 3e9, Radius: 400},
+		{Mode: wire.InterestFollow, ID: 5, Gen: 1, Radius: 250},
+	}
+	var out []wire.Hello
+	for i, in := range interests {
+		h := sampleHello
+		h.Resume = &wire.Resume{ClientID: 1<<40 + uint64(i), Tick: 99_000 + uint64(i), Interest: in}
+		copy(h.Resume.Token[:], "0123456789abcdef")
+		if i%2 == 0 {
+			h.Resume.Subs = subs[i/2:]
+		}
+		out = append(out, h)
+	}
+	return out
 }

@@ -31,6 +31,9 @@ func roundTrip[M any](t *testing.T, kind wire.Kind, m M, appendFn func([]byte, *
 func TestMessageRoundTrip(t *testing.T) {
 	roundTrip(t, wire.KindHello, sampleHello, wire.AppendHello, wire.DecodeHello)
 	roundTrip(t, wire.KindHello, wire.Hello{}, wire.AppendHello, wire.DecodeHello)
+	for _, h := range resumedHellos() {
+		roundTrip(t, wire.KindHello, h, wire.AppendHello, wire.DecodeHello)
+	}
 	roundTrip(t, wire.KindWelcome, wire.Welcome{Version: 1, ClientID: 1 << 63, TickRate: 60, Tick: 99, Components: []string{"a", "", "ü"}}, wire.AppendWelcome, wire.DecodeWelcome)
 	roundTrip(t, wire.KindError, wire.Error{Code: wire.CloseProtocolError, Message: strings.Repeat("x", wire.MaxErrorLen)}, wire.AppendError, wire.DecodeError)
 	for _, kind := range []wire.Kind{wire.KindSubscribe, wire.KindUnsubscribe} {
@@ -112,6 +115,7 @@ func TestDecodeRejects(t *testing.T) {
 		wire.KindPing:      func(b []byte) error { _, err := wire.DecodePing(b); return err },
 	}
 	hash := make([]byte, 8)
+	token := make([]byte, wire.TokenLen)
 	overflow := append(bytes.Repeat([]byte{0xff}, 9), 0x7f) // 70 bits
 	tests := []struct {
 		name string
@@ -133,6 +137,20 @@ func TestDecodeRejects(t *testing.T) {
 		{"hello trailing byte", wire.KindHello, body(1, "c", 0, 0, byte(0), byte(0)), wire.ErrMalformed},
 		{"hello resume flag 2", wire.KindHello, body(1, "c", 0, 0, byte(2)), wire.ErrMalformed},
 		{"hello short token", wire.KindHello, body(1, "c", 0, 0, byte(1), 7, make([]byte, wire.TokenLen-1)), wire.ErrTruncated},
+		{"hello resume without interest flag", wire.KindHello, body(1, "c", 0, 0, byte(1), 7, token, 9), wire.ErrTruncated},
+		{"hello resume interest flag 2", wire.KindHello, body(1, "c", 0, 0, byte(1), 7, token, 9, byte(2), 0), wire.ErrMalformed},
+		{"hello resume without subscriptions", wire.KindHello, body(1, "c", 0, 0, byte(1), 7, token, 9, byte(0)), wire.ErrTruncated},
+		{"hello resume interest unknown mode", wire.KindHello, body(1, "c", 0, 0, byte(1), 7, token, 9, byte(1), byte(3), 10.0, 0), wire.ErrMalformed},
+		{"hello resume interest NaN x", wire.KindHello, body(1, "c", 0, 0, byte(1), 7, token, 9, byte(1), byte(wire.InterestPoint), math.NaN(), 0.0, 1.0, 0), wire.ErrMalformed},
+		{"hello resume interest negative radius", wire.KindHello, body(1, "c", 0, 0, byte(1), 7, token, 9, byte(1), byte(wire.InterestGlobal), -1.0, 0), wire.ErrMalformed},
+		{"hello resume interest follow id", wire.KindHello, body(1, "c", 0, 0, byte(1), 7, token, 9, byte(1), byte(wire.InterestFollow), uint64(wire.MaxNetID)+1, 0, 1.0, 0), wire.ErrTooLarge},
+		{"hello resume interest truncated", wire.KindHello, body(1, "c", 0, 0, byte(1), 7, token, 9, byte(1), byte(wire.InterestPoint), 1.0, 2.0), wire.ErrTruncated},
+		{"hello resume too many subscriptions", wire.KindHello, body(1, "c", 0, 0, byte(1), 7, token, 9, byte(0), wire.MaxItems+1), wire.ErrTooLarge},
+		{"hello resume subscription count beyond input", wire.KindHello, body(1, "c", 0, 0, byte(1), 7, token, 9, byte(0), 1000, byte(1), 0), wire.ErrTruncated},
+		{"hello resume subscription unknown kind", wire.KindHello, body(1, "c", 0, 0, byte(1), 7, token, 9, byte(0), 1, byte(3), 0), wire.ErrMalformed},
+		{"hello resume subscription component id", wire.KindHello, body(1, "c", 0, 0, byte(1), 7, token, 9, byte(0), 1, byte(wire.SubComponent), wire.MaxComponents), wire.ErrTooLarge},
+		{"hello resume entity subscription without gen", wire.KindHello, body(1, "c", 0, 0, byte(1), 7, token, 9, byte(0), 1, byte(wire.SubEntity), 5), wire.ErrTruncated},
+		{"hello resume trailing byte", wire.KindHello, body(1, "c", 0, 0, byte(1), 7, token, 9, byte(0), 0, byte(0)), wire.ErrMalformed},
 		{"welcome no token", wire.KindWelcome, body(1, 2, 3, 4, 0, 0, byte(0)), wire.ErrTruncated},
 		{"input id too large", wire.KindInput, body(1, wire.MaxComponents, 0, 0, 0), wire.ErrTooLarge},
 		{"input entity too large", wire.KindInput, body(1, 0, uint64(wire.MaxNetID)+1, 0, 0), wire.ErrTooLarge},
@@ -238,4 +256,50 @@ func TestBodyHelperLayout(t *testing.T) {
 	want = append(want, 0) // no message types
 	want = append(want, 0) // no resume
 	assert(t, bytes.Equal(msg, want), "hello bytes\n got % x\nwant % x", msg, want)
+}
+
+func TestHelloResumeLayout(t *testing.T) {
+	// Pins the resume section of a Hello byte by byte, as docs/PROTOCOL.md
+	// §5.1 describes it: after the message types, the resume flag, client
+	// id, token and tick, then the interest flag and the Interest body
+	// after its kind byte (§5.5), then the subscriptions as a Subscribe
+	// body (§5.4).
+	h := wire.Hello{Version: 5, ClientName: "c", Resume: &wire.Resume{
+		ClientID: 300,
+		Tick:     2,
+		Interest: &wire.Interest{Mode: wire.InterestFollow, ID: 9, Gen: 1, Radius: 0.5},
+		Subs:     []wire.Sub{{Kind: wire.SubComponent, ID: 4}, {Kind: wire.SubEntity, ID: 9, Gen: 1}},
+	}}
+	copy(h.Resume.Token[:], "0123456789abcdef")
+	msg := wire.AppendHello(nil, &h)
+	want := []byte{byte(wire.KindHello), 5, 1, 'c', 0, 0} // no components, no message types
+	want = append(want, 1, 0xac, 0x02)                    // resume; client id 300
+	want = append(want, "0123456789abcdef"...)            // token
+	want = append(want, 2)                                // tick
+	head := len(want)
+	want = append(want, 1, byte(wire.InterestFollow), 9, 1)
+	want = binary.LittleEndian.AppendUint64(want, math.Float64bits(0.5))
+	want = append(want, 2, byte(wire.SubComponent), 4, byte(wire.SubEntity), 9, 1)
+	assert(t, bytes.Equal(msg, want), "hello bytes\n got % x\nwant % x", msg, want)
+
+	// Without an interest: a 0 flag and nothing of it; no subscriptions: a
+	// 0 count.
+	h.Resume.Interest, h.Resume.Subs = nil, nil
+	msg = wire.AppendHello(nil, &h)
+	want = append(want[:head], 0, 0)
+	assert(t, bytes.Equal(msg, want), "hello bytes\n got % x\nwant % x", msg, want)
+	m, err := wire.DecodeHello(msg[1:])
+	assert(t, err == nil && m.Resume != nil && m.Resume.Interest == nil && m.Resume.Subs == nil, "decode: %+v, %v", m.Resume, err)
+}
+
+func TestHelloResumeTruncated(t *testing.T) {
+	// Every strict prefix of a resuming Hello fails: the interest and the
+	// subscriptions are not optional once the resume flag is set.
+	for _, h := range resumedHellos() {
+		msg := wire.AppendHello(nil, &h)
+		for n := 1; n < len(msg); n++ {
+			_, err := wire.DecodeHello(msg[1:n])
+			assert(t, errors.Is(err, wire.ErrTruncated), "prefix of %d of %d bytes: got %v, want ErrTruncated", n, len(msg), err)
+		}
+	}
 }
