@@ -169,11 +169,11 @@ func scaleOutRun(b *testing.B, n int, scaled bool) (*scaleOutFigures, error) {
 		}
 		tp = &timedPublisher{Publisher: pub, sent: map[uint64]time.Time{}}
 		sim = plugin.New(w, reg, &plugin.Options{Publish: tp, PublishCellSize: soCell, TickRate: soRate, Logger: discardLogger})
-		snaps, err := pub.ServeSnapshots(sim)
+		svc, err := pub.Serve(sim)
 		if err != nil {
 			return nil, err
 		}
-		defer snaps.Unsubscribe()
+		defer svc.Stop()
 		lat, err := latConn.Subscribe(natsync.TickSubject("bench"), func(m *nats.Msg) {
 			now := time.Now()
 			tick, _, err := natsync.DecodeTick(m.Data)

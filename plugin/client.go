@@ -29,6 +29,11 @@ type ClientInfo struct {
 	// (Server.Inspector), under the Identity its access hook returned;
 	// never for a network client.
 	Inspector bool
+	// Gateway names the gateway that serves the client, on a simulation
+	// whose clients connect to gateways (NewGateway, Upstream); "" for a
+	// client of the Server's own connections. Identity then carries the
+	// User the gateway's Authenticate hook verified, not its Data.
+	Gateway string
 }
 
 // client is the tick-side state of one connected client. Only the game
@@ -70,6 +75,11 @@ type client struct {
 	subsAt   uint32    // last tick a subscription change removed components
 	resuming bool      // the next batch is a resumed session's first: it carries keep
 	keep     []uint64  // the entities the resumed client keeps
+	// keepAll: a session resumed from another gateway keeps every entity
+	// in scope at its first batch, which waits for its cells until
+	// holdUntil (upstream.go).
+	keepAll   bool
+	holdUntil time.Time
 
 	member []uint64 // bitset by net id: entities in scope (or pending spawn)
 
@@ -82,6 +92,7 @@ type client struct {
 	interval uint32 // ticks between batches
 	minIntv  uint32
 	lastSent uint32
+	lastVis  uint64 // what the client sees of lastSent (Server.visTick)
 	good     int
 	busyRun  int
 	lastSlow int64
@@ -111,6 +122,7 @@ type view struct {
 	spawned uint32 // tick of the batch that carried its spawn
 	dirty   bool
 	pending bool // spawn not yet sent
+	kept    bool // pending, but the client may hold it: a resumed session kept it (keepScope)
 }
 
 // viewIndex returns the index of c's view of r, or -1.
@@ -156,14 +168,18 @@ func newClient(s *Server, cn *conn) *client {
 		c.mode = wire.InterestPoint
 		c.setRadius(s.opts.DefaultRadius)
 	}
-	c.lastSent = uint32(cn.welcomeTick)
+	c.lastSent, c.lastVis = uint32(cn.welcomeTick), cn.welcomeVis
 	return c
 }
 
 func (c *client) info() ClientInfo { return c.cn.info() }
 
 func (cn *conn) info() ClientInfo {
-	return ClientInfo{ID: cn.id, Name: cn.name, Addr: cn.addr, Identity: cn.identity, Inspector: cn.inspector}
+	ci := ClientInfo{ID: cn.id, Name: cn.name, Addr: cn.addr, Identity: cn.identity, Inspector: cn.inspector}
+	if cn.remote != nil {
+		ci.Gateway = cn.remote.name
+	}
+	return ci
 }
 
 func (c *client) radiusMode() bool { return c.mode != wire.InterestGlobal }
@@ -217,7 +233,7 @@ func (c *client) enter(r *entityRec) {
 func exitAt(r *entityRec, i int, reason wire.ScopeReason) {
 	v := &r.views[i]
 	c := v.c
-	if !v.pending && !c.parked { // a resumed client is sent what it keeps instead
+	if (!v.pending || v.kept) && !c.parked { // a resumed client is sent what it keeps instead
 		c.exits = append(c.exits, wire.Exit{Reason: reason, ID: uint64(r.id)})
 	}
 	c.clearMember(r.id)

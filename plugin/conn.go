@@ -75,6 +75,10 @@ type conn struct {
 	// endCode is the close code of the server's first shutdown of the
 	// connection; 0 when it did not close it first.
 	endCode atomic.Int32
+	// remote is the gateway that serves a remote client (remote.go),
+	// whose conn is a stand-in with no WebSocket; nil for a connection.
+	remote    *remoteGW
+	endReason string // a remote client's close reason, for its gateway
 	// resumable: the connection ended in a way that keeps its session
 	// (see mayResume); set before it is handed to the tick as a leave.
 	resumable bool
@@ -90,6 +94,7 @@ type conn struct {
 	busy        atomic.Bool // a batch is being written
 	joined      atomic.Bool
 	welcomeTick uint32
+	welcomeVis  uint64 // the Welcome's tick: what clients see of welcomeTick (Server.visTick)
 	left        atomic.Bool
 
 	ctx     context.Context
@@ -281,12 +286,20 @@ func (s *Server) handshake(cn *conn) error {
 	if err := s.reg.CheckMessages(schemaOf(hello.Messages), "on the server", "on the client"); err != nil {
 		return cn.refuse(refSchema, StatusSchema, err.Error())
 	}
-	resumed := hello.Resume != nil && s.claimSession(cn, hello.Resume)
-	if !resumed {
-		cn.id = s.nextID.Add(1)
-		cn.token = newToken()
+	var resumed bool
+	if s.forwards() {
+		// A gateway's clients are the simulation's (upstream.go).
+		if resumed, err = s.joinUpstream(ctx, cn, &hello); err != nil {
+			return cn.refuse(refUpstream, StatusTryAgain, "the game's simulation did not answer: "+err.Error())
+		}
+	} else {
+		resumed = hello.Resume != nil && s.claimSession(cn, hello.Resume)
+		if !resumed {
+			cn.id = s.nextID.Add(1)
+			cn.token = newToken()
+		}
 	}
-	cn.welcomeTick = s.curTick.Load()
+	cn.welcomeTick, cn.welcomeVis = s.curTick.Load(), s.visTick.Load()
 	cn.name = hello.ClientName
 	names := make([]string, len(s.comps))
 	for i, c := range s.comps {
@@ -300,7 +313,7 @@ func (s *Server) handshake(cn *conn) error {
 		Version:    wire.ProtocolVersion,
 		ClientID:   cn.id,
 		TickRate:   uint64(s.opts.TickRate),
-		Tick:       uint64(cn.welcomeTick),
+		Tick:       cn.welcomeVis,
 		Components: names,
 		Messages:   msgNames,
 		Resumed:    resumed,
@@ -708,6 +721,14 @@ func (cn *conn) logEnd(err error) {
 func (cn *conn) shutdown(code websocket.StatusCode, reason string) {
 	cn.once.Do(func() {
 		cn.endCode.Store(int32(code))
+		if cn.ws == nil {
+			// A remote client: the relay tells its gateway to close.
+			cn.endReason = reason
+			if cn.cancel != nil {
+				cn.cancel()
+			}
+			return
+		}
 		cn.closing.Add(1)
 		go func() {
 			defer cn.closing.Done()

@@ -6,12 +6,14 @@ import (
 	"math/bits"
 	"slices"
 	"sync"
+	"time"
 	"unsafe"
 
 	"github.com/yohamta/donburi"
 
 	"github.com/ebisync/ebisync/components"
 	"github.com/ebisync/ebisync/internal/cellstore"
+	"github.com/ebisync/ebisync/internal/wire"
 )
 
 // Gateways. A gateway is a Server that holds no World: a simulation
@@ -42,8 +44,8 @@ type Feed interface {
 	Unfollow(c Cell)
 }
 
-// errGatewayRequest is why a gateway refuses a mutation, control request,
-// message or input: it forwards none.
+// errGatewayRequest is why a gateway without an Upstream refuses a
+// mutation, control request, message or input: it forwards none.
 var errGatewayRequest = errors.New("this server is a gateway that forwards no requests")
 
 // gateway is a gateway Server's state (Server.gw; nil for a Server of a
@@ -57,6 +59,18 @@ type gateway struct {
 
 	follow map[Cell]bool // the cells followed; true once ready
 	want   map[Cell]bool // scratch: the cells the clients need this tick
+
+	// The simulation's side of the gateway's clients (upstream.go); up
+	// is nil for a gateway that forwards nothing.
+	up      Upstream
+	name    string
+	upW     wire.Writer // this tick's requests envelope
+	upHead  int         // its header's length
+	lastUp  time.Time
+	msgBuf  []byte    // forward's scratch
+	simTick uint64    // the simulation's last tick applied: the tick clients see
+	visAt   []visMark // ring of the first tick of each recent simTick (upstream.go)
+	visNext int
 
 	mu      sync.Mutex
 	queue   []feedMsg // FeedChunk, FeedTickEnd and FeedSnapshot, in order
@@ -77,6 +91,7 @@ const (
 	feedTick
 	feedSnapshot
 	feedResync
+	feedReply
 )
 
 // NewGateway returns a gateway: a Server that holds no World and serves
@@ -87,10 +102,21 @@ const (
 // the cells a client needs are known. It panics on a programmer error: a
 // registry without components.Position, or a radius missing.
 //
-// A gateway replicates; it does not forward requests. Mutations are
-// answered Forbidden, control requests ControlForbidden, messages
-// Forbidden, and inputs are refused, each with a log line at Debug. World
-// returns nil, FollowEntity centres a client on an entity by its net id
+// When feed is also an Upstream (package plugin/natsync's Feed is), the
+// gateway forwards its clients to the simulation: each handshake joins
+// there (Server.RemoteJoin), so client ids, tokens and sessions are the
+// simulation's and a session resumes at any gateway of the world; the
+// clients' mutations, control requests, messages and inputs go up with
+// their identity, and the answers come back into their batches. A client
+// whose handshake cannot join (the simulation did not answer within 3 s)
+// is closed with StatusTryAgain. Without an Upstream, a gateway
+// replicates only: mutations are answered Forbidden, control requests
+// ControlForbidden, messages Forbidden, and inputs are refused, each with
+// a log line at Debug.
+//
+// The ticks a gateway's clients see (a Welcome's tick and each batch's
+// advance) are the simulation's, so that a session resumed at another
+// gateway goes on with the same timeline. World returns nil, FollowEntity centres a client on an entity by its net id
 // only, and the Inspector shows no values.
 func NewGateway(reg *components.Registry, cellSize float64, feed Feed, opts *Options) *Server {
 	o := opts.withDefaults()
@@ -119,7 +145,9 @@ func NewGateway(reg *components.Registry, cellSize float64, feed Feed, opts *Opt
 		want:   map[Cell]bool{},
 		vals:   make([]unsafe.Pointer, len(s.comps)),
 		tags:   make([]components.ReplicatedData, 1),
+		name:   newGatewayName(),
 	}
+	g.up, _ = feed.(Upstream)
 	g.store = cellstore.New(s.comps)
 	s.gw = g
 	return s
@@ -208,10 +236,13 @@ func (s *Server) detectFed(ch *changes) *changes {
 			err = g.store.Chunk(m.data)
 		case feedTick:
 			err = g.store.EndTick(m.tick)
+			g.simTick = max(g.simTick, m.tick)
 		case feedSnapshot:
 			err = g.store.Snapshot(m.token, m.data)
 		case feedResync:
 			resync = true
+		case feedReply:
+			s.applyReplies(m.data) // upstream.go
 		}
 		if err != nil {
 			resync = true

@@ -73,6 +73,7 @@ const (
 	RefusedPanic           = "panic"              // 1011: handling the client's input panicked
 	RefusedTooSlow         = "too-slow"           // 4003: a write to the client timed out
 	RefusedMessages        = "message-overflow"   // 4003: the game's messages to the client overflowed Options.MessageQueueBytes
+	RefusedUpstream        = "upstream"           // 1013: a gateway's simulation did not answer the client's join
 )
 
 // refusal indexes the counters of refusalNames.
@@ -94,6 +95,7 @@ const (
 	refPanic
 	refTooSlow
 	refMessages
+	refUpstream
 	refusalKinds
 )
 
@@ -101,7 +103,7 @@ var refusalNames = [refusalKinds]string{
 	RefusedOrigin, RefusedUnauthenticated, RefusedAccessDenied, RefusedConnections,
 	RefusedHandshakes, RefusedPerAddress, RefusedHandshake, RefusedSchema,
 	RefusedProtocol, RefusedReadLimit, RefusedFlood, RefusedSubscriptions,
-	RefusedPanic, RefusedTooSlow, RefusedMessages,
+	RefusedPanic, RefusedTooSlow, RefusedMessages, RefusedUpstream,
 }
 
 // refusals counts refusals by reason and logs each reason at most once per

@@ -47,6 +47,11 @@ func (s *Server) applyOne(c *client, m *inbound) (ok bool) {
 	if inputHook != nil {
 		inputHook("apply", m.kind)
 	}
+	if s.forwards() && (m.kind == wire.KindMutate || m.kind == wire.KindControl || m.kind == wire.KindMessage || m.kind == wire.KindInput) {
+		s.forward(c, m) // a gateway's requests go to its simulation (upstream.go)
+		s.noteRequest(c, m)
+		return c.cn.ctx.Err() == nil
+	}
 	switch m.kind {
 	case wire.KindSubscribe:
 		s.subscribe(c, m.subs, true)

@@ -50,13 +50,17 @@ type outMsg struct {
 	tick uint32         // the tick enc was made for (0: not yet)
 	// refs lists the entities val names (sorted, no Null, no repeats): a
 	// batch that carries the message carries the spawn of those of them
-	// still waiting to be spawned for its client (takeMsgs).
-	refs []donburi.Entity
+	// still waiting to be spawned for its client (takeMsgs). They are
+	// donburi.Entity values on a Server of a World, Refs on a gateway.
+	refs []uint64
+	// fixed: enc is final (a message a gateway relays, encoded by its
+	// simulation); val is nil.
+	fixed bool
 }
 
 // encoded returns m's encoding as of the current tick.
 func (s *Server) encoded(m *outMsg) []byte {
-	if m.tick == s.tick && m.enc != nil {
+	if m.fixed || m.tick == s.tick && m.enc != nil {
 		return m.enc
 	}
 	if !m.c.HasRefs() && m.enc != nil {
@@ -82,7 +86,7 @@ func newOutMsg[T any](s *Server, m *components.Message[T], v T) *outMsg {
 	if c.HasRefs() {
 		c.MapRefs(om.val, func(x uint64) uint64 {
 			if e := donburi.Entity(x); e != donburi.Null {
-				om.refs = append(om.refs, e)
+				om.refs = append(om.refs, uint64(e))
 			}
 			return x
 		})
@@ -114,7 +118,7 @@ func (s *Server) msgCodec(reg *components.Registry, idx int, name string) *codec
 // marked over the limit, so it is refused and counted once and queued
 // nothing more.
 func (s *Server) queueMsg(c *client, om *outMsg) {
-	if c.cn.ctx.Err() != nil || c.msgBytes > s.opts.MessageQueueBytes {
+	if c.cn.ctx.Err() != nil || c.parked || c.msgBytes > s.opts.MessageQueueBytes {
 		return
 	}
 	n := len(om.enc) + 8
@@ -144,26 +148,39 @@ func Send[T any](s *Server, client uint64, m *components.Message[T], v T) bool {
 }
 
 // Broadcast queues v, a message of type m, for every connected client and
-// returns how many that is. It is encoded once. Game goroutine only.
+// returns how many that is. It is encoded once. On a simulation that
+// serves gateways, it goes once to each gateway, which delivers it to its
+// clients; those are counted too. Game goroutine only.
 func Broadcast[T any](s *Server, m *components.Message[T], v T) int {
 	om := newOutMsg(s, m, v)
 	for _, c := range s.clients {
 		s.queueMsg(c, om)
 	}
-	return len(s.clients)
+	n := len(s.clients)
+	for _, g := range s.remote.gws {
+		g.bcast = append(g.bcast, om)
+		n += len(g.clients)
+	}
+	s.stats.gameMsgsOut.Add(uint64(len(s.remote.gws)))
+	return n
 }
 
 // SendToViewers queues v, a message of type m, for the clients that have
 // entity e in their scope as of the last tick, and returns how many that
-// is. Game goroutine only.
+// is. On a simulation that serves gateways, it also goes once to each
+// gateway, which delivers it to those of its clients that have e in their
+// scope; they are not counted. Game goroutine only.
 func SendToViewers[T any](s *Server, e donburi.Entity, m *components.Message[T], v T) int {
 	r := s.recordOf(e)
-	if r == nil || len(r.views) == 0 {
+	if r == nil || len(r.views) == 0 && len(s.remote.gws) == 0 {
 		return 0
 	}
 	om := newOutMsg(s, m, v)
 	for i := range r.views {
 		s.queueMsg(r.views[i].c, om)
+	}
+	for _, g := range s.remote.gws {
+		g.viewers = append(g.viewers, viewerMsg{ref: uint64(codec.MakeRef(r.id, r.gen)), m: om})
 	}
 	return len(r.views)
 }
@@ -285,8 +302,8 @@ func (s *Server) takeMsgs(out *batches, c *client, b *wire.Batch, budget, room i
 // into c's batch while they fit in room bytes. It returns their bytes.
 func (s *Server) msgSpawns(out *batches, c *client, m *outMsg, room int) int {
 	used := 0
-	for _, e := range m.refs {
-		r := s.recordOf(e)
+	for _, x := range m.refs {
+		r := s.msgRecord(x)
 		if r == nil || !c.has(r.id) {
 			continue // not replicated, or out of c's scope: no spawn to wait for
 		}
@@ -306,4 +323,18 @@ func (s *Server) msgSpawns(out *batches, c *client, m *outMsg, room int) int {
 		used += s.emitEntity(out, c, r, v)
 	}
 	return used
+}
+
+// msgRecord returns the record of an entity an outMsg names, or nil.
+func (s *Server) msgRecord(x uint64) *entityRec {
+	if s.gw == nil {
+		return s.recordOf(donburi.Entity(x))
+	}
+	ref := codec.Ref(x)
+	if id := ref.ID(); int(id) < len(s.recs) {
+		if r := s.recs[id]; r != nil && r.gen == ref.Gen() {
+			return r
+		}
+	}
+	return nil
 }

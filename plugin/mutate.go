@@ -106,7 +106,7 @@ func (s *Server) record(id, gen uint64) *entityRec {
 		return nil
 	}
 	r := s.recs[id]
-	if r == nil || uint64(r.gen) != gen || !s.world.Valid(r.entity) {
+	if r == nil || uint64(r.gen) != gen || s.world != nil && !s.world.Valid(r.entity) {
 		return nil
 	}
 	return r

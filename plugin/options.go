@@ -214,6 +214,13 @@ type Options struct {
 	// client's interest covers a few cells. Default 4 × CellSize.
 	PublishCellSize float64
 
+	// GatewayTimeout is how long a simulation waits for a gateway that
+	// serves its clients to be heard from (a gateway sends at least every
+	// half second) before it takes the gateway for dead: its clients'
+	// sessions are kept for ResumeWindow, for a resume at another gateway.
+	// Default 3 s.
+	GatewayTimeout time.Duration
+
 	// ResumeWindow is how long a client's session outlives its
 	// connection. A client that reconnects within it with the token of its
 	// last Welcome gets its session back; its first batch carries only what
@@ -314,6 +321,9 @@ func (o *Options) withDefaults() Options {
 	}
 	if v.ResumeWindow == 0 {
 		v.ResumeWindow = 10 * time.Second
+	}
+	if v.GatewayTimeout <= 0 {
+		v.GatewayTimeout = 3 * time.Second
 	}
 	if v.MaxResumable <= 0 {
 		v.MaxResumable = 1024

@@ -1,5 +1,7 @@
 package plugin
 
+import "time"
+
 // plan decides, before scopes are updated, which clients get a batch this
 // tick, starts those batches and lists their clients in out, emptied by
 // frame.reset, which it returns. A client is direct (the scope step writes
@@ -38,7 +40,7 @@ func (s *Server) budget(c *client) int {
 // write alone (a GC pause, a busy core) changes nothing. A client skipped
 // for a busy writer is counted in out.
 func (s *Server) pace(c *client, out *batches) bool {
-	if c.parked {
+	if c.parked || c.keepAll && time.Now().Before(c.holdUntil) && !s.cellsReady(c) {
 		return false
 	}
 	if c.cn.busy.Load() {
@@ -69,7 +71,7 @@ func (s *Server) slowDown(c *client) {
 // sent records that the client was handed a batch this tick: a prompt one,
 // towards stepping its interval back down.
 func (s *Server) sent(c *client) {
-	c.lastSent = s.tick
+	c.lastSent, c.lastVis = s.tick, s.visibleTick()
 	if c.interval > c.minIntv {
 		c.good++
 		if c.good >= max(1, s.opts.TickRate/(2*int(c.interval))) {

@@ -36,6 +36,12 @@ type session struct {
 // resumeReq is what a handshake that claimed a session tells the tick.
 type resumeReq struct {
 	tick uint64 // the server tick of the last batch the client applied
+	// elsewhere: a gateway resumes a session another gateway served
+	// (upstream.go). It holds none of its state: the scope starts from
+	// the client's interest and subscriptions, as its Hello gave them.
+	elsewhere bool
+	interest  *wire.Interest
+	subs      []wire.Sub
 }
 
 // mayResume reports whether a connection whose reader ended with err
@@ -151,6 +157,9 @@ func (s *Server) leaveOrPark(c *client, cn *conn) {
 		delete(s.sessions, cn.id)
 	}
 	s.mu.Unlock()
+	if !claimed {
+		s.upLeave(cn.id, keep) // a gateway's simulation keeps or ends the session too (upstream.go)
+	}
 	if !keep {
 		s.dropClient(c)
 		return
@@ -216,6 +225,7 @@ func (s *Server) expire(c *client) bool {
 	}
 	delete(s.sessions, c.cn.id)
 	s.mu.Unlock()
+	s.upLeave(c.cn.id, false)
 	s.log.Debug("ebisync: session ended without a resume", "client", c.cn.id, "parked", time.Since(c.parkedAt).Round(time.Millisecond))
 	s.unpark(c)
 	s.dropClient(c)
@@ -248,10 +258,10 @@ func (s *Server) resumeClient(c *client, cn *conn, tick uint64) {
 	}
 	// A claimed tick beyond the last batch handed to the old connection
 	// is a lie that would skip updates: it is cut to that batch.
-	t := uint32(min(tick, uint64(c.lastSent)))
+	t := min(s.internalTick(tick), c.lastSent)
 	c.cn = cn
 	c.outBuf = nil // the old connection's writer may still be reading it
-	c.lastSent = cn.welcomeTick
+	c.lastSent, c.lastVis = cn.welcomeTick, cn.welcomeVis
 	c.interval = c.minIntv
 	c.good, c.busyRun, c.lastSlow = 0, 0, 0
 	c.exits = c.exits[:0]

@@ -96,7 +96,7 @@ func leaveRemoved(removed []*entityRec) {
 	for _, r := range removed {
 		for i := range r.views {
 			v := &r.views[i]
-			if !v.pending && !v.c.parked {
+			if (!v.pending || v.kept) && !v.c.parked {
 				v.c.exits = append(v.c.exits, wire.Exit{Reason: reasonDespawned, ID: uint64(r.id)})
 			}
 			v.c.clearMember(r.id)

@@ -184,10 +184,13 @@ func (s *Server) sendTo(out *batches, c *client) {
 	}
 	if c.resuming {
 		b.Resume = true
+		if c.keepAll {
+			c.keep = s.keepScope(c) // upstream.go
+		}
 		b.Keep = append(b.Keep, c.keep...)
 		c.resuming, c.keep = false, nil
 	}
-	b.TickAdvance = uint64(s.tick - c.lastSent)
+	b.TickAdvance = s.visibleTick() - c.lastVis
 	used := batchOverhead
 	if len(c.exits) > 1 {
 		sortExits(c.exits)

@@ -66,9 +66,10 @@ type Server struct {
 	tickDur  time.Duration
 	scanGap  uint32 // least ticks between two rescans of one client
 	disp     dispatcher
-	frame    frame     // the buffers of one tick's data, reused by every tick
-	pub      publisher // Options.Publish's chunks (publish.go)
-	gw       *gateway  // a gateway's feed and store (gateway.go); nil for a Server of a World
+	frame    frame      // the buffers of one tick's data, reused by every tick
+	pub      publisher  // Options.Publish's chunks (publish.go)
+	gw       *gateway   // a gateway's feed and store (gateway.go); nil for a Server of a World
+	remote   remoteSide // the clients that gateways serve (remote.go)
 	test     testKnobs
 
 	// Cross-goroutine state.
@@ -87,6 +88,7 @@ type Server struct {
 	wg          sync.WaitGroup
 	nextID      atomic.Uint64
 	curTick     atomic.Uint32
+	visTick     atomic.Uint64 // the tick clients see: curTick, or a gateway's simulation tick
 	stats       serverStats
 	insp        atomic.Pointer[Inspector] // set once by Server.Inspector (inspect.go)
 	// hsCtx bounds handshakes in progress: Close cancels it so a client
@@ -133,6 +135,7 @@ func New(world donburi.World, reg *components.Registry, opts *Options) *Server {
 		tickDur:  time.Second / time.Duration(o.TickRate),
 	}
 	s.hsCtx, s.hsCancel = context.WithCancel(context.Background())
+	s.remote.init()
 	s.scanGap = uint32(max(1, math.Ceil(float64(o.TickRate)/o.RescanRate)))
 	s.refused = refusals{log: o.Logger, interval: o.RefusalLogInterval, epoch: time.Now()}
 	s.disp.run = func() {
@@ -214,7 +217,8 @@ func (s *Server) Tick() {
 	f := s.frame.reset()
 	s.admit()
 	s.applyInbound(f)
-	s.applyEdits() // an Inspector's edits, through the mutation path (inspect_tick.go)
+	s.applyRemote() // the requests gateways forwarded (remote.go)
+	s.applyEdits()  // an Inspector's edits, through the mutation path (inspect_tick.go)
 	s.syncParents()
 	t1 := time.Now()
 	var ch *changes
@@ -231,6 +235,8 @@ func (s *Server) Tick() {
 	t3 := time.Now()
 	s.send(out)
 	s.publish(ch)
+	s.relay()  // the answers to gateways' clients (remote.go)
+	s.upward() // a gateway's requests to its simulation (upstream.go)
 	t4 := time.Now()
 	s.publishStats(ch, out)
 	s.stats.phases[0].Store(int64(t1.Sub(start)))
@@ -238,6 +244,7 @@ func (s *Server) Tick() {
 	s.stats.phases[2].Store(int64(t3.Sub(t2)))
 	s.stats.phases[3].Store(int64(t4.Sub(t3)))
 	s.curTick.Store(s.tick)
+	s.noteVisible() // upstream.go
 	s.stats.tickNanos.Store(int64(time.Since(start)))
 	s.stats.ticks.Add(1)
 	s.observeTick(start) // tickstats.go
@@ -338,6 +345,16 @@ func (s *Server) admit() {
 		}
 		cl := newClient(s, cn)
 		s.clients = append(s.clients, cl)
+		if r := cn.resume; r != nil && r.elsewhere {
+			s.byID[cn.id] = cl
+			s.resumeElsewhere(cl, r) // upstream.go
+			s.joinSession(cn)
+			s.stats.resumes.Add(1)
+			if s.opts.OnResume != nil {
+				s.opts.OnResume(cl.info())
+			}
+			continue
+		}
 		s.byID[cn.id] = cl
 		if cn.resume != nil {
 			// The session ended between its claim and now: the client,

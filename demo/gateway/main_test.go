@@ -34,7 +34,7 @@ func startSimulation(t *testing.T, url string, entities int) {
 	}
 	h := sim.NewHost(&sim.HostConfig{Sim: sim.Config{Entities: entities}, TickRate: 60,
 		Publish: pub.Publisher(), PublishCellSize: scaleout.DefaultCellSize})
-	if err := pub.ServeSnapshots(h.Plugin()); err != nil {
+	if err := pub.Serve(h.Plugin()); err != nil {
 		t.Fatal(err)
 	}
 	ctx, cancel := context.WithCancel(context.Background())

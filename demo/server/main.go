@@ -139,7 +139,7 @@ func run(ctx context.Context, args []string, stdout io.Writer) error {
 	host := sim.NewHost(hostCfg)
 	debug.mount(host.Plugin())
 	if scale != nil {
-		if err := scale.pub.ServeSnapshots(host.Plugin()); err != nil {
+		if err := scale.pub.Serve(host.Plugin()); err != nil {
 			return err
 		}
 	}

@@ -67,6 +67,9 @@ type Feed struct {
 	world    string
 	tickSubj string
 	snapSubj string
+	joinSubj string
+	reqSubj  string
+	relaySub *nats.Subscription // the gateway's relay subject, from Attach
 	msgs     chan *nats.Msg
 	tickSub  *nats.Subscription
 
@@ -88,11 +91,15 @@ type Feed struct {
 	subFails uint64
 
 	chunks, ticks, tickGaps, malformed atomic.Uint64
+	relays, upErrors                   atomic.Uint64
 	snapshots, retries                 atomic.Uint64
 	lastTick                           atomic.Uint64
 }
 
-var _ plugin.Feed = (*Feed)(nil)
+var (
+	_ plugin.Feed     = (*Feed)(nil)
+	_ plugin.Upstream = (*Feed)(nil)
+)
 
 type snapJob struct {
 	cell  plugin.Cell
@@ -115,6 +122,10 @@ type FeedStats struct {
 	// asked for or queued.
 	Snapshots, SnapshotRetries uint64
 	SnapshotsWaiting           int
+	// Relays counts the simulation's answer envelopes handed to the
+	// gateway, and UpstreamErrors the requests envelopes whose publish
+	// failed (their requests go unanswered).
+	Relays, UpstreamErrors uint64
 	// Dropped counts the messages nats.go dropped because the Feed's
 	// channel was full (a slow consumer: the gateway's reader fell
 	// behind). Backlog is the messages in the channel now.
@@ -139,6 +150,8 @@ func NewFeed(nc *nats.Conn, world string) (*Feed, error) {
 		world:    world,
 		tickSubj: TickSubject(world),
 		snapSubj: SnapshotSubject(world),
+		joinSubj: JoinSubject(world),
+		reqSubj:  RequestsSubject(world),
 		msgs:     make(chan *nats.Msg, FeedBuffer),
 		stop:     make(chan struct{}),
 		subs:     map[plugin.Cell]*nats.Subscription{},
@@ -169,9 +182,35 @@ func (f *Feed) Attach(gw *plugin.Server) {
 		return
 	}
 	f.gw = gw
+	if sub, err := f.nc.ChanSubscribe(RelaySubject(f.world, gw.GatewayName()), f.msgs); err == nil {
+		f.relaySub = sub
+	} else {
+		f.subFails++
+		f.lastErr = err
+	}
 	f.wg.Add(1)
 	go f.read()
 	f.startWorkers()
+}
+
+// Join asks the simulation to admit one of the gateway's clients
+// (plugin.Upstream): a NATS request on the join subject.
+func (f *Feed) Join(ctx context.Context, req []byte) ([]byte, error) {
+	m, err := f.nc.RequestWithContext(ctx, f.joinSubj, req)
+	if err != nil {
+		return nil, err
+	}
+	return m.Data, nil
+}
+
+// Requests publishes one requests envelope of the gateway
+// (plugin.Upstream). nats.go copies data before it returns; a failed
+// publish (a closed connection, a full reconnect buffer) loses the
+// envelope, whose requests then go unanswered.
+func (f *Feed) Requests(data []byte) {
+	if err := f.nc.Publish(f.reqSubj, data); err != nil {
+		f.upErrors.Add(1)
+	}
 }
 
 // read hands the gateway each message of the channel, in order.
@@ -183,6 +222,11 @@ func (f *Feed) read() {
 		case <-f.stop:
 			return
 		case m := <-f.msgs:
+			if f.relaySub != nil && m.Subject == f.relaySub.Subject {
+				f.relays.Add(1)
+				gw.FeedReplies(m.Data)
+				continue
+			}
 			if m.Subject != f.tickSubj {
 				f.chunks.Add(1)
 				gw.FeedChunk(m.Data) // nats.go gave m its own copy of the data
@@ -385,6 +429,8 @@ func (f *Feed) Stats() FeedStats {
 		Malformed:       f.malformed.Load(),
 		Snapshots:       f.snapshots.Load(),
 		SnapshotRetries: f.retries.Load(),
+		Relays:          f.relays.Load(),
+		UpstreamErrors:  f.upErrors.Load(),
 		Dropped:         f.dropped,
 		Backlog:         len(f.msgs),
 		SubscribeErrors: f.subFails,
@@ -429,6 +475,9 @@ func (f *Feed) Close() error {
 		f.dropped += uint64(n)
 	}
 	err := f.tickSub.Unsubscribe()
+	if f.relaySub != nil {
+		_ = f.relaySub.Unsubscribe()
+	}
 	clear(f.tokens)
 	f.queue = nil
 	f.mu.Unlock()

@@ -10,6 +10,9 @@
 //	ebisync.<world>.global         a tick's chunk of the entities without a position
 //	ebisync.<world>.tick           the end of a tick: uvarint tick, uvarint chunks
 //	ebisync.<world>.snapshot       requests for a cell's state, answered with a snapshot chunk
+//	ebisync.<world>.join           a gateway's client joining, answered with its id and token
+//	ebisync.<world>.requests       a gateway's requests envelopes: its clients' requests and departures
+//	ebisync.<world>.relay.<name>   the simulation's answers to gateway <name>'s clients
 //
 // docs/PROTOCOL.md §9 gives the chunks byte by byte, and docs/SCALING.md
 // how consumers use them. A consumer reads the chunks and tick markers of
@@ -18,21 +21,23 @@
 //
 // # The simulation
 //
-// The process that holds the World publishes its changes and answers
-// snapshot requests:
+// The process that holds the World publishes its changes, answers
+// snapshot requests, and serves the gateways' clients: their joins, their
+// requests, and the answers relayed back:
 //
 //	nc, err := nats.Connect(natsURLs, nats.MaxReconnects(-1))
 //	pub, err := natsync.NewPublisher(nc, "world1")
 //	srv := plugin.New(world, reg, &plugin.Options{Publish: pub, PublishCellSize: 250})
-//	snaps, err := pub.ServeSnapshots(srv)
-//	defer snaps.Unsubscribe()
+//	svc, err := pub.Serve(srv)
+//	defer svc.Stop()
 //	// srv.Tick() every tick, as for any Server
 //
 // # A gateway
 //
 // A gateway process holds no World: a Feed brings it the cells its
 // clients need, and it serves them over WebSocket like a Server of the
-// World. Its registry has the simulation's registrations in the same
+// World. The Feed is also the gateway's plugin.Upstream: its clients join
+// the simulation, their requests go to it, and its answers come back. Its registry has the simulation's registrations in the same
 // order, and it is given the simulation's PublishCellSize:
 //
 //	nc, err := nats.Connect(natsURLs, nats.MaxReconnects(-1)) // every node's URL
@@ -80,6 +85,17 @@ func TickSubject(world string) string { return "ebisync." + world + ".tick" }
 // SnapshotSubject returns the subject that snapshot requests go to.
 func SnapshotSubject(world string) string { return "ebisync." + world + ".snapshot" }
 
+// JoinSubject returns the subject of gateways' joins (plugin.Upstream.Join).
+func JoinSubject(world string) string { return "ebisync." + world + ".join" }
+
+// RequestsSubject returns the subject of gateways' requests envelopes
+// (plugin.Upstream.Requests).
+func RequestsSubject(world string) string { return "ebisync." + world + ".requests" }
+
+// RelaySubject returns the subject of the simulation's answers to gateway
+// name's clients (plugin.Relay).
+func RelaySubject(world, gateway string) string { return "ebisync." + world + ".relay." + gateway }
+
 // checkWorld refuses a world name that is not one subject token.
 func checkWorld(world string) error {
 	if world == "" || strings.ContainsAny(world, " \t\r\n.*>") {
@@ -90,10 +106,11 @@ func checkWorld(world string) error {
 
 // A Publisher is a plugin.Publisher that publishes each chunk on its
 // cell's subject and each tick's end on the tick subject, through one NATS
-// connection. Give it to plugin.Options.Publish, then call
-// ServeSnapshots with the Server.
+// connection, and a plugin.Relay that publishes the answers to each
+// gateway's clients on the gateway's relay subject. Give it to
+// plugin.Options.Publish, then call Serve with the Server.
 //
-// Chunk and TickEnd run on the game goroutine (the Server calls them
+// Chunk, TickEnd and Relay run on the game goroutine (the Server calls them
 // during Tick) and do not block: nats.go copies the data into its
 // outgoing buffer. A failed publish (a closed connection, a full
 // reconnect buffer) is counted in Errors and the tick goes on;
@@ -106,6 +123,7 @@ type Publisher struct {
 	global   string
 	tick     string
 	marker   []byte
+	relays   map[string]string // relay subject by gateway name
 	errors   atomic.Uint64
 	lastErr  atomic.Pointer[error]
 }
@@ -119,6 +137,7 @@ func NewPublisher(nc *nats.Conn, world string) (*Publisher, error) {
 		nc:       nc,
 		world:    world,
 		subjects: map[[2]int32]string{},
+		relays:   map[string]string{},
 		global:   GlobalSubject(world),
 		tick:     TickSubject(world),
 	}, nil
@@ -145,6 +164,16 @@ func (p *Publisher) TickEnd(tick uint64, chunks int) {
 	p.fail(p.nc.Publish(p.tick, p.marker))
 }
 
+// Relay publishes one gateway's answers on its relay subject.
+func (p *Publisher) Relay(gateway string, data []byte) {
+	subj, ok := p.relays[gateway]
+	if !ok {
+		subj = RelaySubject(p.world, gateway)
+		p.relays[gateway] = subj
+	}
+	p.fail(p.nc.Publish(subj, data))
+}
+
 func (p *Publisher) fail(err error) {
 	if err != nil {
 		p.errors.Add(1)
@@ -163,14 +192,36 @@ func (p *Publisher) LastError() error {
 	return nil
 }
 
-// ServeSnapshots answers snapshot requests for s's cells on the snapshot
-// subject: a request names a cell (AppendSnapshotRequest), and the answer,
-// sent at the end of the Server's next tick, is the cell's snapshot chunk.
-// A request that does not decode, or that the Server refuses (too many
-// waiting), is answered with an empty message. Unsubscribe the returned
-// subscription to stop.
-func (p *Publisher) ServeSnapshots(s *plugin.Server) (*nats.Subscription, error) {
-	return p.nc.Subscribe(SnapshotSubject(p.world), func(m *nats.Msg) {
+// A Service is what Serve subscribed; Stop ends it.
+type Service struct {
+	subs []*nats.Subscription
+}
+
+// Stop unsubscribes the Service's subscriptions, and returns the first
+// error.
+func (v *Service) Stop() error {
+	var first error
+	for _, sub := range v.subs {
+		if err := sub.Unsubscribe(); err != nil && first == nil {
+			first = err
+		}
+	}
+	return first
+}
+
+// Serve subscribes s, the simulation's Server, to what gateways ask of it:
+//
+//   - snapshot requests: a request names a cell (AppendSnapshotRequest),
+//     and the answer, sent at the end of the Server's next tick, is the
+//     cell's snapshot chunk; a request that does not decode, or that the
+//     Server refuses (too many waiting), is answered with an empty message;
+//   - joins, answered with Server.RemoteJoin;
+//   - requests envelopes, handed to Server.RemoteRequests.
+//
+// Stop the returned Service to end them.
+func (p *Publisher) Serve(s *plugin.Server) (*Service, error) {
+	v := &Service{}
+	sub, err := p.nc.Subscribe(SnapshotSubject(p.world), func(m *nats.Msg) {
 		global, x, y, err := DecodeSnapshotRequest(m.Data)
 		if err != nil || m.Reply == "" {
 			_ = m.Respond(nil)
@@ -184,6 +235,29 @@ func (p *Publisher) ServeSnapshots(s *plugin.Server) (*nats.Subscription, error)
 			_ = m.Respond(nil)
 		}
 	})
+	if err != nil {
+		return nil, err
+	}
+	v.subs = append(v.subs, sub)
+	sub, err = p.nc.Subscribe(JoinSubject(p.world), func(m *nats.Msg) {
+		if m.Reply != "" {
+			_ = m.Respond(s.RemoteJoin(m.Data))
+		}
+	})
+	if err != nil {
+		_ = v.Stop()
+		return nil, err
+	}
+	v.subs = append(v.subs, sub)
+	sub, err = p.nc.Subscribe(RequestsSubject(p.world), func(m *nats.Msg) {
+		s.RemoteRequests(m.Data) // nats.go gave m its own copy of the data
+	})
+	if err != nil {
+		_ = v.Stop()
+		return nil, err
+	}
+	v.subs = append(v.subs, sub)
+	return v, nil
 }
 
 // AppendSnapshotRequest appends a request for the state of cell (x, y),

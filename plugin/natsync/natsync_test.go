@@ -231,11 +231,11 @@ func newWorld(t *testing.T, nc *nats.Conn, name string, seed uint64) *world {
 	w := donburi.NewWorld()
 	srv := plugin.New(w, reg, &plugin.Options{Publish: pub, PublishCellSize: cellSize})
 	t.Cleanup(func() { _ = srv.Close() })
-	sub, err := pub.ServeSnapshots(srv)
+	svc, err := pub.Serve(srv)
 	if err != nil {
 		t.Fatal(err)
 	}
-	t.Cleanup(func() { _ = sub.Unsubscribe() })
+	t.Cleanup(func() { _ = svc.Stop() })
 	var codecs []*codec.Codec
 	for _, c := range reg.All() {
 		codecs = append(codecs, codec.Of(c))

@@ -147,11 +147,11 @@ func newScaleOut(t *testing.T, seed uint64, simURL string, gwConns []*nats.Conn)
 	}
 	s.pub = pub
 	s.sim = plugin.New(s.world, reg, &plugin.Options{Publish: pub, PublishCellSize: soCell, TickRate: soRate, Logger: quiet()})
-	snaps, err := pub.ServeSnapshots(s.sim)
+	svc, err := pub.Serve(s.sim)
 	if err != nil {
 		t.Fatal(err)
 	}
-	s.closeAll = append(s.closeAll, func() { _ = snaps.Unsubscribe(); _ = s.sim.Close() })
+	s.closeAll = append(s.closeAll, func() { _ = svc.Stop(); _ = s.sim.Close() })
 	for _, nc := range gwConns {
 		g := &gateway{nc: nc, log: &warnings{}}
 		if g.feed, err = natsync.NewFeed(g.nc, "so"); err != nil {
@@ -661,7 +661,7 @@ func TestFeedSnapshotRequests(t *testing.T) {
 	}
 	sim := plugin.New(donburi.NewWorld(), reg, &plugin.Options{Publish: pub, PublishCellSize: 100, Logger: quiet()})
 	defer sim.Close()
-	snaps, err := pub.ServeSnapshots(sim)
+	svc, err := pub.Serve(sim)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -670,7 +670,7 @@ func TestFeedSnapshotRequests(t *testing.T) {
 		st := feed.Stats()
 		return st.Snapshots == 1 && st.SnapshotsWaiting == 0
 	})
-	if err := snaps.Unsubscribe(); err != nil {
+	if err := svc.Stop(); err != nil {
 		t.Fatal(err)
 	}
 

@@ -227,16 +227,17 @@ func (g *Gateway) Close() error {
 }
 
 // A Publication publishes the simulation's chunks over NATS and answers
-// the gateways' snapshot requests.
+// the gateways: their snapshot requests, their clients' joins and
+// requests.
 type Publication struct {
-	nc   *nats.Conn
-	pub  *natsync.Publisher
-	snap *nats.Subscription
+	nc  *nats.Conn
+	pub *natsync.Publisher
+	svc *natsync.Service
 }
 
 // Publish connects to NATS at urls and returns the Publication of world's
 // chunks: give Publisher to sim.HostConfig.Publish, then call
-// ServeSnapshots with the Host's Plugin.
+// Serve with the Host's Plugin.
 func Publish(urls, world string) (*Publication, error) {
 	nc, err := Connect(urls, "ebisync-demo-simulation")
 	if err != nil {
@@ -253,22 +254,23 @@ func Publish(urls, world string) (*Publication, error) {
 // Publisher returns the plugin.Publisher of the chunks.
 func (p *Publication) Publisher() *natsync.Publisher { return p.pub }
 
-// ServeSnapshots answers the snapshot requests for srv's cells.
-func (p *Publication) ServeSnapshots(srv *plugin.Server) error {
-	sub, err := p.pub.ServeSnapshots(srv)
+// Serve answers the gateways for srv: snapshot requests, their clients'
+// joins and requests.
+func (p *Publication) Serve(srv *plugin.Server) error {
+	svc, err := p.pub.Serve(srv)
 	if err != nil {
-		return fmt.Errorf("failed to serve snapshots: %w", err)
+		return fmt.Errorf("failed to serve the gateways: %w", err)
 	}
-	p.snap = sub
+	p.svc = svc
 	return nil
 }
 
-// Close stops answering snapshot requests, sends what is buffered and
+// Close stops answering the gateways, sends what is buffered and
 // closes the connection. Call it after the simulation's last tick.
 func (p *Publication) Close() error {
 	var err error
-	if p.snap != nil {
-		err = p.snap.Unsubscribe()
+	if p.svc != nil {
+		err = p.svc.Stop()
 	}
 	if e := p.nc.FlushTimeout(time.Second); e != nil && !errors.Is(e, nats.ErrConnectionClosed) {
 		err = errors.Join(err, e)
