@@ -340,10 +340,19 @@ type Client struct {
 	at  atomic.Int32
 
 	// Session resume. resumable is what the next Hello presents: the
-	// last session's id, token and final tick (supervisor goroutine).
-	// noResume, set when the mirror cannot be trusted (a batch failed to
-	// apply), makes the next Hello ask for a fresh session.
+	// last session's id, token and final tick; the Hello adds the
+	// remembered interest and subscriptions. resumeIDs is the component
+	// id mapping (toServer) of the connection that gave the token, by
+	// which the Hello numbers its component subscriptions: the new
+	// server's numbering is not known before its Welcome. The handshake
+	// matches registries by name, not order, so servers of one game agree
+	// on the numbering when they register their components in the same
+	// order; where the new server's differs, attach unsubscribes what the
+	// Hello named by mistake (staleLocked). Both belong to the supervisor
+	// goroutine. noResume, set when the mirror cannot be trusted (a batch
+	// failed to apply), makes the next Hello ask for a fresh session.
 	resumable *wire.Resume
+	resumeIDs []uint64
 	noResume  atomic.Bool
 
 	// Pending requests, guarded by pmu (Close resolves them from any

@@ -253,6 +253,9 @@ type session struct {
 	// resumedFrom is the tick the Hello said the mirror is at, when the
 	// Welcome resumed the session.
 	resumedFrom uint64
+	// helloSubs are the subscriptions the Hello carried, when the Welcome
+	// resumed the session.
+	helloSubs []wire.Sub
 }
 
 // FullLen implements wire.ValueSizer with the session's component ids.
@@ -345,9 +348,15 @@ func (c *Client) connect(ctx context.Context, rawURL string) (*session, error) {
 func (c *Client) handshake(ctx context.Context, ws *websocket.Conn) (*session, error) {
 	h := c.hello
 	if c.noResume.Swap(false) {
-		c.resumable = nil
+		c.resumable, c.resumeIDs = nil, nil
 	}
-	h.Resume = c.resumable
+	if c.resumable != nil {
+		r := *c.resumable
+		c.mu.Lock()
+		r.Interest, r.Subs = c.scopeLocked(c.resumeIDs, helloEntitySubs)
+		c.mu.Unlock()
+		h.Resume = &r
+	}
 	hello := wire.AppendHello(nil, &h)
 	if err := ws.Write(ctx, websocket.MessageBinary, hello); err != nil {
 		return nil, refusal(err)
@@ -424,6 +433,9 @@ func (c *Client) handshake(ctx context.Context, ws *websocket.Conn) (*session, e
 	}
 	if err := s.mapMessages(w.Messages); err != nil {
 		return nil, err
+	}
+	if w.Resumed {
+		s.helloSubs = h.Resume.Subs
 	}
 	s.ctx, s.cancel = context.WithCancel(context.Background())
 	s.lastRecv.Store(int64(time.Since(c.epoch)))
@@ -525,9 +537,46 @@ func permanent(err error, handshake bool) bool {
 		websocket.CloseStatus(err) == statusSchemaMismatch
 }
 
+// helloEntitySubs bounds the entity subscriptions a resuming Hello
+// carries, so that the Hello stays well within a server's read limit
+// (32 KiB by default, which the registry's schema shares). The client
+// sends all of them after the Welcome in any case.
+const helloEntitySubs = subsPerMessage
+
+// scopeLocked returns the remembered interest (nil when none was set) and
+// subscriptions as the wire carries them: the component subscriptions in
+// registry order, mapped to server ids by toServer (none when toServer is
+// nil), then at most maxEnts entity subscriptions, ascending by id and
+// generation. c.mu must be held.
+func (c *Client) scopeLocked(toServer []uint64, maxEnts int) (*wire.Interest, []wire.Sub) {
+	var in *wire.Interest
+	if c.interestSet {
+		v := c.interest
+		in = &v
+	}
+	var subs []wire.Sub
+	if toServer != nil {
+		for _, comp := range c.codecs {
+			if c.compSubs[comp] {
+				subs = append(subs, wire.Sub{Kind: wire.SubComponent, ID: toServer[comp.Index()]})
+			}
+		}
+	}
+	ents := make([]entKey, 0, len(c.entSubs))
+	for k := range c.entSubs {
+		ents = append(ents, k)
+	}
+	slices.SortFunc(ents, func(a, b entKey) int { return cmp.Or(cmp.Compare(a.id, b.id), cmp.Compare(a.gen, b.gen)) })
+	for _, k := range ents[:min(len(ents), maxEnts)] {
+		subs = append(subs, wire.Sub{Kind: wire.SubEntity, ID: uint64(k.id), Gen: uint64(k.gen)})
+	}
+	return in, subs
+}
+
 // attach makes s the live session and sends it the remembered interest
-// and subscriptions. It reports false (and ends s) if the client is
-// closing.
+// and subscriptions, after unsubscribing, in a resumed session, what its
+// Hello carried that the client does not want (see staleLocked). It
+// reports false (and ends s) if the client is closing.
 func (c *Client) attach(s *session) bool {
 	c.mu.Lock()
 	defer c.mu.Unlock()
@@ -538,29 +587,39 @@ func (c *Client) attach(s *session) bool {
 	c.live = s
 	c.clientID.Store(s.welcome.ClientID)
 	c.connected.Store(true)
+	in, subs := c.scopeLocked(s.toServer, len(c.entSubs))
 	// Interest first, so the server never floods a global scope that the
 	// interest narrows a moment later.
-	if c.interestSet {
-		c.sendLocked(wire.AppendInterest(nil, &c.interest))
+	if in != nil {
+		c.sendLocked(wire.AppendInterest(nil, in))
 	}
-	var subs []wire.Sub
-	for _, comp := range c.codecs {
-		if c.compSubs[comp] {
-			subs = append(subs, wire.Sub{Kind: wire.SubComponent, ID: s.toServer[comp.Index()]})
-		}
-	}
-	ents := make([]entKey, 0, len(c.entSubs))
-	for k := range c.entSubs {
-		ents = append(ents, k)
-	}
-	slices.SortFunc(ents, func(a, b entKey) int { return cmp.Or(cmp.Compare(a.id, b.id), cmp.Compare(a.gen, b.gen)) })
-	for _, k := range ents {
-		subs = append(subs, wire.Sub{Kind: wire.SubEntity, ID: uint64(k.id), Gen: uint64(k.gen)})
-	}
+	c.sendSubsLocked(wire.KindUnsubscribe, c.staleLocked(s))
 	c.sendSubsLocked(wire.KindSubscribe, subs)
 	s.wg.Add(1)
 	go s.writeLoop()
 	return true
+}
+
+// staleLocked returns the subscriptions that the Hello of resumed session
+// s carried and the client no longer wants: those it dropped during the
+// handshake, and component ids that name another component on s's server
+// than on the previous one (ids travel in the server's numbering, and the
+// Hello used the previous server's). c.mu must be held.
+func (c *Client) staleLocked(s *session) []wire.Sub {
+	var stale []wire.Sub
+	for _, sub := range s.helloSubs {
+		switch sub.Kind {
+		case wire.SubComponent:
+			if sub.ID < uint64(len(s.fromServer)) && !c.compSubs[s.fromServer[sub.ID]] {
+				stale = append(stale, sub)
+			}
+		case wire.SubEntity:
+			if !c.entSubs[entKey{uint32(sub.ID), uint32(sub.Gen)}] {
+				stale = append(stale, sub)
+			}
+		}
+	}
+	return stale
 }
 
 // detach forgets s as the live session.
@@ -595,6 +654,7 @@ func (c *Client) run(s *session) {
 		}
 		c.detach(s)
 		c.resumable = &wire.Resume{ClientID: s.welcome.ClientID, Token: s.welcome.Token, Tick: s.readTick}
+		c.resumeIDs = s.toServer
 		if !c.post(event{kind: evDown, sess: s, err: err}) || c.ctx.Err() != nil {
 			return
 		}

@@ -47,6 +47,7 @@ type fakeServer struct {
 	nextID   uint64
 	noPong   bool // do not answer pings
 	stall    bool // stop reading after the handshake, like a hung server
+	resume   bool // resume the session a Hello names, whatever its token
 }
 
 // fakeConn is one accepted connection.
@@ -108,6 +109,9 @@ func (fs *fakeServer) serve(w http.ResponseWriter, r *http.Request) {
 	names := fs.names
 	fs.nextID++
 	wel := wire.Welcome{Version: wire.ProtocolVersion, ClientID: fs.nextID, TickRate: fs.tickRate, Tick: fs.tick}
+	if fs.resume && hello.Resume != nil {
+		wel.ClientID, wel.Token, wel.Resumed = hello.Resume.ClientID, hello.Resume.Token, true
+	}
 	fs.mu.Unlock()
 	if refuse != nil {
 		ws.Write(ctx, websocket.MessageBinary, wire.AppendError(nil, refuse))
@@ -168,6 +172,12 @@ func (fs *fakeServer) serve(w http.ResponseWriter, r *http.Request) {
 func (fs *fakeServer) setRefuse(e *wire.Error) {
 	fs.mu.Lock()
 	fs.refuse = e
+	fs.mu.Unlock()
+}
+
+func (fs *fakeServer) setResume(on bool) {
+	fs.mu.Lock()
+	fs.resume = on
 	fs.mu.Unlock()
 }
 
