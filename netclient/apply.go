@@ -193,9 +193,15 @@ func (c *Client) spawn(s *session, sp *wire.Spawn) error {
 	}
 	id := uint32(sp.ID)
 	if old := c.byNet[id]; old != nil {
-		// Not allowed by the protocol without an exit first, but the
-		// result is well defined: the new state replaces the old.
-		c.log.Debug("ebisync: spawn of an entity already mirrored", "id", id, "gen", sp.Gen)
+		if old.gen == uint32(sp.Gen) {
+			// The entity the mirror holds: a resumed session's first
+			// batch keeps an entity and spawns it to bring it up to date.
+			return c.refresh(s, old, sp)
+		}
+		// Another generation under the same id without an exit first is
+		// not allowed by the protocol, but the result is well defined:
+		// the new entity replaces the old.
+		c.log.Debug("ebisync: spawn of another generation of an entity already mirrored", "id", id, "gen", sp.Gen, "mirrored", old.gen)
 		c.despawn(old, ExitDespawned)
 	}
 	ne := &mirrored{id: id, gen: uint32(sp.Gen), comps: make([]*compState, c.reg.Len())}
@@ -215,6 +221,53 @@ func (c *Client) spawn(s *session, sp *wire.Spawn) error {
 	c.byNet[id] = ne
 	c.trackRefs(ne)
 	c.create(ne)
+	return nil
+}
+
+// refresh applies a spawn of the entity ne mirrors, at its generation, in
+// place: the spawn's values become the confirmed ones, components it does
+// not list are removed, and the world entity stays the same. No OnSpawn or
+// OnDespawn fires; OnChange fires for each component whose world value
+// changed, was added or was removed. A component with an optimistic
+// mutation in flight keeps its world value until the mutations resolve, as
+// for an update.
+func (c *Client) refresh(s *session, ne *mirrored, sp *wire.Spawn) error {
+	listed := make([]bool, len(ne.comps)) // then: listed or removed
+	for _, cv := range sp.Comps {
+		comp := s.fromServer[cv.Comp] // DecodeBatch checked the id with FullLen
+		idx := comp.Index()
+		if listed[idx] {
+			return fmt.Errorf("%w: spawn of entity %d lists %s twice", wire.ErrMalformed, ne.id, comp.Name())
+		}
+		listed[idx] = true
+		st := ne.comps[idx]
+		if st == nil {
+			st = &compState{confirmed: comp.New()}
+		}
+		if _, err := comp.DecodeFull(cv.Value, st.confirmed); err != nil {
+			return err
+		}
+		ne.comps[idx] = st
+		c.pushSample(ne, comp, st)
+	}
+	for idx, st := range ne.comps {
+		if st != nil && !listed[idx] {
+			ne.comps[idx] = nil
+			listed[idx] = true
+		}
+	}
+	c.trackRefs(ne)
+	c.trackOwner(ne)
+	if !c.world.Valid(ne.e) {
+		// The game removed the mirror entity; bring it back whole.
+		c.create(ne)
+		return nil
+	}
+	for idx, ch := range listed {
+		if ch && !ne.held(idx) {
+			c.syncWorld(ne, c.codecs[idx], false)
+		}
+	}
 	return nil
 }
 

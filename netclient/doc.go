@@ -61,11 +61,12 @@
 // code should not Create entities with Replicated plus other components in
 // the mirror world.
 //
-// After a reconnect the client clears the mirror (OnDespawn with
-// ExitResync) and the server sends every entity in scope again, as to a
-// new client. A connection that delivered something the client cannot
-// decode or apply (a desync cannot be repaired in place) is closed with
-// code 4000 and replaced the same way; Stats.DecodeErrors counts these.
+// After a reconnect that does not resume the session (see Reconnecting)
+// the client clears the mirror (OnDespawn with ExitResync) and the server
+// sends every entity in scope again, as to a new client. A connection
+// that delivered something the client cannot decode or apply (a desync
+// cannot be repaired in place) is closed with code 4000 and replaced the
+// same way; Stats.DecodeErrors counts these.
 // The client never panics on input from the network.
 //
 // # Queries, and a server and a client in one process
@@ -154,13 +155,20 @@
 // server sends only what changed while it was away, and the entities that
 // left its scope meanwhile exit with ExitAway. Otherwise it gets a fresh
 // session: the mirror is cleared (ExitResync) and the server resends
-// everything in scope. Either way it sends its remembered interest and
-// subscriptions again; requests in flight when the connection dropped
-// resolve with ErrDisconnected, and server messages sent while it was
-// away are lost. Stats.Resumes counts resumed sessions. It does not
-// reconnect after Close, with Options.NoReconnect, or after a permanent
-// refusal (schema or protocol-version mismatch, a refused handshake):
-// Update then returns the reason.
+// everything in scope. The Hello that asks to resume carries the
+// remembered interest and subscriptions, so that a server resuming a
+// session it did not serve (another gateway's) starts its scope from
+// them; after the Welcome the client sends them again either way. A
+// resumed session's server may send an entity the client kept as a spawn
+// at the same generation: the client refreshes that mirror entity in
+// place (the same donburi entity, no OnSpawn or OnDespawn, OnChange for
+// each component that changed, was added or was removed). Requests in
+// flight when the connection dropped resolve with ErrDisconnected, and
+// server messages sent while it was away are lost. Stats.Resumes counts
+// resumed sessions. It does not reconnect after Close, with
+// Options.NoReconnect, or after a permanent refusal (schema or
+// protocol-version mismatch, a refused handshake): Update then returns
+// the reason.
 //
 // Options.URLs gives further addresses of the same game, such as other
 // gateways in front of one world. Dial connects to the first of its url
