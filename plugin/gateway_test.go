@@ -6,6 +6,7 @@ import (
 	"slices"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -164,99 +165,183 @@ func (h *memHub) TickEnd(tick uint64, n int) {
 	}
 }
 
-// TestGatewayFailover: a client knows two gateways; the one it is on
-// dies mid-run. The client reconnects to the other, and converges to its
-// view of the simulation's World there.
+// TestGatewayFailover: three gateways forward their clients to one
+// simulation; each client owns a ship, holds control of it, and knows
+// every gateway. Gateway A is killed mid-run, as by a crash, while the
+// World churns. Its clients reconnect to the other gateways and resume
+// their sessions there within the window: the same client ids, their
+// mirrors kept (no entity leaves with ExitResync, their own ship stays the
+// same mirror entity), their control held, the simulation's OnResume run
+// and no OnDisconnect. Every client converges to its view of the World,
+// and a resumed client's mutation is answered.
 func TestGatewayFailover(t *testing.T) {
 	seed := uint64(time.Now().UnixNano())
 	t.Logf("seed %d", seed)
 	rng := rand.New(rand.NewPCG(seed, 22))
 	reg := standardRegistry()
-	const size, radius, hyst, cell = 1500.0, 300.0, 1.15, 250.0
-	hub := &memHub{}
-	var gws []*plugin.Server
-	var urls []string
-	for i := 0; i < 2; i++ {
-		bus := &memBus{cells: map[plugin.Cell]bool{}}
-		gw := plugin.NewGateway(reg, cell, bus, &plugin.Options{DefaultRadius: radius, MaxRadius: 2 * radius, Hysteresis: hyst, Logger: quietLogger()})
-		bus.gw = gw
-		hub.buses = append(hub.buses, bus)
-		gws = append(gws, gw)
-	}
-	var tsA, tsB *httptest.Server
-	tsA, tsB = httptest.NewServer(gws[0]), httptest.NewServer(gws[1])
-	defer tsB.Close()
-	urls = []string{wsURL(tsA), wsURL(tsB)}
-	alive := []bool{true, true}
-	var aliveMu sync.Mutex
-	h := newHarnessAfter(t, reg, &plugin.Options{Publish: hub, PublishCellSize: cell, Hysteresis: hyst}, 2*time.Millisecond, func() {
-		aliveMu.Lock()
-		defer aliveMu.Unlock()
-		for i, gw := range gws {
-			if alive[i] {
-				gw.Tick()
-			}
-		}
-	})
-	defer h.close()
-	for _, b := range hub.buses {
-		b.mu.Lock()
-		b.sim = h.srv
-		b.mu.Unlock()
-	}
-	p := startClientLoop(t, urls[0], reg, &netclient.Options{URLs: urls[1:]})
-	defer p.close()
-	if err := p.c.SubscribeAll(); err != nil {
-		t.Fatal(err)
-	}
-	cx, cy := size/2, size/2
-	if err := p.c.SetInterest(cx, cy, radius); err != nil {
-		t.Fatal(err)
-	}
+	points := components.Register(reg, "test.score", score, &components.Options{ClientWritable: true})
+	const size, radius, hyst = 1500.0, 300.0, 1.15
+	var seen infos
+	var rig *remoteRig
+	rig = newRemoteRig(t, reg, 3, &plugin.Options{
+		Hysteresis: hyst,
+		OnConnect: func(ci plugin.ClientInfo) {
+			seen.mu.Lock()
+			seen.connected = append(seen.connected, ci)
+			seen.mu.Unlock()
+			w := rig.h.w
+			e := w.Create(components.Replicated, components.Position, score, components.Owner)
+			components.Position.SetValue(w.Entry(e), components.PositionData{X: size / 2, Y: size / 2})
+			components.Owner.SetValue(w.Entry(e), components.OwnerData{Client: ci.ID})
+		},
+		OnResume: func(ci plugin.ClientInfo) {
+			seen.mu.Lock()
+			seen.resumed = append(seen.resumed, ci)
+			seen.mu.Unlock()
+		},
+		OnDisconnect: func(ci plugin.ClientInfo) {
+			seen.mu.Lock()
+			seen.departed = append(seen.departed, ci)
+			seen.mu.Unlock()
+		},
+	}, &plugin.Options{DefaultRadius: radius, MaxRadius: 2 * radius, Hysteresis: hyst})
+	defer rig.close()
 	all := map[int]bool{}
 	for i := range reg.Len() {
 		all[i] = true
 	}
+	type player struct {
+		p       *clientLoop
+		gw      int
+		id      uint64
+		cx, cy  float64
+		ship    donburi.Entity // its own ship in its mirror
+		resyncs atomic.Int64   // entities that left its mirror with ExitResync
+	}
+	var players []*player
+	for i := range 6 {
+		pl := &player{gw: i % 3, cx: size/2 + (rng.Float64()-0.5)*300, cy: size/2 + (rng.Float64()-0.5)*300} // near the ships
+		var others []string
+		for k, u := range rig.urls {
+			if k != pl.gw {
+				others = append(others, u)
+			}
+		}
+		pl.p = startClientLoop(t, rig.urls[pl.gw], reg, &netclient.Options{
+			URLs: others,
+			OnDespawn: func(_ donburi.Entity, why netclient.ExitReason) {
+				if why == netclient.ExitResync {
+					pl.resyncs.Add(1)
+				}
+			},
+		})
+		defer pl.p.close()
+		pl.id = pl.p.c.ClientID()
+		if err := pl.p.c.SubscribeAll(); err != nil {
+			t.Fatal(err)
+		}
+		if err := pl.p.c.SetInterest(pl.cx, pl.cy, radius); err != nil {
+			t.Fatal(err)
+		}
+		players = append(players, pl)
+	}
 	var live []donburi.Entity
-	h.do(func(w donburi.World) { churn(w, rng, &live, size, 200) })
+	rig.h.do(func(w donburi.World) { churn(w, rng, &live, size, 200) })
 	converge := func(what string) {
 		t.Helper()
-		h.ticks(10)
-		var want map[uint64]expectation
-		var band map[uint64]bool
-		h.do(func(sw donburi.World) { want, band = view(sw, reg, all, cx, cy, radius, hyst) })
-		held, err := awaitConvergence(p, reg, want, band, 10*time.Second)
-		if err != nil {
-			t.Fatalf("%s: %v", what, err)
+		rig.h.ticks(10)
+		for i, pl := range players {
+			var want map[uint64]expectation
+			var band map[uint64]bool
+			rig.h.do(func(sw donburi.World) { want, band = view(sw, reg, all, pl.cx, pl.cy, radius, hyst) })
+			held, err := awaitConvergence(pl.p, reg, want, band, 10*time.Second)
+			if err != nil {
+				t.Fatalf("%s: client %d did not converge: %v (on %s, %+v)", what, i, err, pl.p.c.URL(), pl.p.c.Stats())
+			}
+			if len(want) == 0 {
+				t.Fatalf("%s: client %d sees nothing: the test is not testing", what, i)
+			}
+			t.Logf("%s: client %d on %s holds %d entities, view %d (+%d in band)", what, i, pl.p.c.URL(), held, len(want), len(band))
 		}
-		if len(want) == 0 {
-			t.Fatalf("%s: the client sees nothing: the test is not testing", what)
+	}
+	converge("before the failure")
+	for _, pl := range players {
+		testutil.Eventually(t, 5*time.Second, "the own ship in the mirror", func() bool {
+			pl.p.do(func(donburi.World) {
+				if owned := pl.p.c.Owned(nil); len(owned) == 1 {
+					pl.ship = owned[0]
+				}
+			})
+			return pl.ship != donburi.Null
+		})
+		var ctl <-chan netclient.ControlResult
+		pl.p.do(func(donburi.World) { ctl = pl.p.c.TakeControl(pl.ship, time.Minute, false) })
+		if r := waitResult(t, pl.p, ctl, "the control of the own ship"); r.Status != netclient.ControlTaken {
+			t.Fatalf("taking the own ship: %v", r.Status)
 		}
-		t.Logf("%s: the client holds %d entities, view %d (+%d in band)", what, held, len(want), len(band))
 	}
-	converge("on gateway A")
-	if got := p.c.URL(); got != urls[0] {
-		t.Fatalf("the client is on %s, want gateway A %s", got, urls[0])
-	}
-	// Gateway A dies; the World goes on.
-	aliveMu.Lock()
-	alive[0] = false
-	aliveMu.Unlock()
-	tsA.CloseClientConnections()
-	tsA.Close()
-	_ = gws[0].Close()
+
+	// Gateway A dies, as by a crash; the World goes on.
+	rig.kill(0)
 	for round := 0; round < 30; round++ {
-		h.do(func(w donburi.World) { churn(w, rng, &live, size, rng.IntN(3)) })
-		h.ticks(1)
+		rig.h.do(func(w donburi.World) { churn(w, rng, &live, size, rng.IntN(3)) })
+		rig.h.ticks(1)
 	}
-	converge("on gateway B")
-	if got := p.c.URL(); got != urls[1] {
-		t.Fatalf("the client is on %s, want gateway B %s", got, urls[1])
+	converge("after the failure")
+	for i, pl := range players {
+		moved := pl.gw == 0
+		if got := pl.p.c.URL(); got == rig.urls[0] || !moved && got != rig.urls[pl.gw] {
+			t.Fatalf("client %d is on %s after gateway A died", i, got)
+		}
+		st := pl.p.c.Stats()
+		if moved && st.Resumes == 0 {
+			t.Fatalf("client %d of gateway A did not resume its session (%d reconnects)", i, st.Reconnects)
+		}
+		if id := pl.p.c.ClientID(); id != pl.id {
+			t.Fatalf("client %d came back as client %d, was %d", i, id, pl.id)
+		}
+		if n := pl.resyncs.Load(); n != 0 {
+			t.Fatalf("client %d: %d entities left its mirror for a full resync", i, n)
+		}
+		var ship donburi.Entity
+		pl.p.do(func(donburi.World) {
+			if owned := pl.p.c.Owned(nil); len(owned) == 1 {
+				ship = owned[0]
+			}
+		})
+		if ship != pl.ship {
+			t.Fatalf("client %d's own ship is mirror entity %v, was %v", i, ship, pl.ship)
+		}
+		if _, ok := seen.find(&seen.departed, pl.id); ok {
+			t.Fatalf("client %d: the simulation ran OnDisconnect", i)
+		}
+		if _, ok := seen.find(&seen.resumed, pl.id); moved && !ok {
+			t.Fatalf("client %d: the simulation did not run OnResume", i)
+		}
+		var holder uint64
+		rig.h.do(func(w donburi.World) {
+			for _, a := range w.Archetypes() {
+				if !a.Layout().HasComponent(components.Owner) || !a.Layout().HasComponent(components.Control) {
+					continue
+				}
+				for _, e := range a.Entities() {
+					if components.Owner.Get(w.Entry(e)).Client == pl.id {
+						holder = components.Control.Get(w.Entry(e)).Client
+					}
+				}
+			}
+		})
+		if holder != pl.id {
+			t.Fatalf("client %d's ship is controlled by %d after the failover, want %d", i, holder, pl.id)
+		}
+		if moved {
+			var res <-chan netclient.MutationResult
+			pl.p.do(func(donburi.World) { res = netclient.Mutate(pl.p.c, pl.ship, points, scoreData{Points: 42}, nil) })
+			if r := waitResult(t, pl.p, res, "a resumed client's mutation"); r.Status != ebisync.Ok {
+				t.Fatalf("client %d's mutation after the failover: %v %q %v", i, r.Status, r.Message, r.Err)
+			}
+		}
 	}
-	if st := p.c.Stats(); st.Reconnects == 0 {
-		t.Fatal("the client never reconnected")
-	}
-	_ = gws[1].Close()
 }
 
 // TestGatewayRefusesRequests: a gateway forwards no request; it answers a

@@ -2,6 +2,7 @@ package plugin_test
 
 import (
 	"context"
+	"net"
 	"net/http/httptest"
 	"slices"
 	"sync"
@@ -71,6 +72,7 @@ type remoteRig struct {
 	hub  *relayHub
 	gws  []*plugin.Server
 	ts   []*httptest.Server
+	lns  []*connTracker
 	urls []string
 
 	mu    sync.Mutex
@@ -91,8 +93,12 @@ func newRemoteRig(t *testing.T, reg *components.Registry, n int, simOpts, gwOpts
 		bus.gw = gw
 		r.hub.buses = append(r.hub.buses, bus)
 		r.gws = append(r.gws, gw)
-		ts := httptest.NewServer(gw)
+		ts := httptest.NewUnstartedServer(gw)
+		ln := &connTracker{Listener: ts.Listener}
+		ts.Listener = ln
+		ts.Start()
 		r.ts = append(r.ts, ts)
+		r.lns = append(r.lns, ln)
 		r.urls = append(r.urls, wsURL(ts))
 		r.alive = append(r.alive, true)
 	}
@@ -115,7 +121,8 @@ func newRemoteRig(t *testing.T, reg *components.Registry, n int, simOpts, gwOpts
 }
 
 // kill stops gateway i as a crash would: it ticks no more, its relays are
-// lost, its connections are cut.
+// lost, its listener and every connection it accepted are cut without a
+// close frame.
 func (r *remoteRig) kill(i int) {
 	r.mu.Lock()
 	r.alive[i] = false
@@ -123,8 +130,34 @@ func (r *remoteRig) kill(i int) {
 	r.hub.mu.Lock()
 	r.hub.down[r.gws[i].GatewayName()] = true
 	r.hub.mu.Unlock()
-	r.ts[i].CloseClientConnections()
-	r.ts[i].Close()
+	r.lns[i].cut()
+}
+
+// connTracker is a listener that can cut every connection it accepted,
+// WebSockets included (httptest.Server forgets hijacked connections).
+type connTracker struct {
+	net.Listener
+	mu    sync.Mutex
+	conns []net.Conn
+}
+
+func (l *connTracker) Accept() (net.Conn, error) {
+	c, err := l.Listener.Accept()
+	if err == nil {
+		l.mu.Lock()
+		l.conns = append(l.conns, c)
+		l.mu.Unlock()
+	}
+	return c, err
+}
+
+func (l *connTracker) cut() {
+	_ = l.Listener.Close()
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	for _, c := range l.conns {
+		_ = c.Close()
+	}
 }
 
 func (r *remoteRig) close() {
