@@ -80,6 +80,7 @@ type client struct {
 	// holdUntil (upstream.go).
 	keepAll   bool
 	holdUntil time.Time
+	touched   bool // a remote client listed for this tick's relay (remote.go)
 
 	member []uint64 // bitset by net id: entities in scope (or pending spawn)
 

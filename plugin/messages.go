@@ -125,12 +125,18 @@ func (s *Server) queueMsg(c *client, om *outMsg) {
 	if c.msgBytes+n > s.opts.MessageQueueBytes {
 		s.refused.add(refMessages, "dropped a client whose message queue overflowed", "client", c.cn.id, "remote", c.cn.addr, "queued", c.msgBytes)
 		c.cn.shutdown(StatusTooSlow, fmt.Sprintf("message queue overflow: %d bytes waiting", c.msgBytes))
+		if c.cn.remote != nil {
+			s.remote.touch(c) // the relay tells its gateway to close it (remote.go)
+		}
 		clear(c.msgs)
 		c.msgs, c.msgBytes = c.msgs[:0], s.opts.MessageQueueBytes+1
 		return
 	}
 	c.msgs = append(c.msgs, queuedMsg{om, n})
 	c.msgBytes += n
+	if c.cn.remote != nil {
+		s.remote.touch(c) // relayed at the end of the tick (remote.go)
+	}
 	s.stats.gameMsgsOut.Add(1)
 }
 

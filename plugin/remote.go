@@ -105,8 +105,12 @@ type remoteSide struct {
 	// Game goroutine.
 	gws    map[string]*remoteGW
 	parked []*client // remote clients whose gateway let them go resumably
-	w      wire.Writer
-	refs   []uint64 // appendRelayMsg's scratch
+	// touched are the remote clients this tick's relay looks at: those
+	// that sent a request or were queued a message this tick, and those
+	// with inputs waiting from an earlier tick. The others cost the tick
+	// nothing. client.touched marks them.
+	touched []*client
+	refs    []uint64 // appendRelayMsg's scratch
 
 	// Under mu: what RemoteJoin and RemoteRequests leave for the tick,
 	// and the sessions they check.
@@ -120,6 +124,7 @@ type remoteSide struct {
 
 // remoteGW is one gateway as the simulation knows it.
 type remoteGW struct {
+	w       wire.Writer // this tick's relay envelope
 	name    string
 	heard   time.Time
 	clients map[uint64]*client
@@ -253,10 +258,8 @@ func (s *Server) applyRemote() {
 	for _, j := range joins {
 		s.admitRemote(j, now)
 	}
-	for _, g := range rm.gws {
-		for _, c := range g.clients {
-			s.startInputs(c) // inputs left waiting by earlier ticks go first (input.go)
-		}
+	for _, c := range rm.touched {
+		s.startInputs(c) // inputs left waiting by earlier ticks go first (input.go)
 	}
 	for _, data := range inq {
 		s.applyEnvelope(data, now)
@@ -270,6 +273,9 @@ func (s *Server) applyRemote() {
 			delete(rm.gws, name)
 		}
 	}
+	// A parked remote session ends when its window passes. They are not
+	// bounded by MaxResumable: a gateway that dies parks all its clients
+	// at once, and a parked remote client holds no scope.
 	for i := 0; i < len(rm.parked); {
 		c := rm.parked[i]
 		if now.Sub(c.parkedAt) <= s.opts.ResumeWindow || !s.endRemoteSession(c.cn.id, true) {
@@ -431,7 +437,19 @@ func (s *Server) applyRemoteRequest(c *client, msg []byte) {
 		s.log.Debug("ebisync: a forwarded request does not decode", "client", c.cn.id, "err", err)
 		return
 	}
+	if !c.touched {
+		c.inputs.n = 0 // the client's first request this tick (startInputs did not run for it)
+	}
+	s.remote.touch(c)
 	s.applyOne(c, &m)
+}
+
+// touch lists remote client c for this tick's relay.
+func (rm *remoteSide) touch(c *client) {
+	if !c.touched {
+		c.touched = true
+		rm.touched = append(rm.touched, c)
+	}
 }
 
 // parkRemote keeps c's session for a resume at any gateway.
@@ -504,26 +522,43 @@ func (s *Server) relay() {
 	}
 	rl, _ := s.opts.Publish.(Relay)
 	for _, g := range rm.gws {
-		w := &rm.w
-		w.Reset()
-		w.Byte(remoteVersion)
-		w.Uvarint(uint64(s.tick))
-		head := w.Len()
-		for id, c := range g.clients {
-			if c.cn.ctx.Err() != nil {
-				// The simulation ended the client (a violation of the
-				// input stream, a message queue overflow): its gateway
-				// closes the connection.
-				w.Byte(downClose)
-				w.Uvarint(id)
-				w.Uvarint(uint64(c.cn.endCode.Load()))
-				w.String(truncate(c.cn.endReason, 120))
-				delete(g.clients, id)
-				s.endRemoteSession(id, false)
-				s.dropClient(c)
-				continue
-			}
-			s.relayClient(w, c)
+		g.w.Reset()
+	}
+	// The touched clients' answers, each into its gateway's envelope.
+	keep := rm.touched[:0]
+	for _, c := range rm.touched {
+		c.touched = false
+		g := c.cn.remote
+		if s.byID[c.cn.id] != c || c.parked || g == nil || rm.gws[g.name] != g || g.clients[c.cn.id] != c {
+			continue // ended, parked, or its gateway forgotten since it was touched
+		}
+		w := g.writer(s.tick)
+		id := c.cn.id
+		if c.cn.ctx.Err() != nil {
+			// The simulation ended the client (a violation of the input
+			// stream, a message queue overflow): its gateway closes the
+			// connection.
+			w.Byte(downClose)
+			w.Uvarint(id)
+			w.Uvarint(uint64(c.cn.endCode.Load()))
+			w.String(truncate(c.cn.endReason, 120))
+			delete(g.clients, id)
+			s.endRemoteSession(id, false)
+			s.dropClient(c)
+			continue
+		}
+		s.relayClient(w, c)
+		if len(c.inputs.waiting) > 0 {
+			c.touched = true // its waiting inputs go first next tick
+			keep = append(keep, c)
+		}
+	}
+	clear(rm.touched[len(keep):])
+	rm.touched = keep
+	for _, g := range rm.gws {
+		w := &g.w
+		if len(g.bcast) > 0 || len(g.viewers) > 0 || len(g.closes) > 0 {
+			w = g.writer(s.tick)
 		}
 		for _, om := range g.bcast {
 			w.Byte(downBroadcast)
@@ -545,10 +580,19 @@ func (s *Server) relay() {
 			w.String(cl.reason)
 		}
 		g.closes = g.closes[:0]
-		if w.Len() > head && rl != nil {
+		if w.Len() > 0 && rl != nil {
 			rl.Relay(g.name, w.B)
 		}
 	}
+}
+
+// writer returns g's relay envelope of this tick, started.
+func (g *remoteGW) writer(tick uint32) *wire.Writer {
+	if g.w.Len() == 0 {
+		g.w.Byte(remoteVersion)
+		g.w.Uvarint(uint64(tick))
+	}
+	return &g.w
 }
 
 // relayClient writes remote client c's answers of this tick into w.
