@@ -518,12 +518,22 @@ func (s *Server) dropRemote(c *client) {
 func (s *Server) relay() {
 	rm := &s.remote
 	if len(rm.gws) == 0 {
+		if len(rm.parked) > 0 || s.stats.remote[0].Load() != 0 {
+			s.stats.remote[0].Store(0)
+			s.stats.remote[1].Store(0)
+			s.stats.remote[2].Store(int64(len(rm.parked)))
+		}
 		return
 	}
 	rl, _ := s.opts.Publish.(Relay)
+	n := 0
 	for _, g := range rm.gws {
 		g.w.Reset()
+		n += len(g.clients)
 	}
+	s.stats.remote[0].Store(int64(len(rm.gws)))
+	s.stats.remote[1].Store(int64(n))
+	s.stats.remote[2].Store(int64(len(rm.parked)))
 	// The touched clients' answers, each into its gateway's envelope.
 	keep := rm.touched[:0]
 	for _, c := range rm.touched {

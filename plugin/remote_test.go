@@ -286,6 +286,10 @@ func TestGatewayForwardsRequests(t *testing.T) {
 	if ci.Gateway != rig.gws[0].GatewayName() || ci.Gateway == "" {
 		t.Fatalf("OnConnect saw gateway %q, want %q", ci.Gateway, rig.gws[0].GatewayName())
 	}
+	testutil.Eventually(t, 5*time.Second, "the simulation's stats counting the gateway's client", func() bool {
+		st := rig.h.srv.Stats()
+		return st.Gateways == 1 && st.RemoteClients == 1 && st.Clients == 0
+	})
 
 	// The client's own ship and the other, in its mirror.
 	var mine, theirs donburi.Entity

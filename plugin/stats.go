@@ -34,8 +34,9 @@ type serverStats struct {
 	resumes             atomic.Uint64
 	resumeRefused       atomic.Uint64
 	parked              atomic.Int64
-	totals              tickTotals // over every tick (tickstats.go)
-	gone                Traffic    // of the connections that ended; under Server.mu
+	remote              [3]atomic.Int64 // gateways, remote clients, remote parked (remote.go)
+	totals              tickTotals      // over every tick (tickstats.go)
+	gone                Traffic         // of the connections that ended; under Server.mu
 }
 
 // Stats is a snapshot of a server's counters.
@@ -70,6 +71,13 @@ type Stats struct {
 	// sessions now waiting for their client to come back.
 	Resumes, ResumesRefused uint64
 	Parked                  int
+	// On a simulation whose clients connect to gateways (NewGateway,
+	// Upstream): Gateways is the gateways it hears from, RemoteClients
+	// the clients they serve, and RemoteParked the sessions of clients
+	// whose gateway let them go (or went silent), kept for a resume at any
+	// gateway. RemoteClients and RemoteParked are not in Clients and
+	// Parked. As of the last completed tick.
+	Gateways, RemoteClients, RemoteParked int
 	// Mutations counts the answers to mutations and to game messages by
 	// status (the statuses with none are absent).
 	Mutations map[ebisync.Status]uint64
@@ -162,6 +170,9 @@ func (s *Server) ReadStats(st *Stats) {
 		Resumes:         s.stats.resumes.Load(),
 		ResumesRefused:  s.stats.resumeRefused.Load(),
 		Parked:          int(s.stats.parked.Load()),
+		Gateways:        int(s.stats.remote[0].Load()),
+		RemoteClients:   int(s.stats.remote[1].Load()),
+		RemoteParked:    int(s.stats.remote[2].Load()),
 		Mutations:       mut,
 		Refusals:        ref,
 	}
