@@ -12,6 +12,9 @@
 //	connections                       gauge    open connections, handshakes included
 //	clients                           gauge    connected clients the tick serves
 //	sessions_parked                   gauge    sessions of departed clients kept for a resume
+//	gateways                          gauge    gateways a simulation hears from (plugin.Upstream)
+//	remote_clients                    gauge    clients the gateways serve
+//	remote_sessions_parked            gauge    sessions of gateways' departed clients kept for a resume at any gateway
 //	resumes_total{result}             counter  Hellos that asked to resume: "resumed", or "refused" (a fresh session)
 //	connects_total                    counter  handshakes completed
 //	refusals_total{reason}            counter  refused connections and dropped clients, by plugin.Refused* reason
@@ -78,6 +81,7 @@ type Collector struct {
 	lastTick, lastPhase, recvBytes, recvMsgs, sentBytes, sentMsgs,
 	batches, batchBytes, skipped, rescans, subscriptions, scopeEntries,
 	entities, mutations, parked, resumes, inputs, rtt *prometheus.Desc
+	gateways, remoteClients, remoteParked *prometheus.Desc
 }
 
 // refusalReasons are listed at zero before the first refusal of each, so
@@ -87,7 +91,7 @@ var refusalReasons = []string{
 	plugin.RefusedConnections, plugin.RefusedHandshakes, plugin.RefusedPerAddress,
 	plugin.RefusedHandshake, plugin.RefusedSchema, plugin.RefusedProtocol,
 	plugin.RefusedReadLimit, plugin.RefusedFlood, plugin.RefusedSubscriptions,
-	plugin.RefusedPanic, plugin.RefusedTooSlow,
+	plugin.RefusedPanic, plugin.RefusedTooSlow, plugin.RefusedMessages, plugin.RefusedUpstream,
 }
 
 // statuses are the answers a server gives, listed at zero likewise.
@@ -122,6 +126,9 @@ func New(srv *plugin.Server, opts *Options) *Collector {
 		connections:   desc("connections", "Open connections, handshakes included."),
 		clients:       desc("clients", "Connected clients the tick serves."),
 		parked:        desc("sessions_parked", "Sessions of departed clients kept for a resume."),
+		gateways:      desc("gateways", "Gateways the simulation hears from."),
+		remoteClients: desc("remote_clients", "Clients the gateways serve."),
+		remoteParked:  desc("remote_sessions_parked", "Sessions of gateways' departed clients kept for a resume at any gateway."),
 		resumes:       desc("resumes_total", "Hellos that asked to resume a session, by result (resumed, or refused: a fresh session).", "result"),
 		inputs:        desc("inputs_total", "Clients' inputs by outcome: applied, refused, duplicate (ignored), late (waited a tick), dropped.", "outcome"),
 		connects:      desc("connects_total", "Handshakes completed."),
@@ -158,6 +165,7 @@ func (c *Collector) Describe(ch chan<- *prometheus.Desc) {
 		c.lastTick, c.lastPhase, c.recvBytes, c.recvMsgs, c.sentBytes, c.sentMsgs,
 		c.batches, c.batchBytes, c.skipped, c.rescans, c.subscriptions, c.scopeEntries,
 		c.entities, c.mutations, c.parked, c.resumes, c.inputs, c.rtt,
+		c.gateways, c.remoteClients, c.remoteParked,
 	} {
 		ch <- d
 	}
@@ -229,6 +237,9 @@ func (c *Collector) Collect(ch chan<- prometheus.Metric) {
 	gauge(c.scopeEntries, float64(st.ScopeEntries))
 	gauge(c.entities, float64(st.Entities))
 	gauge(c.parked, float64(st.Parked))
+	gauge(c.gateways, float64(st.Gateways))
+	gauge(c.remoteClients, float64(st.RemoteClients))
+	gauge(c.remoteParked, float64(st.RemoteParked))
 	counter(c.resumes, float64(st.Resumes), "resumed")
 	counter(c.resumes, float64(st.ResumesRefused), "refused")
 	counter(c.inputs, float64(st.InputsApplied), "applied")
