@@ -372,9 +372,13 @@ func (s *Server) applyEnvelope(data []byte, now time.Time) {
 			if r.Err() != nil {
 				break
 			}
-			c := g.clients[id]
-			if c == nil {
-				continue // the client left, or resumed at another gateway
+			c := s.byID[id]
+			if c == nil || c.cn.remote != g {
+				// The session ended, moved to another gateway, or was
+				// never this simulation's (it restarted): the gateway
+				// closes the connection, and the client starts again.
+				g.closes = append(g.closes, remoteClose{id: id, code: statusGoingAway, reason: "the simulation holds no session for this client here"})
+				continue
 			}
 			if c.parked {
 				s.unparkRemote(c) // the gateway that let it go serves it again
