@@ -2,6 +2,7 @@ package plugin
 
 import (
 	"bufio"
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
@@ -95,6 +96,7 @@ type conn struct {
 	joined      atomic.Bool
 	welcomeTick uint32
 	welcomeVis  uint64 // the Welcome's tick: what clients see of welcomeTick (Server.visTick)
+	tickRate    uint64 // the Welcome's tick rate when not Options.TickRate: a gateway's simulation's
 	left        atomic.Bool
 
 	ctx     context.Context
@@ -312,7 +314,7 @@ func (s *Server) handshake(cn *conn) error {
 	wel := wire.AppendWelcome(nil, &wire.Welcome{
 		Version:    wire.ProtocolVersion,
 		ClientID:   cn.id,
-		TickRate:   uint64(s.opts.TickRate),
+		TickRate:   cmp.Or(cn.tickRate, uint64(s.opts.TickRate)),
 		Tick:       cn.welcomeVis,
 		Components: names,
 		Messages:   msgNames,

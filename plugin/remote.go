@@ -93,8 +93,13 @@ const (
 	// maxRemoteJoins bounds the joins waiting for a tick.
 	maxRemoteJoins = 4096
 	// maxUpEnvelope is the size past which a gateway sends its requests
-	// envelope before the end of its tick.
-	maxUpEnvelope = 256 << 10
+	// envelope before the end of its tick, and maxRelayEnvelope the size
+	// past which a simulation starts another relay envelope for a gateway:
+	// both well under NATS's default 1 MiB payload. A single record
+	// larger than the transport carries (a game message near
+	// wire.MaxMessageSize) is lost with its envelope.
+	maxUpEnvelope    = 256 << 10
+	maxRelayEnvelope = 256 << 10
 	// gatewayHeartbeat is the longest a gateway with clients waits
 	// between two requests envelopes.
 	gatewayHeartbeat = 500 * time.Millisecond
@@ -111,6 +116,8 @@ type remoteSide struct {
 	// nothing. client.touched marks them.
 	touched []*client
 	refs    []uint64 // appendRelayMsg's scratch
+	// overflowLogged is the overflow count last logged.
+	overflowLogged uint64
 
 	// Under mu: what RemoteJoin and RemoteRequests leave for the tick,
 	// and the sessions they check.
@@ -187,7 +194,7 @@ func (s *Server) RemoteJoin(req []byte) []byte {
 		copy(tok[:], r.Raw(wire.TokenLen))
 	}
 	if r.End() != nil || ver != remoteVersion || gw == "" {
-		return appendJoinReply(nil, joinRefused, 0, tok)
+		return s.joinReply(joinRefused, 0, tok)
 	}
 	s.mu.Lock()
 	closed := s.closed
@@ -196,7 +203,7 @@ func (s *Server) RemoteJoin(req []byte) []byte {
 	rm.mu.Lock()
 	defer rm.mu.Unlock()
 	if closed || len(rm.joins) >= maxRemoteJoins {
-		return appendJoinReply(nil, joinRefused, 0, tok)
+		return s.joinReply(joinRefused, 0, tok)
 	}
 	if resume && s.opts.ResumeWindow >= 0 {
 		ss := rm.sessions[info.ID]
@@ -204,7 +211,7 @@ func (s *Server) RemoteJoin(req []byte) []byte {
 			(ss.parkedAt.IsZero() || time.Since(ss.parkedAt) <= s.opts.ResumeWindow) {
 			ss.parkedAt = time.Time{}
 			rm.joins = append(rm.joins, remoteJoin{gw: gw, info: info, resumed: true})
-			return appendJoinReply(nil, joinResumed, info.ID, ss.token)
+			return s.joinReply(joinResumed, info.ID, ss.token)
 		}
 		s.stats.resumeRefused.Add(1)
 	}
@@ -212,15 +219,19 @@ func (s *Server) RemoteJoin(req []byte) []byte {
 	tok = newToken()
 	rm.sessions[info.ID] = &remoteSession{token: tok, user: info.Identity.User}
 	rm.joins = append(rm.joins, remoteJoin{gw: gw, info: info})
-	return appendJoinReply(nil, joinFresh, info.ID, tok)
+	return s.joinReply(joinFresh, info.ID, tok)
 }
 
-func appendJoinReply(dst []byte, status byte, id uint64, tok [wire.TokenLen]byte) []byte {
-	w := wire.Writer{B: dst}
+// joinReply encodes the answer to a join: the status, the client's id and
+// token, and the simulation's tick rate, which the gateway's Welcome gives
+// its client.
+func (s *Server) joinReply(status byte, id uint64, tok [wire.TokenLen]byte) []byte {
+	w := wire.Writer{}
 	w.Byte(remoteVersion)
 	w.Byte(status)
 	w.Uvarint(id)
 	w.Raw(tok[:])
+	w.Uvarint(uint64(s.opts.TickRate))
 	return w.B
 }
 
@@ -250,7 +261,12 @@ func (s *Server) applyRemote() {
 	rm.mu.Lock()
 	joins, inq := rm.joins, rm.inq
 	rm.joins, rm.inq, rm.inBytes = nil, nil, 0
+	overflow := rm.overflow
 	rm.mu.Unlock()
+	if overflow > rm.overflowLogged {
+		s.log.Warn("ebisync: requests envelopes from gateways were dropped: more than 32 MiB waited for one tick", "dropped", overflow-rm.overflowLogged)
+		rm.overflowLogged = overflow
+	}
 	if len(joins) == 0 && len(inq) == 0 && len(rm.gws) == 0 && len(rm.parked) == 0 {
 		return
 	}
@@ -289,12 +305,21 @@ func (s *Server) applyRemote() {
 	}
 }
 
-// gateway returns the gateway named name, known from now on.
-func (rm *remoteSide) gateway(name string, now time.Time) *remoteGW {
+// gateway returns the gateway named name, known from now on. A gateway
+// heard from again after it was taken for dead (a stall, a partition)
+// serves its parked clients again.
+func (s *Server) gateway(name string, now time.Time) *remoteGW {
+	rm := &s.remote
 	g := rm.gws[name]
 	if g == nil {
 		g = &remoteGW{name: name, clients: map[uint64]*client{}}
 		rm.gws[name] = g
+		for _, c := range slices.Clone(rm.parked) {
+			if old := c.cn.remote; old != nil && old.name == name {
+				c.cn.remote = g
+				s.unparkRemote(c)
+			}
+		}
 	}
 	g.heard = now
 	return g
@@ -303,7 +328,7 @@ func (rm *remoteSide) gateway(name string, now time.Time) *remoteGW {
 // admitRemote makes the client of join j a remote client of its gateway.
 func (s *Server) admitRemote(j remoteJoin, now time.Time) {
 	rm := &s.remote
-	g := rm.gateway(j.gw, now)
+	g := s.gateway(j.gw, now)
 	if c := s.byID[j.info.ID]; c != nil && j.resumed && c.cn.remote != nil {
 		// The session moves to g: from a gateway that let it go, from
 		// one gone silent, or from one that still thinks it serves it.
@@ -363,12 +388,12 @@ func (s *Server) applyEnvelope(data []byte, now time.Time) {
 		s.log.Warn("ebisync: a gateway's requests envelope does not decode", "err", r.Err())
 		return
 	}
-	g := s.remote.gateway(name, now)
+	g := s.gateway(name, now)
 	for r.Remaining() > 0 && r.Err() == nil {
 		switch op := r.Byte(); op {
 		case upRequest:
 			id := r.Uvarint()
-			msg := r.BytesMax(int(s.opts.ReadLimit), "request")
+			msg := r.BytesMax(wire.MaxMessageSize, "request") // the gateway's ReadLimit bounded it
 			if r.Err() != nil {
 				break
 			}
@@ -390,14 +415,21 @@ func (s *Server) applyEnvelope(data []byte, now time.Time) {
 			if r.Err() != nil {
 				break
 			}
-			c := g.clients[id]
-			if c == nil {
-				continue
+			c := s.byID[id]
+			if c == nil || c.cn.remote != g {
+				continue // ended, or moved to another gateway
 			}
-			if resumable && s.opts.ResumeWindow >= 0 {
+			switch {
+			case resumable && s.opts.ResumeWindow >= 0:
 				s.parkRemote(c, now)
-			} else {
-				delete(g.clients, id)
+			default:
+				if c.parked {
+					rm := &s.remote
+					if i := slices.Index(rm.parked, c); i >= 0 {
+						rm.parked = slices.Delete(rm.parked, i, i+1)
+					}
+					c.parked = false
+				}
 				s.endRemoteSession(id, false)
 				s.dropRemote(c)
 			}
@@ -546,7 +578,7 @@ func (s *Server) relay() {
 		if s.byID[c.cn.id] != c || c.parked || g == nil || rm.gws[g.name] != g || g.clients[c.cn.id] != c {
 			continue // ended, parked, or its gateway forgotten since it was touched
 		}
-		w := g.writer(s.tick)
+		w := s.relayWriter(rl, g)
 		id := c.cn.id
 		if c.cn.ctx.Err() != nil {
 			// The simulation ended the client (a violation of the input
@@ -570,17 +602,15 @@ func (s *Server) relay() {
 	clear(rm.touched[len(keep):])
 	rm.touched = keep
 	for _, g := range rm.gws {
-		w := &g.w
-		if len(g.bcast) > 0 || len(g.viewers) > 0 || len(g.closes) > 0 {
-			w = g.writer(s.tick)
-		}
 		for _, om := range g.bcast {
+			w := s.relayWriter(rl, g)
 			w.Byte(downBroadcast)
 			s.appendRelayMsg(w, om)
 		}
 		clear(g.bcast)
 		g.bcast = g.bcast[:0]
 		for _, vm := range g.viewers {
+			w := s.relayWriter(rl, g)
 			w.Byte(downViewers)
 			w.Uvarint(vm.ref)
 			s.appendRelayMsg(w, vm.m)
@@ -588,23 +618,34 @@ func (s *Server) relay() {
 		clear(g.viewers)
 		g.viewers = g.viewers[:0]
 		for _, cl := range g.closes {
+			w := s.relayWriter(rl, g)
 			w.Byte(downClose)
 			w.Uvarint(cl.id)
 			w.Uvarint(uint64(cl.code))
-			w.String(cl.reason)
+			w.Text(cl.reason, 120)
 		}
+		clear(g.closes)
 		g.closes = g.closes[:0]
+		w := &g.w
 		if w.Len() > 0 && rl != nil {
 			rl.Relay(g.name, w.B)
 		}
 	}
 }
 
-// writer returns g's relay envelope of this tick, started.
-func (g *remoteGW) writer(tick uint32) *wire.Writer {
+// relayWriter returns g's relay envelope of this tick, started; one past
+// maxRelayEnvelope is handed to rl first, and a new one started, so that
+// no envelope outgrows what the transport carries.
+func (s *Server) relayWriter(rl Relay, g *remoteGW) *wire.Writer {
+	if g.w.Len() >= maxRelayEnvelope {
+		if rl != nil {
+			rl.Relay(g.name, g.w.B)
+		}
+		g.w.Reset()
+	}
 	if g.w.Len() == 0 {
 		g.w.Byte(remoteVersion)
-		g.w.Uvarint(uint64(tick))
+		g.w.Uvarint(uint64(s.tick))
 	}
 	return &g.w
 }
@@ -617,7 +658,7 @@ func (s *Server) relayClient(w *wire.Writer, c *client) {
 		w.Uvarint(id)
 		w.Uvarint(r.Request)
 		w.Byte(byte(r.Status))
-		w.String(r.Message)
+		w.Text(r.Message, wire.MaxErrorLen)
 	}
 	c.results = c.results[:0]
 	for _, cr := range c.controls {

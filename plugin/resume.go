@@ -158,7 +158,10 @@ func (s *Server) leaveOrPark(c *client, cn *conn) {
 	}
 	s.mu.Unlock()
 	if !claimed {
-		s.upLeave(cn.id, keep) // a gateway's simulation keeps or ends the session too (upstream.go)
+		// A gateway's simulation keeps or ends the session too
+		// (upstream.go); a gateway shutting down leaves its clients'
+		// sessions to resume at another.
+		s.upLeave(cn.id, keep || s.closed && cn.resumable)
 	}
 	if !keep {
 		s.dropClient(c)

@@ -61,9 +61,9 @@ func (s *Server) joinUpstream(ctx context.Context, cn *conn, hello *wire.Hello) 
 	w := wire.Writer{}
 	w.Byte(remoteVersion)
 	w.String(s.gw.name)
-	w.String(truncate(cn.identity.User, wire.MaxNameLen))
-	w.String(truncate(hello.ClientName, wire.MaxNameLen))
-	w.String(truncate(cn.addr, wire.MaxNameLen))
+	w.Text(cn.identity.User, wire.MaxNameLen)
+	w.Text(hello.ClientName, wire.MaxNameLen)
+	w.Text(cn.addr, wire.MaxNameLen)
 	w.Bool(hello.Resume != nil)
 	if r := hello.Resume; r != nil {
 		w.Uvarint(r.ClientID)
@@ -80,9 +80,17 @@ func (s *Server) joinUpstream(ctx context.Context, cn *conn, hello *wire.Hello) 
 	id := r.Uvarint()
 	var tok [wire.TokenLen]byte
 	copy(tok[:], r.Raw(wire.TokenLen))
-	if err := r.End(); err != nil || ver != remoteVersion {
+	rate := r.Uvarint()
+	if err := r.End(); err != nil || ver != remoteVersion || status == joinRefused {
+		if status == joinRefused && err == nil {
+			return false, errJoinRefused
+		}
 		return false, fmt.Errorf("the simulation's answer to a join does not decode: %v", errOr(err, fmt.Sprintf("version %d", ver)))
 	}
+	if rate == 0 || rate > 1000 {
+		return false, fmt.Errorf("the simulation's tick rate %d", rate)
+	}
+	cn.tickRate = rate // the Welcome's: clients' ticks are the simulation's
 	switch status {
 	case joinFresh:
 		cn.id, cn.token = id, tok

@@ -191,6 +191,10 @@ func AppendPing(dst []byte, kind Kind, m *Ping) []byte {
 
 // writeText writes s as a length-prefixed string of valid UTF-8 of at most
 // max bytes. It allocates only when s is not valid UTF-8.
+// Text appends s as a string of at most max bytes of valid UTF-8: invalid
+// bytes become U+FFFD, and a longer s is cut at a rune boundary.
+func (w *Writer) Text(s string, max int) { writeText(w, s, max) }
+
 func writeText(w *Writer, s string, max int) {
 	if !utf8.ValidString(s) {
 		s = strings.ToValidUTF8(s, "\uFFFD")
