@@ -18,7 +18,7 @@ import (
 // number of clients. The methods run on the game goroutine during Tick and
 // must not block; the Chunk's Data is valid only during the call.
 //
-// docs/PROTOCOL.md §9 gives the encoding of a chunk and what a consumer
+// docs/PROTOCOL.md §12 gives the encoding of a chunk and what a consumer
 // does with it.
 type Publisher interface {
 	Chunk(c Chunk)
@@ -211,7 +211,7 @@ func (s *Server) pubEntry(c *pubChunk, r *entityRec) {
 }
 
 // appendChunk appends chunk c of tick to dst, prev being the tick of the
-// cell's chunk before (0: none, or a snapshot): docs/PROTOCOL.md §9.
+// cell's chunk before (0: none, or a snapshot): docs/PROTOCOL.md §12.
 func appendChunk(dst []byte, tick, prev uint64, c *pubChunk, snapshot bool) []byte {
 	w := wire.Writer{B: dst}
 	w.Byte(chunkVersion)

@@ -14,7 +14,8 @@
 //	ebisync.<world>.requests       a gateway's requests envelopes: its clients' requests and departures
 //	ebisync.<world>.relay.<name>   the simulation's answers to gateway <name>'s clients
 //
-// docs/PROTOCOL.md §9 gives the chunks byte by byte, and docs/SCALING.md
+// docs/PROTOCOL.md §12 gives the chunks byte by byte, §13 the gateways'
+// payloads (joins, requests, relays), and docs/SCALING.md
 // how consumers use them. A consumer reads the chunks and tick markers of
 // a world through one ordered stream (one connection, one channel), so
 // that a tick's marker comes after the tick's chunks.
