@@ -19,6 +19,7 @@ import (
 	"github.com/nats-io/nats.go"
 	"github.com/yohamta/donburi"
 
+	"github.com/ebisync/ebisync"
 	"github.com/ebisync/ebisync/components"
 	"github.com/ebisync/ebisync/internal/codec"
 	"github.com/ebisync/ebisync/internal/natstest"
@@ -90,6 +91,37 @@ type gateway struct {
 	srv  *plugin.Server
 	url  string
 	log  *warnings
+	ln   *connTracker
+	dead bool // crashed: the loop ticks it no more (loop goroutine)
+}
+
+// connTracker is a listener that can cut every connection it accepted,
+// WebSockets included (httptest.Server forgets hijacked connections).
+type connTracker struct {
+	net.Listener
+	mu    sync.Mutex
+	conns []net.Conn
+}
+
+func (l *connTracker) Accept() (net.Conn, error) {
+	c, err := l.Listener.Accept()
+	if err == nil {
+		l.mu.Lock()
+		l.conns = append(l.conns, c)
+		l.mu.Unlock()
+	}
+	return c, err
+}
+
+// cut closes the listener and every connection accepted, as the death
+// of the process would: no close frame, no close handshake.
+func (l *connTracker) cut() {
+	_ = l.Listener.Close()
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	for _, c := range l.conns {
+		_ = c.Close()
+	}
 }
 
 // warnings is a slog.Handler that counts the records at Warn and above
@@ -126,11 +158,27 @@ type soClient struct {
 	cx, cy float64 // its interest's centre; the test goroutine's
 }
 
+// soExtras are what a test adds to the scene of newScaleOut: components
+// registered after the standard ones, and the simulation's options (its
+// hooks) set before the simulation is made.
+type soExtras struct {
+	register func(reg *components.Registry)
+	sim      func(s *scaleOut, o *plugin.Options)
+}
+
 // newScaleOut starts the simulation on simURL, a gateway on each of
 // gwConns, and ticks them.
 func newScaleOut(t *testing.T, seed uint64, simURL string, gwConns []*nats.Conn) *scaleOut {
+	return newScaleOutWith(t, seed, simURL, gwConns, soExtras{})
+}
+
+// newScaleOutWith is newScaleOut with the test's extras.
+func newScaleOutWith(t *testing.T, seed uint64, simURL string, gwConns []*nats.Conn, x soExtras) *scaleOut {
 	reg := components.NewRegistry()
 	components.RegisterStandard(reg)
+	if x.register != nil {
+		x.register(reg)
+	}
 	s := &scaleOut{
 		t: t, reg: reg, world: donburi.NewWorld(),
 		rng:  rand.New(rand.NewPCG(seed, 7)),
@@ -146,7 +194,11 @@ func newScaleOut(t *testing.T, seed uint64, simURL string, gwConns []*nats.Conn)
 		t.Fatal(err)
 	}
 	s.pub = pub
-	s.sim = plugin.New(s.world, reg, &plugin.Options{Publish: pub, PublishCellSize: soCell, TickRate: soRate, Logger: quiet()})
+	simOpts := &plugin.Options{Publish: pub, PublishCellSize: soCell, TickRate: soRate, Logger: quiet()}
+	if x.sim != nil {
+		x.sim(s, simOpts)
+	}
+	s.sim = plugin.New(s.world, reg, simOpts)
 	svc, err := pub.Serve(s.sim)
 	if err != nil {
 		t.Fatal(err)
@@ -162,7 +214,10 @@ func newScaleOut(t *testing.T, seed uint64, simURL string, gwConns []*nats.Conn)
 			MaxConnectionsPerAddress: 1000, Logger: slog.New(g.log),
 		})
 		g.feed.Attach(g.srv)
-		ts := httptest.NewServer(g.srv)
+		ts := httptest.NewUnstartedServer(g.srv)
+		g.ln = &connTracker{Listener: ts.Listener}
+		ts.Listener = g.ln
+		ts.Start()
 		g.url = "ws" + strings.TrimPrefix(ts.URL, "http")
 		s.closeAll = append(s.closeAll, func() { _ = g.srv.Close(); ts.Close(); _ = g.feed.Close() })
 		s.gws = append(s.gws, g)
@@ -259,8 +314,22 @@ func (s *scaleOut) tick() {
 	}
 	s.sim.Tick()
 	for _, g := range s.gws {
-		g.srv.Tick()
+		if !g.dead {
+			g.srv.Tick()
+		}
 	}
+}
+
+// crash stops gateway i as the death of its process would: the loop
+// ticks it no more, its listener and every connection it accepted are cut
+// without a close frame, and its NATS connection closes without draining
+// (its subscriptions are not unsubscribed one by one: the server drops
+// them with the connection).
+func (s *scaleOut) crash(i int) {
+	g := s.gws[i]
+	s.do(func() { g.dead = true })
+	g.ln.cut()
+	g.nc.Close()
 }
 
 func (s *scaleOut) loop() {
@@ -326,7 +395,14 @@ func (s *scaleOut) cdo(f func()) {
 
 // addClients dials n clients, round robin over the gateways, each with
 // a radius interest at a random point.
-func (s *scaleOut) addClients(n int) {
+func (s *scaleOut) addClients(n int) []*soClient {
+	return s.addClientsWith(n, nil)
+}
+
+// addClientsWith is addClients with each client's options from opts
+// (nil: the defaults), called on the test goroutine before the client
+// dials, with the client's index and its gateway and centre.
+func (s *scaleOut) addClientsWith(n int, opts func(i int, c *soClient) *netclient.Options) []*soClient {
 	start := time.Now()
 	cs := make([]*soClient, n)
 	errs := make([]error, n)
@@ -334,6 +410,11 @@ func (s *scaleOut) addClients(n int) {
 	sem := make(chan struct{}, 8)
 	for i := range cs {
 		cs[i] = &soClient{gw: i % len(s.gws), cx: s.crng.Float64() * soSize, cy: s.crng.Float64() * soSize}
+		o := &netclient.Options{}
+		if opts != nil {
+			o = opts(i, cs[i])
+		}
+		o.Logger, o.MaxPendingBatches = quiet(), 1024
 		wg.Add(1)
 		sem <- struct{}{}
 		go func(c *soClient, i int) {
@@ -341,7 +422,7 @@ func (s *scaleOut) addClients(n int) {
 			defer func() { <-sem }()
 			ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 			defer cancel()
-			nc, err := netclient.Dial(ctx, s.gws[c.gw].url, s.reg, &netclient.Options{Logger: quiet(), MaxPendingBatches: 1024})
+			nc, err := netclient.Dial(ctx, s.gws[c.gw].url, s.reg, o)
 			if err == nil {
 				c.c = nc
 				if err = nc.SubscribeAll(); err == nil {
@@ -365,6 +446,7 @@ func (s *scaleOut) addClients(n int) {
 			s.t.Fatalf("client %d: %v", i, err)
 		}
 	}
+	return cs
 }
 
 // moveSome moves the interest of one client in every k to a new point.
@@ -618,6 +700,300 @@ func TestScaleOutNATSNodeFailure(t *testing.T) {
 	}
 	t.Logf("gateway 1 after the shutdown: %d tick gaps, %d snapshots, %d snapshot retries",
 		after.TickGaps-before.TickGaps, after.Snapshots-before.Snapshots, after.SnapshotRetries-before.SnapshotRetries)
+	if n := s.pub.Errors(); n != 0 {
+		t.Fatalf("%d publishes failed: %v", n, s.pub.LastError())
+	}
+}
+
+// soFuelData is a ship's component that its owner may write.
+type soFuelData struct{ Level int32 }
+
+var soFuel = donburi.NewComponentType[soFuelData]()
+
+// soHooks records the simulation's hooks (loop goroutine) for the test
+// goroutine, and makes each client's ship.
+type soHooks struct {
+	mu        sync.Mutex
+	centres   map[string][2]float64 // where a client's ship goes, by client name
+	ships     map[uint64]donburi.Entity
+	connected map[uint64]int
+	resumed   map[uint64]int
+	departed  map[uint64]int
+}
+
+func (h *soHooks) count(m map[uint64]int, id uint64) int {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	return m[id]
+}
+
+// soAwait waits for one answer on each of chans, polling them on the
+// clients' goroutine, and returns the answers in order.
+func soAwait[R any](s *scaleOut, chans []<-chan R, what string) []R {
+	s.t.Helper()
+	got := make([]R, len(chans))
+	done := make([]bool, len(chans))
+	left := len(chans)
+	testutil.Eventually(s.t, 10*time.Second, what, func() bool {
+		s.cdo(func() {
+			for i, ch := range chans {
+				if done[i] {
+					continue
+				}
+				select {
+				case got[i] = <-ch:
+					done[i] = true
+					left--
+				default:
+				}
+			}
+		})
+		return left == 0
+	})
+	return got
+}
+
+// TestScaleOutGatewayFailover: one simulation publishes over node 0 of a
+// 3-node NATS cluster; three gateways, one on each node, forward their
+// clients to it (30 clients; 12 with -short). Each client knows every
+// gateway (its gateway's URL, then the others in Options.URLs), owns a
+// ship that the simulation's OnConnect makes at the centre of its
+// interest, and holds control of it. Gateway 0 crashes while the World
+// moves: it ticks no more, its listener and connections are cut without a
+// close frame, its NATS connection closes. Its clients resume their
+// sessions at the other gateways: the same client ids, no entity gone
+// from their mirrors with ExitResync, their own ship the same mirror
+// entity, control still theirs; the simulation ran OnResume for them and
+// OnDisconnect for nobody. Every client's mutation of its own ship is
+// answered Ok, and every client converges to its view of the World.
+func TestScaleOutGatewayFailover(t *testing.T) {
+	n := 30
+	if testing.Short() {
+		n = 12
+	}
+	seed := uint64(time.Now().UnixNano())
+	t.Logf("seed %d", seed)
+	nodes := natstest.Cluster(t, 3)
+	var gwConns []*nats.Conn
+	for _, node := range nodes {
+		gwConns = append(gwConns, natstest.Connect(t, node.ClientURL()))
+	}
+	hooks := &soHooks{centres: map[string][2]float64{}, ships: map[uint64]donburi.Entity{},
+		connected: map[uint64]int{}, resumed: map[uint64]int{}, departed: map[uint64]int{}}
+	var fuel *components.Synced[soFuelData]
+	s := newScaleOutWith(t, seed, nodes[0].ClientURL(), gwConns, soExtras{
+		register: func(reg *components.Registry) {
+			fuel = components.Register(reg, "test.fuel", soFuel, &components.Options{ClientWritable: true})
+		},
+		sim: func(s *scaleOut, o *plugin.Options) {
+			o.OnConnect = func(ci plugin.ClientInfo) {
+				hooks.mu.Lock()
+				defer hooks.mu.Unlock()
+				hooks.connected[ci.ID]++
+				at, ok := hooks.centres[ci.Name]
+				if !ok || ci.Gateway == "" {
+					return // not one of the test's clients: it gets no ship, and the check of the ships fails
+				}
+				e := s.world.Create(components.Replicated, components.Position, components.Owner, soFuel)
+				entry := s.world.Entry(e)
+				components.Position.SetValue(entry, components.PositionData{X: at[0], Y: at[1]})
+				components.Owner.SetValue(entry, components.OwnerData{Client: ci.ID})
+				soFuel.SetValue(entry, soFuelData{Level: 100})
+				hooks.ships[ci.ID] = e
+			}
+			o.OnResume = func(ci plugin.ClientInfo) {
+				hooks.mu.Lock()
+				hooks.resumed[ci.ID]++
+				hooks.mu.Unlock()
+			}
+			o.OnDisconnect = func(ci plugin.ClientInfo) {
+				hooks.mu.Lock()
+				hooks.departed[ci.ID]++
+				hooks.mu.Unlock()
+			}
+		},
+	})
+	defer s.close()
+
+	type player struct {
+		id      uint64
+		ship    donburi.Entity // its own ship in its mirror
+		resyncs atomic.Int64   // entities that left its mirror with ExitResync
+	}
+	players := make([]*player, n)
+	s.run(true, 10)
+	cs := s.addClientsWith(n, func(i int, c *soClient) *netclient.Options {
+		pl := &player{}
+		players[i] = pl
+		name := fmt.Sprintf("player%d", i)
+		hooks.mu.Lock()
+		hooks.centres[name] = [2]float64{c.cx, c.cy}
+		hooks.mu.Unlock()
+		// The other gateways, in an order that turns from one client of a
+		// gateway to the next: the clients of a dead gateway spread over
+		// the others.
+		var others []string
+		for k := 1; k < len(s.gws); k++ {
+			others = append(others, s.gws[(c.gw+k)%len(s.gws)].url)
+		}
+		r := i / len(s.gws) % len(others)
+		others = append(others[r:], others[:r]...)
+		return &netclient.Options{Name: name, URLs: others, OnDespawn: func(_ donburi.Entity, why netclient.ExitReason) {
+			if why == netclient.ExitResync {
+				pl.resyncs.Add(1)
+			}
+		}}
+	})
+	for i, c := range cs {
+		players[i].id = c.c.ClientID()
+	}
+	s.converge("joined", 60*time.Second)
+
+	// Each client finds its ship and takes control of it.
+	ctls := make([]<-chan netclient.ControlResult, n)
+	s.cdo(func() {
+		for i, c := range cs {
+			if owned := c.c.Owned(nil); len(owned) == 1 {
+				players[i].ship = owned[0]
+				ctls[i] = c.c.TakeControl(owned[0], time.Minute, false)
+			}
+		}
+	})
+	for i, pl := range players {
+		if pl.ship == donburi.Null {
+			t.Fatalf("client %d owns no ship, or more than one, in its mirror", i)
+		}
+	}
+	for i, r := range soAwait(s, ctls, "the controls of the own ships") {
+		if r.Status != netclient.ControlTaken || r.Holder != players[i].id {
+			t.Fatalf("client %d taking its ship: %v holder %d (%v)", i, r.Status, r.Holder, r.Err)
+		}
+	}
+	s.run(true, 25)
+
+	// Gateway 0 crashes while the World moves.
+	var moved []int
+	for i, c := range cs {
+		if c.gw == 0 {
+			moved = append(moved, i)
+		}
+	}
+	simBefore := s.sim.Stats()
+	s.do(func() { s.moving = true })
+	start := time.Now()
+	s.crash(0)
+	testutil.Eventually(t, 30*time.Second, "the crashed gateway's clients to resume elsewhere", func() bool {
+		for _, i := range moved {
+			if cs[i].c.Stats().Resumes == 0 {
+				return false
+			}
+		}
+		return true
+	})
+	t.Logf("the %d clients of gateway 0 resumed at the others in %v", len(moved), time.Since(start).Round(time.Millisecond))
+	s.run(true, 25)
+	s.converge("after the failover", 60*time.Second)
+
+	var ships []donburi.Entity // the simulation's, by client
+	hooks.mu.Lock()
+	for _, pl := range players {
+		ships = append(ships, hooks.ships[pl.id])
+	}
+	hooks.mu.Unlock()
+	holders := make([]uint64, n)
+	s.do(func() {
+		for i, e := range ships {
+			if s.world.Valid(e) && s.world.Entry(e).HasComponent(components.Control) {
+				holders[i] = components.Control.Get(s.world.Entry(e)).Client
+			}
+		}
+	})
+	mirrorShips := make([]donburi.Entity, n)
+	s.cdo(func() {
+		for i, c := range cs {
+			if owned := c.c.Owned(nil); len(owned) == 1 {
+				mirrorShips[i] = owned[0]
+			}
+		}
+	})
+	byURL := map[string]int{}
+	for k, g := range s.gws {
+		byURL[g.url] = k
+	}
+	for i, c := range cs {
+		pl := players[i]
+		wasOn0 := c.gw == 0
+		url := c.c.URL()
+		if k := byURL[url]; k == 0 || !wasOn0 && k != c.gw {
+			t.Fatalf("client %d of gateway %d is on gateway %d after gateway 0 crashed", i, c.gw, k)
+		}
+		st := c.c.Stats()
+		switch {
+		case wasOn0 && st.Resumes == 0:
+			t.Fatalf("client %d of gateway 0 did not resume its session (%d reconnects)", i, st.Reconnects)
+		case !wasOn0 && st.Reconnects != 0:
+			t.Fatalf("client %d of gateway %d reconnected %d times", i, c.gw, st.Reconnects)
+		}
+		if id := c.c.ClientID(); id != pl.id {
+			t.Fatalf("client %d came back as client %d, was %d", i, id, pl.id)
+		}
+		if k := pl.resyncs.Load(); k != 0 {
+			t.Fatalf("client %d: %d entities left its mirror for a full resync", i, k)
+		}
+		if mirrorShips[i] != pl.ship {
+			t.Fatalf("client %d's own ship is mirror entity %v, was %v", i, mirrorShips[i], pl.ship)
+		}
+		if k := hooks.count(hooks.connected, pl.id); k != 1 {
+			t.Fatalf("client %d: the simulation ran OnConnect %d times", i, k)
+		}
+		if k := hooks.count(hooks.departed, pl.id); k != 0 {
+			t.Fatalf("client %d: the simulation ran OnDisconnect", i)
+		}
+		if k := hooks.count(hooks.resumed, pl.id); wasOn0 && k == 0 || !wasOn0 && k != 0 {
+			t.Fatalf("client %d of gateway %d: the simulation ran OnResume %d times", i, c.gw, k)
+		}
+		if holders[i] != pl.id {
+			t.Fatalf("client %d's ship is controlled by %d after the failover, want %d", i, holders[i], pl.id)
+		}
+		c.gw = byURL[url]
+	}
+	perGW := make([]int, len(s.gws))
+	for _, i := range moved {
+		perGW[cs[i].gw]++
+	}
+	t.Logf("the clients of gateway 0 resumed at gateways 1 and 2: %d and %d", perGW[1], perGW[2])
+	if perGW[1] == 0 || perGW[2] == 0 {
+		t.Fatal("the clients of gateway 0 did not spread over the other gateways")
+	}
+	if d := s.sim.Stats().Resumes - simBefore.Resumes; d != uint64(len(moved)) {
+		t.Fatalf("the simulation counted %d resumes, want %d", d, len(moved))
+	}
+
+	// Every client refuels its ship: the simulation answers each, moved or
+	// not, and the World has the values.
+	muts := make([]<-chan netclient.MutationResult, n)
+	s.cdo(func() {
+		for i, c := range cs {
+			muts[i] = netclient.Mutate(c.c, players[i].ship, fuel, soFuelData{Level: int32(1000 + i)}, nil)
+		}
+	})
+	for i, r := range soAwait(s, muts, "the mutations after the failover") {
+		if r.Status != ebisync.Ok || r.Err != nil {
+			t.Fatalf("client %d's mutation after the failover: %v %q %v", i, r.Status, r.Message, r.Err)
+		}
+	}
+	s.do(func() {
+		for i, e := range ships {
+			if got := soFuel.Get(s.world.Entry(e)).Level; got != int32(1000+i) {
+				t.Errorf("client %d's ship has fuel %d in the World, want %d", i, got, 1000+i)
+			}
+		}
+	})
+	s.run(true, 25)
+	if held := s.converge("after the mutations", 60*time.Second); held == 0 {
+		t.Fatal("the clients hold nothing: the test is not testing")
+	}
+	s.logStats("end")
 	if n := s.pub.Errors(); n != 0 {
 		t.Fatalf("%d publishes failed: %v", n, s.pub.LastError())
 	}
