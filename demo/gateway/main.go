@@ -10,10 +10,12 @@
 //	go run ./demo -connect ws://HOST:8090/sync
 //
 // -world and -cell must be the simulation's (demo/server prints them; both
-// default to the same). Clients of a gateway watch (spectate): a gateway
-// forwards no mutations, control requests, messages or inputs yet, and
-// answers them Forbidden. A new client's interest is the centre of the
-// world, where players spawn, until it asks for its own.
+// default to the same). Players play here as on the simulation's server:
+// the gateway forwards each client to the simulation, which gives it its
+// ship, and forwards its inputs, mutations, control requests and messages,
+// and brings back the answers. A new client's interest is the centre of
+// the world, where players spawn, until it asks for its own (a player
+// follows its ship).
 //
 // Every -stats interval it prints its clients, the cells it follows and its
 // traffic. It exits on SIGINT or SIGTERM, or after -duration, closing every
@@ -95,7 +97,7 @@ func run(ctx context.Context, args []string, stdout io.Writer) error {
 	}
 	fmt.Fprintf(stdout, "ebisync demo gateway listening on %s (world %q, cell %g, radius %g, %d Hz), fed by NATS %s\n",
 		gw.URL(), *world, *cell, *radius, *tick, *natsURL)
-	fmt.Fprintln(stdout, "clients here watch (spectate): a gateway does not forward requests yet; players play on the simulation's server")
+	fmt.Fprintln(stdout, "players play here: the gateway forwards their steering to the simulation")
 
 	if *duration > 0 {
 		var cancel context.CancelFunc

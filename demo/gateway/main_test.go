@@ -56,8 +56,9 @@ func startSimulation(t *testing.T, url string, entities int) {
 
 // TestRunServesTheSimulation: the command, given the NATS server a
 // simulation publishes on, serves the demo world: a client that dials it
-// mirrors the asteroids and drones around its interest. It exits cleanly
-// when its context ends.
+// mirrors the asteroids and drones around its interest, and plays: the
+// simulation gives it its own ship, named after it. It exits cleanly when
+// its context ends.
 func TestRunServesTheSimulation(t *testing.T) {
 	nodes := natstest.Cluster(t, 1)
 	url := natstest.URLs(nodes...)
@@ -74,7 +75,7 @@ func TestRunServesTheSimulation(t *testing.T) {
 
 	dctx, dcancel := context.WithTimeout(ctx, 10*time.Second)
 	defer dcancel()
-	c, err := netclient.Dial(dctx, gwURL, sim.NewRegistry(), &netclient.Options{Name: "watcher"})
+	c, err := netclient.Dial(dctx, gwURL, sim.NewRegistry(), &netclient.Options{Name: "player"})
 	if err != nil {
 		t.Fatalf("dial: %v", err)
 	}
@@ -87,12 +88,20 @@ func TestRunServesTheSimulation(t *testing.T) {
 		t.Fatal(err)
 	}
 	ships := donburi.NewQuery(filter.Contains(components.Position, sim.Ship))
-	testutil.Eventually(t, 30*time.Second, "the gateway's client to mirror the demo's entities", func() bool {
+	var own []donburi.Entity
+	testutil.Eventually(t, 30*time.Second, "the gateway's client to mirror the demo's entities and its own ship", func() bool {
 		if err := c.Update(); err != nil {
 			t.Fatalf("Update: %v", err)
 		}
-		return ships.Count(c.World()) > 0
+		own = c.Owned(own[:0])
+		return ships.Count(c.World()) > len(own) && len(own) > 0
 	})
+	for _, e := range own {
+		entry := c.World().Entry(e)
+		if sim.Ship.Get(entry).Kind == sim.KindPlayer && components.Name.Get(entry).Value != "player" {
+			t.Fatalf("the client's ship is named %q, want %q", components.Name.Get(entry).Value, "player")
+		}
+	}
 	out.Await(t, time.Minute, regexp.MustCompile(`stats: clients 1 \| cells followed [1-9]\d*, entities [1-9]`))
 
 	c.Close()
@@ -101,7 +110,7 @@ func TestRunServesTheSimulation(t *testing.T) {
 		t.Fatalf("run: %v\n%s", err, out.String())
 	}
 	s := out.String()
-	if !strings.Contains(s, "clients here watch (spectate)") || !strings.HasSuffix(s, "gateway stopped\n") {
+	if !strings.Contains(s, "players play here: the gateway forwards their steering to the simulation") || !strings.HasSuffix(s, "gateway stopped\n") {
 		t.Errorf("output:\n%s", s)
 	}
 }

@@ -121,7 +121,7 @@ func (s *scaling) announce(w io.Writer, syncURL string, tick int, radius float64
 		fmt.Fprintf(w, "gateway %d listening on %s\n", i+1, gw.URL())
 	}
 	if len(s.gateways) > 0 {
-		fmt.Fprintf(w, "clients on a gateway watch (spectate): gateways do not forward requests yet; play on %s\n", syncURL)
+		fmt.Fprintf(w, "play on any gateway or on %s: gateways forward their clients' steering to the simulation\n", syncURL)
 	}
 	more := "gateways"
 	if len(s.gateways) > 0 {

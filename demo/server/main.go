@@ -24,8 +24,9 @@
 // same process, an embedded NATS server on loopback, publishes the
 // World's changes on it by cells of -cell units, and serves N gateways,
 // each on its own port (the ports after -listen's), beside the
-// simulation's own /sync. Clients of a gateway watch: gateways forward no
-// requests yet, so players play on the simulation's URL. With -nats URL
+// simulation's own /sync. Players play on any of them: a gateway forwards
+// its clients to the simulation, which gives each its ship and takes its
+// steering (inputs and mutations) as from its own clients. With -nats URL
 // the simulation publishes on that NATS server or cluster instead, and
 // gateways are processes of their own (demo/gateway), given the same
 // -nats, -world and -cell; -gateways 0 -nats URL runs the simulation only.
@@ -86,7 +87,7 @@ func run(ctx context.Context, args []string, stdout io.Writer) error {
 	inspect := fs.Bool("inspect", false, "serve the Inspector, a live page of the server, at http://ADDR"+inspectPath+" (its address, with its access token, is printed)")
 	inspectToken := fs.String("inspect-token", "", "with -inspect, the Inspector's access `token` (default: a random one)")
 	metrics := fs.Bool("metrics", false, "serve Prometheus metrics at http://ADDR/metrics")
-	gateways := fs.Int("gateways", 0, "also serve this many gateways (spectators only), each on its own port after -listen's, fed over NATS (docs/SCALING.md)")
+	gateways := fs.Int("gateways", 0, "also serve this many gateways, each on its own port after -listen's, fed over NATS and forwarding their players to the simulation (docs/SCALING.md)")
 	natsURL := fs.String("nats", "", "publish the world on this NATS server or cluster (`URL`s, comma-separated) instead of an embedded one; "+
 		"with -gateways 0, gateways run elsewhere (demo/gateway)")
 	world := fs.String("world", scaleout.DefaultWorld, "with -gateways or -nats, the world's `name` in the NATS subjects")

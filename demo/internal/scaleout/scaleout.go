@@ -102,8 +102,10 @@ type GatewayConfig struct {
 }
 
 // A Gateway serves the demo world, fed over NATS by a simulation, to
-// WebSocket clients at the path "/sync": it holds no World and forwards
-// no requests (its clients watch). It ticks on its own goroutine.
+// WebSocket clients at the path "/sync": it holds no World, and forwards
+// its clients to the simulation over NATS (its Feed is its Upstream), so
+// that they play as the simulation's own clients do. It ticks on its own
+// goroutine.
 type Gateway struct {
 	nc   *nats.Conn
 	feed *natsync.Feed
@@ -160,7 +162,9 @@ func StartGateway(ln net.Listener, cfg *GatewayConfig) (*Gateway, error) {
 		MaxConnectionsPerAddress: c.MaxConnectionsPerAddress,
 		Logger:                   c.Logger,
 		OnConnect: func(ci plugin.ClientInfo) {
-			// A spectator starts where the players spawn: the centre.
+			// A client starts where the players spawn, the centre, until
+			// it asks for its own interest (a player's Pilot follows its
+			// ship).
 			g.srv.SetInterest(ci.ID, world.Width/2, world.Height/2, c.Radius)
 		},
 	})
