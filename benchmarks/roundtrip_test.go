@@ -2,7 +2,6 @@ package benchmarks_test
 
 import (
 	"context"
-	"fmt"
 	"net/http/httptest"
 	"slices"
 	"testing"
@@ -183,6 +182,6 @@ func BenchmarkRequestRoundTrip(b *testing.B) {
 	b.ReportMetric(gm/dm, "x-rtt-gw-vs-direct")
 	b.ReportMetric(0, "ns/op")
 	if testing.Verbose() {
-		b.Log(fmt.Sprintf("%d round trips each: direct %.1f ms, gateway %.1f ms", b.N, dm, gm))
+		b.Logf("%d round trips each: direct %.1f ms, gateway %.1f ms", b.N, dm, gm)
 	}
 }

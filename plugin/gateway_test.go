@@ -149,22 +149,6 @@ func TestGatewayConvergence(t *testing.T) {
 	}
 }
 
-// memHub publishes a simulation's chunks to several in-process buses,
-// one per gateway.
-type memHub struct{ buses []*memBus }
-
-func (h *memHub) Chunk(c plugin.Chunk) {
-	for _, b := range h.buses {
-		b.Chunk(c)
-	}
-}
-
-func (h *memHub) TickEnd(tick uint64, n int) {
-	for _, b := range h.buses {
-		b.TickEnd(tick, n)
-	}
-}
-
 // TestGatewayFailover: three gateways forward their clients to one
 // simulation; each client owns a ship, holds control of it, and knows
 // every gateway. Gateway A is killed mid-run, as by a crash, while the
