@@ -148,7 +148,8 @@ func (s *Server) leaveOrPark(c *client, cn *conn) {
 	s.mu.Lock()
 	ss := s.sessions[cn.id]
 	claimed := ss != nil && ss.conn != nil && ss.conn != cn // a newer connection holds the token: it joins next
-	keep := ss != nil && !s.closed && (cn.resumable || claimed)
+	closed := s.closed
+	keep := ss != nil && !closed && (cn.resumable || claimed)
 	if keep && !claimed {
 		ss.conn = nil
 		ss.parkedAt = time.Now()
@@ -161,7 +162,7 @@ func (s *Server) leaveOrPark(c *client, cn *conn) {
 		// A gateway's simulation keeps or ends the session too
 		// (upstream.go); a gateway shutting down leaves its clients'
 		// sessions to resume at another.
-		s.upLeave(cn.id, keep || s.closed && cn.resumable)
+		s.upLeave(cn.id, keep || closed && cn.resumable)
 	}
 	if !keep {
 		s.dropClient(c)
