@@ -79,7 +79,8 @@ type conn struct {
 	// remote is the gateway that serves a remote client (remote.go),
 	// whose conn is a stand-in with no WebSocket; nil for a connection.
 	remote    *remoteGW
-	endReason string // a remote client's close reason, for its gateway
+	endReason string    // a remote client's close reason, for its gateway
+	joinedAt  time.Time // when a remote client joined or resumed at its gateway
 	// resumable: the connection ended in a way that keeps its session
 	// (see mayResume); set before it is handed to the tick as a leave.
 	resumable bool
@@ -176,6 +177,14 @@ func (s *Server) serve(w http.ResponseWriter, r *http.Request) {
 
 	if err := s.handshake(cn); err != nil {
 		s.unclaim(cn)
+		if s.forwards() && cn.id != 0 {
+			// The simulation joined the client: the gateway's tick tells
+			// it that the client left (upstream.go).
+			cn.left.Store(true)
+			s.mu.Lock()
+			s.joins = append(s.joins, cn)
+			s.mu.Unlock()
+		}
 		return
 	}
 	s.mu.Lock()

@@ -67,6 +67,8 @@ type gateway struct {
 	upW     wire.Writer // this tick's requests envelope
 	upHead  int         // its header's length
 	lastUp  time.Time
+	listAt  time.Time // when the last client list went up
+	listIDs []uint64  // upClients' scratch
 	msgBuf  []byte    // forward's scratch
 	simTick uint64    // the simulation's last tick applied: the tick clients see
 	visAt   []visMark // ring of the first tick of each recent simTick (upstream.go)
@@ -77,6 +79,12 @@ type gateway struct {
 	queued  int       // the bytes of the chunks in queue
 	serving []feedMsg
 	dropped uint64 // times the queue overflowed (under mu)
+
+	// pending counts, by client id, the connections whose join the
+	// simulation answered and that the gateway's tick has not yet
+	// admitted (under Server.mu). The client list (upstream.go) names
+	// them, so that the simulation keeps them.
+	pending map[uint64]int
 }
 
 type feedMsg struct {
@@ -146,6 +154,8 @@ func NewGateway(reg *components.Registry, cellSize float64, feed Feed, opts *Opt
 		vals:   make([]unsafe.Pointer, len(s.comps)),
 		tags:   make([]components.ReplicatedData, 1),
 		name:   newGatewayName(),
+
+		pending: map[uint64]int{},
 	}
 	g.up, _ = feed.(Upstream)
 	g.store = cellstore.New(s.comps)

@@ -68,6 +68,7 @@ const (
 
 	upRequest byte = 1 // client id, a client message (kind and body)
 	upLeave   byte = 2 // client id, resumable
+	upClients byte = 3 // count, client ids
 
 	downResult    byte = 1 // client id, request, status, message
 	downControl   byte = 2 // client id, request, result, entity id, gen, holder
@@ -103,6 +104,13 @@ const (
 	// gatewayHeartbeat is the longest a gateway with clients waits
 	// between two requests envelopes.
 	gatewayHeartbeat = 500 * time.Millisecond
+	// clientListEvery is how often a gateway with clients sends its
+	// client list, and listGrace how long after joining a gateway a
+	// client may be missing from its lists: its join's reply may still
+	// be on its way (joinTimeout), and the list that misses it may have
+	// left before the join did.
+	clientListEvery = time.Second
+	listGrace       = joinTimeout + 2*clientListEvery
 )
 
 // remoteSide is a simulation's state of its remote clients.
@@ -115,7 +123,8 @@ type remoteSide struct {
 	// with inputs waiting from an earlier tick. The others cost the tick
 	// nothing. client.touched marks them.
 	touched []*client
-	refs    []uint64 // appendRelayMsg's scratch
+	refs    []uint64            // appendRelayMsg's scratch
+	listed  map[uint64]struct{} // reconcile's scratch: a gateway's client list
 	// overflowLogged is the overflow count last logged.
 	overflowLogged uint64
 
@@ -163,11 +172,13 @@ type remoteJoin struct {
 	gw      string
 	info    ClientInfo
 	resumed bool
+	after   int // the requests envelopes that arrived before it
 }
 
 func (rm *remoteSide) init() {
 	rm.gws = map[string]*remoteGW{}
 	rm.sessions = map[uint64]*remoteSession{}
+	rm.listed = map[uint64]struct{}{}
 }
 
 // RemoteJoin answers a gateway's join: the handshake of a client the
@@ -210,7 +221,7 @@ func (s *Server) RemoteJoin(req []byte) []byte {
 		if ss != nil && subtle.ConstantTimeCompare(ss.token[:], tok[:]) == 1 && ss.user == info.Identity.User &&
 			(ss.parkedAt.IsZero() || time.Since(ss.parkedAt) <= s.opts.ResumeWindow) {
 			ss.parkedAt = time.Time{}
-			rm.joins = append(rm.joins, remoteJoin{gw: gw, info: info, resumed: true})
+			rm.joins = append(rm.joins, remoteJoin{gw: gw, info: info, resumed: true, after: len(rm.inq)})
 			return s.joinReply(joinResumed, info.ID, ss.token)
 		}
 		s.stats.resumeRefused.Add(1)
@@ -218,7 +229,7 @@ func (s *Server) RemoteJoin(req []byte) []byte {
 	info.ID = s.nextID.Add(1)
 	tok = newToken()
 	rm.sessions[info.ID] = &remoteSession{token: tok, user: info.Identity.User}
-	rm.joins = append(rm.joins, remoteJoin{gw: gw, info: info})
+	rm.joins = append(rm.joins, remoteJoin{gw: gw, info: info, after: len(rm.inq)})
 	return s.joinReply(joinFresh, info.ID, tok)
 }
 
@@ -253,9 +264,9 @@ func (s *Server) RemoteRequests(data []byte) {
 }
 
 // applyRemote admits the joins and applies the requests envelopes that
-// arrived since the last tick, ends the remote clients of gateways gone
-// silent, and ends the parked sessions whose window passed. Game
-// goroutine.
+// arrived since the last tick, in the order they arrived, ends the remote
+// clients of gateways gone silent, and ends the parked sessions whose
+// window passed. Game goroutine.
 func (s *Server) applyRemote() {
 	rm := &s.remote
 	rm.mu.Lock()
@@ -271,14 +282,20 @@ func (s *Server) applyRemote() {
 		return
 	}
 	now := time.Now()
-	for _, j := range joins {
-		s.admitRemote(j, now)
-	}
 	for _, c := range rm.touched {
 		s.startInputs(c) // inputs left waiting by earlier ticks go first (input.go)
 	}
-	for _, data := range inq {
+	// A client's leave and its join at the same gateway right after
+	// apply in that order, and the reverse.
+	next := 0
+	for i, data := range inq {
+		for ; next < len(joins) && joins[next].after <= i; next++ {
+			s.admitRemote(joins[next], now)
+		}
 		s.applyEnvelope(data, now)
+	}
+	for _, j := range joins[next:] {
+		s.admitRemote(j, now)
 	}
 	for name, g := range rm.gws {
 		if now.Sub(g.heard) > s.opts.GatewayTimeout {
@@ -348,7 +365,12 @@ func (s *Server) admitRemote(j remoteJoin, now time.Time) {
 			}
 			c.parked = false
 		}
-		c.cn.remote = g
+		rm.mu.Lock()
+		if ss := rm.sessions[j.info.ID]; ss != nil {
+			ss.parkedAt = time.Time{} // a leave applied since the join parked it again
+		}
+		rm.mu.Unlock()
+		c.cn.remote, c.cn.joinedAt = g, now
 		c.cn.addr, c.cn.name = j.info.Addr, j.info.Name
 		g.clients[j.info.ID] = c
 		s.stats.resumes.Add(1)
@@ -357,7 +379,7 @@ func (s *Server) admitRemote(j remoteJoin, now time.Time) {
 		}
 		return
 	}
-	cn := &conn{s: s, id: j.info.ID, name: j.info.Name, addr: j.info.Addr, identity: j.info.Identity, remote: g}
+	cn := &conn{s: s, id: j.info.ID, name: j.info.Name, addr: j.info.Addr, identity: j.info.Identity, remote: g, joinedAt: now}
 	cn.ctx, cn.cancel = context.WithCancel(context.Background())
 	c := newClient(s, cn)
 	if j.resumed {
@@ -433,12 +455,52 @@ func (s *Server) applyEnvelope(data []byte, now time.Time) {
 				s.endRemoteSession(id, false)
 				s.dropRemote(c)
 			}
+		case upClients:
+			n := r.Uvarint()
+			if n > uint64(r.Remaining()) {
+				r.Failf(wire.ErrMalformed, "a client list of %d ids in %d bytes", n, r.Remaining())
+				break
+			}
+			clear(s.remote.listed)
+			for range n {
+				s.remote.listed[r.Uvarint()] = struct{}{}
+			}
+			if r.Err() == nil {
+				s.reconcile(g, now)
+			}
 		default:
 			r.Failf(wire.ErrMalformed, "record %d", op)
 		}
 	}
 	if err := r.Err(); err != nil {
 		s.log.Warn("ebisync: a gateway's requests envelope does not decode; the rest of it is dropped", "gateway", name, "err", err)
+	}
+}
+
+// reconcile applies gateway g's client list (rm.listed). A client of g
+// that g does not list, and that joined g more than listGrace ago, is let
+// go as by a leave with resumable 1: its connection ended without the
+// gateway saying so (its join's answer came too late for the handshake,
+// or the gateway lost its leave). A client of g that g let go and lists
+// is served again.
+func (s *Server) reconcile(g *remoteGW, now time.Time) {
+	rm := &s.remote
+	for id, c := range g.clients {
+		if _, ok := rm.listed[id]; !ok && now.Sub(c.cn.joinedAt) > listGrace {
+			s.log.Debug("ebisync: a gateway no longer lists a client", "gateway", g.name, "client", id)
+			if s.opts.ResumeWindow >= 0 {
+				s.parkRemote(c, now)
+			} else {
+				s.endRemoteSession(id, false)
+				s.dropRemote(c)
+			}
+		}
+	}
+	for i := len(rm.parked) - 1; i >= 0; i-- {
+		c := rm.parked[i]
+		if _, ok := rm.listed[c.cn.id]; ok && c.cn.remote == g {
+			s.unparkRemote(c)
+		}
 	}
 }
 

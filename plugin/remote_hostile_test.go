@@ -183,10 +183,19 @@ func (l *payloadLog) nJoins() int {
 }
 
 // joinHook, when set, carries a join instead of the plain call: deliver
-// hands the request to the simulation and returns its answer.
+// hands the request to the simulation and returns its answer. Its
+// requests function, when set, runs after each requests envelope the
+// gateway hands the simulation, on the gateway's game goroutine.
 type joinHook struct {
-	mu sync.Mutex
-	f  func(ctx context.Context, deliver func() []byte) ([]byte, error)
+	mu       sync.Mutex
+	f        func(ctx context.Context, deliver func() []byte) ([]byte, error)
+	requests func(data []byte)
+}
+
+func (h *joinHook) setRequests(f func(data []byte)) {
+	h.mu.Lock()
+	h.requests = f
+	h.mu.Unlock()
 }
 
 func (h *joinHook) set(f func(ctx context.Context, deliver func() []byte) ([]byte, error)) {
@@ -226,6 +235,12 @@ func (b recBus) Requests(data []byte) {
 	b.log.requests = append(b.log.requests, slices.Clone(data))
 	b.log.mu.Unlock()
 	b.relayBus.Requests(data)
+	b.hook.mu.Lock()
+	f := b.hook.requests
+	b.hook.mu.Unlock()
+	if f != nil {
+		f(data)
+	}
 }
 
 // recHub is a relayHub that records the relay envelopes.
@@ -1070,5 +1085,158 @@ func TestGatewayHostileAbandonedJoin(t *testing.T) {
 		return n == 1 && (!connected || departed == 1)
 	}); err != nil {
 		t.Fatal(err)
+	}
+}
+
+// leaves reports whether requests envelope data holds a leave of client
+// id.
+func leaves(data []byte, id uint64) bool {
+	r := wire.NewReader(data)
+	r.Byte()
+	r.StringMax(64, "gateway")
+	for r.Remaining() > 0 && r.Err() == nil {
+		switch r.Byte() {
+		case 1: // request
+			r.Uvarint()
+			r.BytesMax(wire.MaxMessageSize, "request")
+		case 2: // leave
+			if r.Uvarint() == id {
+				return true
+			}
+			r.Bool()
+		case 3: // client list
+			for n := r.Uvarint(); n > 0 && r.Err() == nil; n-- {
+				r.Uvarint()
+			}
+		default:
+			return false
+		}
+	}
+	return false
+}
+
+// TestGatewayQuickResumeSameGateway: a client whose connection drops
+// resumes at once at the same gateway, and the simulation gets the
+// gateway's leave of the old connection and the join of the new one in
+// that order between two of its ticks. The session stays served: it is
+// not left parked on the simulation, so it outlives its ResumeWindow and
+// the simulation runs no OnDisconnect for it.
+func TestGatewayQuickResumeSameGateway(t *testing.T) {
+	rr := newRemoteReg()
+	reg := rr.reg
+	const window = 300 * time.Millisecond
+	game := newRemoteGame()
+	var rig *remoteRig
+	rig, _, hooks := newRecRig(t, reg, 1, game.options(func() donburi.World { return rig.h.w }, &plugin.Options{ResumeWindow: window}),
+		&plugin.Options{DefaultRadius: 300, MaxRadius: 600, ResumeWindow: window})
+	defer rig.close()
+	gw := rig.gws[0]
+	ws := dialWS(t, rig.urls[0], reg, nil, false)
+	wel := handshakeWS(t, ws, reg)
+	testutil.Eventually(t, 5*time.Second, "the client at the simulation", func() bool { return rig.h.srv.Stats().RemoteClients == 1 })
+
+	// The resume's join waits at the transport until the gateway hands
+	// the simulation the envelope with the old connection's leave; then
+	// it reaches the simulation, before the simulation's next tick.
+	held := make(chan func() []byte, 1)
+	reply := make(chan []byte, 1)
+	hooks[0].set(func(ctx context.Context, deliver func() []byte) ([]byte, error) {
+		held <- deliver
+		select {
+		case rep := <-reply:
+			return rep, nil
+		case <-ctx.Done():
+			return nil, ctx.Err()
+		}
+	})
+	var once sync.Once
+	hooks[0].setRequests(func(data []byte) {
+		if leaves(data, wel.ClientID) {
+			once.Do(func() { reply <- (<-held)() })
+		}
+	})
+
+	// Hold the game goroutine while the old connection drops and the new
+	// one's join reaches the transport.
+	release := make(chan struct{})
+	holding := make(chan struct{})
+	go rig.h.do(func(donburi.World) { close(holding); <-release })
+	<-holding
+	ws.CloseNow()
+	err := testutil.WaitUntil(5*time.Second, func() string { return "the gateway to see the connection drop" }, func() bool {
+		return gw.Stats().Connections == 0
+	})
+	if err != nil {
+		close(release)
+		t.Fatal(err)
+	}
+	again := dialWS(t, rig.urls[0], reg, nil, false)
+	defer again.CloseNow()
+	hello := hostile.Hello(reg, "raw")
+	hello.Resume = &wire.Resume{ClientID: wel.ClientID, Token: wel.Token}
+	welcomed := make(chan wire.Welcome, 1)
+	failed := make(chan error, 1)
+	go func() {
+		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		defer cancel()
+		if err := again.Write(ctx, websocket.MessageBinary, wire.AppendHello(nil, hello)); err != nil {
+			failed <- err
+			return
+		}
+		_, msg, err := again.Read(ctx)
+		if err != nil {
+			failed <- err
+			return
+		}
+		kind, body, _, err := wire.Open(msg, nil)
+		if err != nil || kind != wire.KindWelcome {
+			failed <- fmt.Errorf("welcome: kind %v, err %v", kind, err)
+			return
+		}
+		w, err := wire.DecodeWelcome(body)
+		if err != nil {
+			failed <- err
+			return
+		}
+		welcomed <- w
+	}()
+	var deliver func() []byte
+	select {
+	case deliver = <-held:
+		held <- deliver // the hook on the envelope takes it
+	case err := <-failed:
+		close(release)
+		t.Fatal(err)
+	case <-time.After(5 * time.Second):
+		close(release)
+		t.Fatal("the resume's join did not reach the transport")
+	}
+	close(release)
+	var w wire.Welcome
+	select {
+	case w = <-welcomed:
+	case err := <-failed:
+		t.Fatal(err)
+	case <-time.After(10 * time.Second):
+		t.Fatal("no Welcome for the resume")
+	}
+	if !w.Resumed || w.ClientID != wel.ClientID {
+		t.Fatalf("the client did not resume its session: Welcome %+v", w)
+	}
+	st := rig.h.srv.Stats()
+	// Past the window, the session is still served.
+	for deadline := time.Now().Add(3 * window); time.Now().Before(deadline); {
+		rig.h.ticks(1)
+		st = rig.h.srv.Stats()
+		if st.RemoteParked != 0 || game.departures(wel.ClientID) != 0 {
+			break
+		}
+	}
+	if st.RemoteClients != 1 || st.RemoteParked != 0 || game.departures(wel.ClientID) != 0 {
+		t.Fatalf("after the quick resume: remote clients %d, parked %d, OnDisconnect ran %d times; want 1, 0, 0",
+			st.RemoteClients, st.RemoteParked, game.departures(wel.ClientID))
+	}
+	if _, ok := game.seen.find(&game.seen.resumed, wel.ClientID); !ok {
+		t.Fatal("the simulation ran no OnResume")
 	}
 }

@@ -322,6 +322,9 @@ func (s *Server) admit() {
 	closed := s.closed
 	s.mu.Unlock()
 	for _, cn := range joins {
+		if s.forwards() {
+			s.upJoined(cn) // upstream.go
+		}
 		if cn.left.Load() {
 			s.unclaim(cn)
 			continue

@@ -91,22 +91,44 @@ func (s *Server) joinUpstream(ctx context.Context, cn *conn, hello *wire.Hello) 
 		return false, fmt.Errorf("the simulation's tick rate %d", rate)
 	}
 	cn.tickRate = rate // the Welcome's: clients' ticks are the simulation's
+	var resumed bool
 	switch status {
 	case joinFresh:
 		cn.id, cn.token = id, tok
-		return false, nil
 	case joinResumed:
 		if hello.Resume == nil || hello.Resume.ClientID != id {
 			return false, errors.New("the simulation resumed a session the client did not name")
 		}
-		if s.claimSession(cn, hello.Resume) {
-			return true, nil // this gateway served the session: it resumes here as on any Server
-		}
-		cn.id, cn.token = id, tok
-		cn.resume = &resumeReq{tick: hello.Resume.Tick, elsewhere: true, interest: hello.Resume.Interest, subs: hello.Resume.Subs}
-		return true, nil
+		resumed = true
+		if !s.claimSession(cn, hello.Resume) {
+			cn.id, cn.token = id, tok
+			cn.resume = &resumeReq{tick: hello.Resume.Tick, elsewhere: true, interest: hello.Resume.Interest, subs: hello.Resume.Subs}
+		} // else this gateway served the session: it resumes here as on any Server
+	default:
+		return false, errJoinRefused
 	}
-	return false, errJoinRefused
+	s.mu.Lock()
+	s.gw.pending[cn.id]++
+	s.mu.Unlock()
+	return resumed, nil
+}
+
+// upJoined is the gateway's side of admit for cn, whose join the
+// simulation answered: cn is no longer pending, and when it left before
+// the gateway's tick admitted it, the simulation is told, as for any
+// departure. Its session stays resumable when the join resumed one, as
+// unclaim keeps it here. Game goroutine, with joins taken from s.joins.
+func (s *Server) upJoined(cn *conn) {
+	s.mu.Lock()
+	if n := s.gw.pending[cn.id]; n > 1 {
+		s.gw.pending[cn.id] = n - 1
+	} else {
+		delete(s.gw.pending, cn.id)
+	}
+	s.mu.Unlock()
+	if cn.left.Load() {
+		s.upLeave(cn.id, cn.resume != nil)
+	}
 }
 
 // forward sends one request of c to the simulation. An input is checked
@@ -188,15 +210,50 @@ func (s *Server) sendUp() {
 
 // upward sends this tick's requests envelope, or an empty one when the
 // gateway serves clients and has sent nothing for gatewayHeartbeat: the
-// simulation takes a silent gateway for dead. Game goroutine, at the end
-// of Tick.
+// simulation takes a silent gateway for dead. Every clientListEvery, the
+// envelope carries the client list. Game goroutine, at the end of Tick.
 func (s *Server) upward() {
 	if !s.forwards() {
 		return
 	}
 	g := s.gw
-	if g.upW.Len() > g.upHead || len(s.clients) > 0 && time.Since(g.lastUp) >= gatewayHeartbeat {
+	now := time.Now()
+	if now.Sub(g.listAt) >= clientListEvery {
+		s.upClients(now)
+	}
+	if g.upW.Len() > g.upHead || len(s.clients) > 0 && now.Sub(g.lastUp) >= gatewayHeartbeat {
 		s.sendUp()
+	}
+}
+
+// upClients writes the client list when the gateway has clients: the id
+// of each client it serves, connected or with its join pending, so that
+// the simulation lets go of the clients it no longer serves (remote.go's
+// reconcile). A client whose session the gateway keeps for a resume is
+// not listed: its leave told the simulation.
+func (s *Server) upClients(now time.Time) {
+	g := s.gw
+	ids := g.listIDs[:0]
+	s.mu.Lock()
+	for id := range g.pending {
+		ids = append(ids, id)
+	}
+	s.mu.Unlock()
+	for _, c := range s.clients {
+		if !c.parked {
+			ids = append(ids, c.cn.id)
+		}
+	}
+	g.listIDs = ids
+	if len(ids) == 0 {
+		return
+	}
+	g.listAt = now
+	s.upRecord()
+	g.upW.Byte(upClients)
+	g.upW.Uvarint(uint64(len(ids)))
+	for _, id := range ids {
+		g.upW.Uvarint(id)
 	}
 }
 
