@@ -140,7 +140,8 @@ type FeedStats struct {
 
 // NewFeed returns a Feed of world's chunks on nc. It subscribes to the
 // world's tick markers at once; give the Feed to plugin.NewGateway, then
-// the gateway to Attach before its first Tick.
+// the gateway to Attach before its first Tick. It is safe for concurrent
+// use.
 func NewFeed(nc *nats.Conn, world string) (*Feed, error) {
 	if err := checkWorld(world); err != nil {
 		return nil, err
@@ -194,7 +195,8 @@ func (f *Feed) Attach(gw *plugin.Server) {
 }
 
 // Join asks the simulation to admit one of the gateway's clients
-// (plugin.Upstream): a NATS request on the join subject.
+// (plugin.Upstream): a NATS request on the join subject. It is safe for
+// concurrent use: the gateway calls it from each client's handshake.
 func (f *Feed) Join(ctx context.Context, req []byte) ([]byte, error) {
 	m, err := f.nc.RequestWithContext(ctx, f.joinSubj, req)
 	if err != nil {
@@ -206,7 +208,8 @@ func (f *Feed) Join(ctx context.Context, req []byte) ([]byte, error) {
 // Requests publishes one requests envelope of the gateway
 // (plugin.Upstream). nats.go copies data before it returns; a failed
 // publish (a closed connection, a full reconnect buffer) loses the
-// envelope, whose requests then go unanswered.
+// envelope, whose requests then go unanswered. The gateway calls it on its
+// game goroutine during Tick; it is safe for concurrent use.
 func (f *Feed) Requests(data []byte) {
 	if err := f.nc.Publish(f.reqSubj, data); err != nil {
 		f.upErrors.Add(1)

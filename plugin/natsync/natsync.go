@@ -57,6 +57,10 @@
 // lost in flight with fresh snapshots (Feed). Feed.Stats tells how the
 // feed goes: messages dropped by a slow consumer, snapshot requests sent
 // again, lost tick markers.
+//
+// The subject functions and the codecs (AppendSnapshotRequest,
+// DecodeSnapshotRequest, DecodeTick) are pure and safe for concurrent use;
+// each type says which of its methods are.
 package natsync
 
 import (
@@ -129,7 +133,8 @@ type Publisher struct {
 	lastErr  atomic.Pointer[error]
 }
 
-// NewPublisher returns a Publisher of world's chunks on nc.
+// NewPublisher returns a Publisher of world's chunks on nc. It is safe
+// for concurrent use.
 func NewPublisher(nc *nats.Conn, world string) (*Publisher, error) {
 	if err := checkWorld(world); err != nil {
 		return nil, err
@@ -193,7 +198,8 @@ func (p *Publisher) LastError() error {
 	return nil
 }
 
-// A Service is what Serve subscribed; Stop ends it.
+// A Service is what Serve subscribed; Stop ends it. Stop is safe for
+// concurrent use.
 type Service struct {
 	subs []*nats.Subscription
 }
@@ -219,7 +225,9 @@ func (v *Service) Stop() error {
 //   - joins, answered with Server.RemoteJoin;
 //   - requests envelopes, handed to Server.RemoteRequests.
 //
-// Stop the returned Service to end them.
+// Stop the returned Service to end them. Call Serve once, from any
+// goroutine; the subscriptions' handlers run on nats.go's goroutines and
+// reach s only through its methods that are safe for concurrent use.
 func (p *Publisher) Serve(s *plugin.Server) (*Service, error) {
 	v := &Service{}
 	sub, err := p.nc.Subscribe(SnapshotSubject(p.world), func(m *nats.Msg) {
