@@ -646,12 +646,11 @@ func TestScaleOutConvergence(t *testing.T) {
 	}
 }
 
-// TestScaleOutNATSNodeFailure: as TestScaleOutConvergence with 30
-// clients, and the NATS node one gateway is connected to shuts down
-// mid-run. The gateway's connection moves to another node, the gateway
+// TestNATSNodeFailure: as TestScaleOutConvergence with 30 clients, and
+// the NATS node one gateway is connected to shuts down mid-run. The gateway's connection moves to another node, the gateway
 // repairs what was lost with fresh snapshots, and every client converges
 // again; the simulation, on another node, never stops publishing.
-func TestScaleOutNATSNodeFailure(t *testing.T) {
+func TestNATSNodeFailure(t *testing.T) {
 	seed := uint64(time.Now().UnixNano())
 	t.Logf("seed %d", seed)
 	nodes := natstest.Cluster(t, 3)
