@@ -12,6 +12,7 @@ import (
 	"github.com/ebisync/ebisync"
 	"github.com/ebisync/ebisync/components"
 	"github.com/ebisync/ebisync/internal/natstest"
+	"github.com/ebisync/ebisync/internal/testutil"
 	"github.com/ebisync/ebisync/netclient"
 	"github.com/ebisync/ebisync/plugin"
 	"github.com/ebisync/ebisync/plugin/natsync"
@@ -126,14 +127,14 @@ func BenchmarkRequestRoundTrip(b *testing.B) {
 			b.Fatal(err)
 		}
 		p := &peer{c: c}
-		for end := time.Now().Add(10 * time.Second); p.ship == donburi.Null; time.Sleep(time.Millisecond) {
-			if time.Now().After(end) {
-				b.Fatalf("%s: the client's own entity never arrived", url)
-			}
+		if err := testutil.WaitUntil(10*time.Second, func() string { return url + ": the client's own entity" }, func() bool {
 			_ = c.Update()
 			if o := c.Owned(nil); len(o) == 1 {
 				p.ship = o[0]
 			}
+			return p.ship != donburi.Null
+		}); err != nil {
+			b.Fatal(err)
 		}
 		return p
 	}
@@ -146,19 +147,22 @@ func BenchmarkRequestRoundTrip(b *testing.B) {
 	roundTrip := func(p *peer, n int32) {
 		start := time.Now()
 		res := netclient.Mutate(p.c, p.ship, score, rtScore{N: n}, nil)
-		for {
+		var r netclient.MutationResult
+		if err := testutil.WaitUntil(10*time.Second, func() string { return "a mutation's answer" }, func() bool {
 			_ = p.c.Update()
 			select {
-			case r := <-res:
-				if r.Status != ebisync.Ok {
-					b.Fatalf("a mutation: %v %q %v", r.Status, r.Message, r.Err)
-				}
-				p.rtts = append(p.rtts, time.Since(start))
-				return
+			case r = <-res:
+				return true
 			default:
+				return false
 			}
-			time.Sleep(time.Millisecond)
+		}); err != nil {
+			b.Fatal(err)
 		}
+		if r.Status != ebisync.Ok {
+			b.Fatalf("a mutation: %v %q %v", r.Status, r.Message, r.Err)
+		}
+		p.rtts = append(p.rtts, time.Since(start))
 	}
 	for _, p := range peers {
 		roundTrip(p, -1) // warm: the first request of each pays for its path

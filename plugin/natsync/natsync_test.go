@@ -255,7 +255,8 @@ func converge(t *testing.T, wd *world, f *follower, what string) {
 		tick := wd.srv.CurrentTick()
 		var err error
 		caught := false
-		for wait := time.Now().Add(20 * time.Millisecond); !caught && time.Now().Before(wait); {
+		// Up to 20 ms for this tick; then tick again.
+		_ = testutil.WaitUntil(20*time.Millisecond, func() string { return "the follower" }, func() bool {
 			f.do(func() {
 				if f.last < tick {
 					return
@@ -271,10 +272,8 @@ func converge(t *testing.T, wd *world, f *follower, what string) {
 					err = fmt.Errorf("follower: %v", f.errors)
 				}
 			})
-			if !caught {
-				time.Sleep(200 * time.Microsecond)
-			}
-		}
+			return caught
+		})
 		if caught {
 			if err != nil {
 				t.Fatalf("%s: tick %d: %v", what, tick, err)
