@@ -25,8 +25,10 @@
 //	clientID   the client id the server gave this connection
 //	ship       null until the player's ship is mirrored, then its
 //	           replicated {x, y, angle}: the newest values from the server
-//	steerSent  Steer mutations sent (each key change is one)
-//	steerRefused  those the server did not accept
+//	inputsSent    predicted inputs sent (sim.FlyData, one a frame while
+//	              the ship is mirrored): how the player steers
+//	steerRefused  Steer mutations the server did not accept (the page's
+//	              player steers by inputs, so 0 unless the game changes)
 //	frames     frames drawn
 package web
 
