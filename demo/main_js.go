@@ -147,6 +147,7 @@ func (s status) publish(g *game) {
 	s.set("entities", st.Entities)
 	s.set("drawn", g.visible)
 	s.set("frames", g.frames)
+	s.set("overlay", g.overlay.Visible())
 	s.set("clientID", float64(c.ClientID()))
 	s.set("inputsSent", g.pilot.Inputs)
 	s.set("steerRefused", g.pilot.Refused)

@@ -49,6 +49,7 @@ type pageStatus struct {
 	InputsSent   int    `json:"inputsSent"`
 	SteerRefused int    `json:"steerRefused"`
 	Frames       int    `json:"frames"`
+	Overlay      bool   `json:"overlay"`
 	Ship         *struct {
 		X, Y, Angle float64
 	} `json:"ship"`
@@ -193,11 +194,16 @@ func TestBrowserDemo(t *testing.T) {
 	}
 
 	// A screenshot of the page shows the scene, with the network overlay
-	// (F3), once the camera has settled on the ship.
+	// (F3), once the camera has settled on the ship. F3 is held until the
+	// game has seen it: a press and release between two of its frames
+	// (a few a second in software WebGL) would go unseen.
 	key(t, bctx, input.DispatchKeyEventTypeKeyDown, "F3")
+	waitStatus(t, bctx, time.Minute, "the network overlay shown after F3", func(s pageStatus) bool { return s.Overlay })
 	key(t, bctx, input.DispatchKeyEventTypeKeyUp, "F3")
 	frames := st.Frames
-	waitStatus(t, bctx, time.Minute, "60 more frames", func(s pageStatus) bool { return s.Frames >= frames+60 && s.Drawn > 0 })
+	waitStatus(t, bctx, time.Minute, "60 more frames, the overlay still shown", func(s pageStatus) bool {
+		return s.Frames >= frames+60 && s.Drawn > 0 && s.Overlay
+	})
 	shot, err := chromedp.Run(bctx, chromedp.CaptureScreenshot())
 	if err != nil {
 		t.Fatalf("screenshot: %v", err)

@@ -30,6 +30,7 @@
 //	steerRefused  Steer mutations the server did not accept (the page's
 //	              player steers by inputs, so 0 unless the game changes)
 //	frames     frames drawn
+//	overlay    whether the network overlay (F3) is shown
 package web
 
 import (
