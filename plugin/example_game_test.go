@@ -36,6 +36,7 @@ func Example_game() {
 	// Server: a ship for each player who joins, owned by that player, so
 	// that the default authoriser accepts the player's mutations of it.
 	world := donburi.NewWorld()
+	ships := map[uint64]donburi.Entity{} // by client id; game goroutine
 	server := plugin.New(world, reg, &plugin.Options{
 		TickRate: 30,
 		Logger:   slog.New(slog.DiscardHandler),
@@ -44,6 +45,7 @@ func Example_game() {
 			std.Position.Set(world, ship, components.PositionData{X: 100, Y: 200})
 			thrust.Set(world, ship, Thrust{})
 			components.Owner.SetValue(world.Entry(ship), components.OwnerData{Client: c.ID})
+			ships[c.ID] = ship
 		},
 	})
 	mux := http.NewServeMux()
@@ -72,10 +74,11 @@ func Example_game() {
 		server.Tick()   // the server's loop
 		client.Update() // the client's loop: applies what arrived into client.World()
 
-		ship, ok := ownedBy(client.World(), client.ClientID())
-		if !ok {
+		owned := client.Owned(nil) // the mirror entities this player owns
+		if len(owned) == 0 {
 			continue // not mirrored yet
 		}
+		ship := owned[0]
 		if steered == nil {
 			p, _ := std.Position.Get(client.World(), ship) // a mirrored value
 			fmt.Printf("my ship is at (%.0f, %.0f)\n", p.X, p.Y)
@@ -91,26 +94,10 @@ func Example_game() {
 		break
 	}
 	// The server applied it.
-	ship, _ := ownedBy(world, client.ClientID())
-	v, _ := thrust.Get(world, ship)
+	v, _ := thrust.Get(world, ships[client.ClientID()])
 	fmt.Printf("server thrust: %+v\n", v)
 	// Output:
 	// my ship is at (100, 200)
 	// steer: Ok
 	// server thrust: {X:1 Y:0}
-}
-
-// ownedBy finds the entity of w that client owns (components.Owner).
-func ownedBy(w donburi.World, client uint64) (donburi.Entity, bool) {
-	for _, a := range w.Archetypes() {
-		if !a.Layout().HasComponent(components.Owner) {
-			continue
-		}
-		for _, e := range a.Entities() {
-			if components.Owner.Get(w.Entry(e)).Client == client {
-				return e, true
-			}
-		}
-	}
-	return donburi.Null, false
 }

@@ -32,6 +32,7 @@ func ExampleHandleInput() {
 	}
 
 	world := donburi.NewWorld()
+	ships := map[uint64]donburi.Entity{} // by client id; game goroutine
 	server := plugin.New(world, reg, &plugin.Options{
 		TickRate: 30,
 		Logger:   slog.New(slog.DiscardHandler),
@@ -39,6 +40,7 @@ func ExampleHandleInput() {
 			ship := world.Create(components.Replicated, components.Owner)
 			std.Position.Set(world, ship, components.PositionData{X: 10, Y: 20})
 			components.Owner.SetValue(world.Entry(ship), components.OwnerData{Client: c.ID})
+			ships[c.ID] = ship
 		},
 	})
 	plugin.HandleInput(server, nudge, step)
@@ -64,10 +66,11 @@ func ExampleHandleInput() {
 		<-frame.C
 		server.Tick()
 		client.Update()
-		ship, ok := ownedBy(client.World(), client.ClientID())
-		if !ok {
+		owned := client.Owned(nil) // the mirror entities this player owns
+		if len(owned) == 0 {
 			continue // not mirrored yet
 		}
+		ship := owned[0]
 		if !sent {
 			if err := pilot.Input(ship, Nudge{DX: 5}); err != nil {
 				fmt.Println(err)
@@ -82,8 +85,7 @@ func ExampleHandleInput() {
 			break // acknowledged: the mirror holds the server's state
 		}
 	}
-	ship, _ := ownedBy(world, client.ClientID())
-	p, _ := std.Position.Get(world, ship)
+	p, _ := std.Position.Get(world, ships[client.ClientID()])
 	fmt.Printf("server: (%.0f, %.0f), applied %d\n", p.X, p.Y, server.Stats().InputsApplied)
 	// Output:
 	// predicted at once: (15, 20)
