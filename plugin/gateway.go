@@ -124,8 +124,10 @@ const (
 //
 // The ticks a gateway's clients see (a Welcome's tick and each batch's
 // advance) are the simulation's, so that a session resumed at another
-// gateway goes on with the same timeline. World returns nil, FollowEntity centres a client on an entity by its net id
-// only, and the Inspector shows no values.
+// gateway goes on with the same timeline. World returns nil, FollowEntity
+// centres a client on an entity by its net id only, and the Inspector
+// shows no values. As with New, call NewGateway before serving: a Server
+// is safe for concurrent use only as each method says.
 func NewGateway(reg *components.Registry, cellSize float64, feed Feed, opts *Options) *Server {
 	o := opts.withDefaults()
 	if !(o.DefaultRadius > 0) || !(o.MaxRadius > 0) {
