@@ -34,7 +34,11 @@ import (
 // values of the entity picked, with a form that edits them through the
 // mutation path, the recent mutations, control requests and refusals with
 // their statuses, and charts of the last minutes of tick time and its
-// phases, traffic, process memory and CPU.
+// phases, traffic, process memory and CPU. A simulation's Inspector also
+// lists the clients its gateways serve (ClientInfo.Gateway), with their
+// gateway, identity, address, refusals and whether their session waits
+// for a resume; their gateways hold their connections and scopes, so
+// those figures are on each gateway's own Inspector.
 //
 // Mount it on the game's mux under a path ending in a slash:
 //

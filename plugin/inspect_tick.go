@@ -58,6 +58,7 @@ type inspClient struct {
 	rtt, rttLast      time.Duration // 0: not measured yet
 	refused           uint64
 	parked            bool
+	remote            bool // a simulation's remote client (remote.go)
 }
 
 // maxShownSubs bounds the entity subscriptions of one client a snapshot
@@ -159,8 +160,19 @@ func (s *Server) snapshot(in *Inspector) *inspSnap {
 		cn.inMu.Unlock()
 		sn.clients = append(sn.clients, ic)
 	}
+	// A simulation's remote clients: their gateways hold their
+	// connections and run their scopes, so a snapshot shows who they are,
+	// where they connect and what the simulation refused them.
+	for _, g := range s.remote.gws {
+		for _, c := range g.clients {
+			sn.clients = append(sn.clients, inspClient{info: c.info(), refused: in.refused[c.cn.id], remote: true})
+		}
+	}
+	for _, c := range s.remote.parked {
+		sn.clients = append(sn.clients, inspClient{info: c.info(), refused: in.refused[c.cn.id], remote: true, parked: true})
+	}
 	// Forget the counts of clients that left.
-	if len(in.refused) > len(s.clients) {
+	if len(in.refused) > len(sn.clients) {
 		for id := range in.refused {
 			if _, ok := s.byID[id]; !ok {
 				delete(in.refused, id)

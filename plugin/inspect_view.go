@@ -207,6 +207,12 @@ func (in *Inspector) connOf(c *inspClient, inRate, outRate float64) connJSON {
 		Writing: c.busy, Dirty: c.dirty, InboundBytes: c.inBytes, LastWriteUs: us(c.lastWrite), Refused: c.refused,
 		Parked: c.parked,
 	}
+	if c.remote {
+		j.Gateway = c.info.Gateway
+		j.Interest.Mode = "gateway"
+		j.Subs.Components = []string{}
+		return j
+	}
 	if c.interval > 0 {
 		j.SendRate = float64(in.s.opts.TickRate) / float64(c.interval)
 	}
@@ -302,7 +308,7 @@ type (
 		User     string `json:"user"` // as Authenticate verified it
 		Addr     string `json:"addr"`
 		Interest struct {
-			Mode   string  `json:"mode"` // "global", "point" or "follow"
+			Mode   string  `json:"mode"` // "global", "point", "follow" or "gateway"
 			X      float64 `json:"x"`
 			Y      float64 `json:"y"`
 			Radius float64 `json:"radius"`
@@ -333,6 +339,12 @@ type (
 		// resume (Options.ResumeWindow); its traffic is its last
 		// connection's.
 		Parked bool `json:"parked,omitempty"`
+		// Gateway: a simulation's client that a gateway serves
+		// (ClientInfo.Gateway). Its gateway runs its scope and holds its
+		// connection, so interest mode is "gateway" and the scope, rates,
+		// traffic and round trip are zero here; parked means that its
+		// gateway let it go or went silent.
+		Gateway string `json:"gateway,omitempty"`
 	}
 	compJSON struct {
 		ID       int    `json:"id"`

@@ -2,6 +2,7 @@ package plugin_test
 
 import (
 	"context"
+	"encoding/json"
 	"fmt"
 	"net/http"
 	"net/http/httptest"
@@ -1238,5 +1239,78 @@ func TestGatewayQuickResumeSameGateway(t *testing.T) {
 	}
 	if _, ok := game.seen.find(&game.seen.resumed, wel.ClientID); !ok {
 		t.Fatal("the simulation ran no OnResume")
+	}
+}
+
+// TestInspectorListsRemoteClients: the simulation's Inspector lists the
+// clients its gateways serve, each with its gateway's name and mode
+// "gateway", and a client whose gateway let it go as parked.
+func TestInspectorListsRemoteClients(t *testing.T) {
+	rr := newRemoteReg()
+	reg := rr.reg
+	game := newRemoteGame()
+	var rig *remoteRig
+	rig = newRemoteRig(t, reg, 2, game.options(func() donburi.World { return rig.h.w }, &plugin.Options{Authenticate: userFromHeader}),
+		&plugin.Options{DefaultRadius: 300, MaxRadius: 600, Authenticate: userFromHeader})
+	defer rig.close()
+	insp := rig.h.srv.Inspector(&plugin.InspectorOptions{
+		Authenticate: plugin.StaticToken(inspectorToken, plugin.Identity{User: "ops"}),
+		Interval:     50 * time.Millisecond,
+	})
+	its := httptest.NewServer(insp)
+	defer its.Close()
+	type conn struct {
+		ID       uint64 `json:"id"`
+		User     string `json:"user"`
+		Gateway  string `json:"gateway"`
+		Parked   bool   `json:"parked"`
+		Interest struct {
+			Mode string `json:"mode"`
+		} `json:"interest"`
+	}
+	state := func() []conn {
+		req, _ := http.NewRequest(http.MethodGet, its.URL+"/api/state", nil)
+		req.Header.Set("Authorization", "Bearer "+inspectorToken)
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer resp.Body.Close()
+		var st struct {
+			Connections []conn `json:"connections"`
+		}
+		if err := json.NewDecoder(resp.Body).Decode(&st); err != nil {
+			t.Fatal(err)
+		}
+		return st.Connections
+	}
+	alice, wa := handshakeAs(t, rig.urls[0], reg, "alice", nil)
+	defer alice.CloseNow()
+	bob, wb := handshakeAs(t, rig.urls[1], reg, "bob", nil)
+	defer bob.CloseNow()
+	want := map[uint64]conn{
+		wa.ClientID: {ID: wa.ClientID, User: "alice", Gateway: rig.gws[0].GatewayName()},
+		wb.ClientID: {ID: wb.ClientID, User: "bob", Gateway: rig.gws[1].GatewayName()},
+	}
+	var got []conn
+	listed := func(parked uint64) bool {
+		got = state()
+		if len(got) != len(want) {
+			return false
+		}
+		for _, c := range got {
+			w, ok := want[c.ID]
+			if !ok || c.User != w.User || c.Gateway != w.Gateway || c.Interest.Mode != "gateway" || c.Parked != (c.ID == parked) {
+				return false
+			}
+		}
+		return true
+	}
+	if err := testutil.WaitUntil(5*time.Second, func() string { return fmt.Sprintf("the Inspector to list both remote clients: %+v", got) }, func() bool { return listed(0) }); err != nil {
+		t.Fatal(err)
+	}
+	bob.CloseNow() // its gateway keeps the session: the simulation parks it
+	if err := testutil.WaitUntil(5*time.Second, func() string { return fmt.Sprintf("the Inspector to list bob as parked: %+v", got) }, func() bool { return listed(wb.ClientID) }); err != nil {
+		t.Fatal(err)
 	}
 }

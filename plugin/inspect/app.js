@@ -593,6 +593,21 @@
   function renderConns(d) {
     $("c-count").textContent = num(d.connections.length);
     const rows = d.connections.map((c) => {
+      if (c.gateway) {
+        // A client of one of the simulation's gateways: the gateway holds
+        // its connection and its scope.
+        const dash = (title) => el("td", { class: "muted", text: "–", title: title });
+        const atGw = "at gateway " + c.gateway;
+        return el("tr", { dataset: { client: String(c.id), gateway: c.gateway } },
+          el("td", { text: String(c.id) }),
+          el("td", { text: c.name }),
+          el("td", { text: c.user || "–" }),
+          el("td", { text: c.addr }),
+          el("td", { text: "gateway " + c.gateway.slice(0, 8), title: "its gateway " + c.gateway + " runs its interest and scope" }),
+          dash(atGw), dash(atGw), dash(atGw), dash(atGw), dash(atGw), dash(atGw),
+          el("td", { text: c.parked ? "parked: waits for a resume" : "–" }),
+          el("td", { class: c.refused ? "st-bad" : "", text: num(c.refused) }));
+      }
       const i = c.interest;
       const interest = i.mode === "global" ? "global" :
         i.mode + " (" + num(i.x) + ", " + num(i.y) + ") r " + num(i.radius) + (i.follow ? " → #" + i.follow : "");
