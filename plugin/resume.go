@@ -300,11 +300,15 @@ func (s *Server) resumeClient(c *client, cn *conn, tick uint64) {
 			return // the client holds what the batch of tick v.sync carried
 		}
 		// Sent in a batch the client did not apply: what it holds is as
-		// of some batch before, which is not known. It is sent full
-		// values, and the removal of any component ever removed.
+		// of some batch before, which is not known. It may hold any
+		// component the entity has or ever had: one the lost batch
+		// removed may be back now and go again before the entity's next
+		// batch, which then owes the client its removal. So all of them
+		// count as held: that batch carries the full value of each one
+		// the client receives and the removal of every other.
 		v.sync = 0
 		for k := range r.comps {
-			if bit := uint64(1) << uint(k); r.present&bit == 0 && r.comps[k].removedAt != 0 {
+			if bit := uint64(1) << uint(k); r.present&bit != 0 || r.comps[k].removedAt != 0 {
 				v.held |= bit
 			}
 		}

@@ -1,13 +1,17 @@
 package plugin
 
 import (
+	"bytes"
 	"context"
 	"runtime"
+	"slices"
+	"sync"
 	"testing"
 
 	"github.com/yohamta/donburi"
 
 	"github.com/ebisync/ebisync/components"
+	"github.com/ebisync/ebisync/internal/testutil"
 	"github.com/ebisync/ebisync/internal/wire"
 )
 
@@ -207,6 +211,162 @@ func tickWritten(s *Server) {
 	for _, c := range s.clients {
 		for !c.parked && c.cn.busy.Load() {
 			runtime.Gosched()
+		}
+	}
+}
+
+// TestResumeReaddedComponentRemovedAgain: a batch the client never
+// applied removed a component, which came back while the session was
+// parked and goes again in the tick that resumes it, before the entity's
+// first batch on the new connection. The client still holds the component
+// from before the lost batch, so that batch must carry its removal.
+func TestResumeReaddedComponentRemovedAgain(t *testing.T) {
+	reg := components.NewRegistry()
+	components.RegisterStandard(reg)
+	w := donburi.NewWorld()
+	s := New(w, reg, &Options{})
+	e := w.Create(components.Replicated, components.Position, components.Velocity)
+	c, take, stop := attachCapture(s)
+	defer stop()
+	s.joinSession(c.cn)
+	c.typeSubs = ^uint64(0) >> (64 - uint(len(s.comps)))
+	vel, _ := reg.Of(components.Velocity)
+
+	m := mirrorModel{}
+	for range 3 {
+		tickWritten(s)
+	}
+	m.apply(t, reg, take())
+	tag := components.Replicated.Get(w.Entry(e))
+	id := uint64(tag.NetID)
+	if !m[id][uint64(vel.Index())] {
+		t.Fatalf("the client was not sent Velocity: mirror %v", m)
+	}
+	t0 := c.lastSent // the last batch the client applied
+
+	// Velocity goes (the batch with its removal is lost), the connection
+	// ends, and Velocity comes back while the session is parked.
+	w.Entry(e).RemoveComponent(components.Velocity)
+	tickWritten(s)
+	if c.lastSent <= t0 {
+		t.Fatalf("no batch after tick %d", t0)
+	}
+	take()
+	c.cn.resumable = true
+	s.leaves = append(s.leaves, c.cn)
+	s.admit()
+	if !c.parked {
+		t.Fatal("not parked")
+	}
+	components.Velocity.SetValue(addComponent(w, e, components.Velocity), components.VelocityData{X: 1})
+	tickWritten(s)
+
+	// The client resumes from t0; Velocity goes again in the tick that
+	// admits the resume.
+	y, takeY, stopY := captureConn(s)
+	defer stopY()
+	if !s.claimSession(y, &wire.Resume{ClientID: c.cn.id, Token: s.sessions[c.cn.id].token, Tick: uint64(t0)}) {
+		t.Fatal("claim refused")
+	}
+	s.joins = append(s.joins, y)
+	w.Entry(e).RemoveComponent(components.Velocity)
+	for range 3 {
+		tickWritten(s)
+	}
+	got := takeY()
+	if len(got) == 0 {
+		t.Fatal("no batch on the resumed connection")
+	}
+	m.apply(t, reg, got)
+	if m[id][uint64(vel.Index())] {
+		t.Errorf("the resumed client still holds Velocity, which the server removed: mirror of entity %d %v", id, m[id])
+	}
+}
+
+// addComponent adds ct to e and returns e's entry.
+func addComponent(w donburi.World, e donburi.Entity, ct donburi.IComponentType) *donburi.Entry {
+	entry := w.Entry(e)
+	entry.AddComponent(ct)
+	return entry
+}
+
+// captureConn is a connection with no socket whose writer keeps a copy of
+// every batch, to resume a session on; take returns and forgets the
+// copies so far.
+func captureConn(s *Server) (cn *conn, take func() [][]byte, stop func()) {
+	cn = claimingConn(s, 0)
+	var mu sync.Mutex
+	var got [][]byte
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		for {
+			select {
+			case <-cn.ctx.Done():
+				return
+			case b := <-cn.out:
+				mu.Lock()
+				got = append(got, bytes.Clone(b))
+				mu.Unlock()
+				cn.busy.Store(false)
+			}
+		}
+	}()
+	take = func() [][]byte {
+		mu.Lock()
+		defer mu.Unlock()
+		b := got
+		got = nil
+		return b
+	}
+	return cn, take, func() { cn.cancel(); <-done }
+}
+
+// mirrorModel is what a client holds, as the batches it applied say: the
+// components of each entity, by net id and component id.
+type mirrorModel map[uint64]map[uint64]bool
+
+// apply applies encoded batches in the protocol's order.
+func (m mirrorModel) apply(t *testing.T, reg *components.Registry, msgs [][]byte) {
+	t.Helper()
+	for _, msg := range msgs {
+		kind, body, _, err := wire.Open(msg, nil)
+		if err != nil || kind != wire.KindBatch {
+			t.Fatalf("not a batch: %v %v", kind, err)
+		}
+		var b wire.Batch
+		if err := wire.DecodeBatch(body, testutil.RegistrySizer{Reg: reg}, &b); err != nil {
+			t.Fatal(err)
+		}
+		if b.Resume {
+			for id := range m {
+				if !slices.Contains(b.Keep, id) {
+					delete(m, id)
+				}
+			}
+		}
+		for _, x := range b.Exits {
+			delete(m, x.ID)
+		}
+		for _, sp := range b.Spawns {
+			m[sp.ID] = map[uint64]bool{}
+			for _, cv := range sp.Comps {
+				m[sp.ID][cv.Comp] = true
+			}
+		}
+		for _, rm := range b.Removals {
+			if m[rm.ID] != nil {
+				delete(m[rm.ID], rm.Comp)
+			}
+		}
+		for _, u := range b.Updates {
+			if m[u.ID] == nil {
+				t.Fatalf("update of entity %d, which the client does not hold", u.ID)
+			}
+			if u.Delta && !m[u.ID][u.Comp] {
+				t.Fatalf("delta of component %d of entity %d, which the client does not hold", u.Comp, u.ID)
+			}
+			m[u.ID][u.Comp] = true
 		}
 	}
 }
