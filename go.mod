@@ -12,7 +12,7 @@ require (
 	github.com/pierrec/lz4/v4 v4.1.33
 	github.com/prometheus/client_golang v1.25.0
 	github.com/prometheus/client_model v0.6.3
-	github.com/yohamta/donburi v1.15.8
+	github.com/yohamta/donburi v1.15.5
 	go.uber.org/goleak v1.3.0
 )
 
