@@ -281,6 +281,10 @@ type (
 		BatchRawBytes uint64            `json:"batchRawBytes"`
 		Mutations     map[string]uint64 `json:"mutations"`
 		Refusals      map[string]uint64 `json:"refusals"`
+		// A simulation's gateways heard from, and the clients they serve
+		// (Stats.Gateways, Stats.RemoteClients).
+		Gateways      int `json:"gateways,omitempty"`
+		RemoteClients int `json:"remoteClients,omitempty"`
 	}
 	tickJSON struct {
 		Ticks  int     `json:"ticks"` // since the previous snapshot
@@ -421,6 +425,7 @@ func (in *Inspector) render(v *inspView, qr *query) ([]byte, error) {
 			BatchBytes: st.BytesOut, BatchRawBytes: st.RawBytesOut,
 			Mutations: make(map[string]uint64, len(st.Mutations)),
 			Refusals:  st.Refusals,
+			Gateways:  st.Gateways, RemoteClients: st.RemoteClients,
 		},
 		Process:     v.process,
 		Connections: v.conns,

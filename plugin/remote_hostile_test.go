@@ -1268,6 +1268,10 @@ func TestInspectorListsRemoteClients(t *testing.T) {
 			Mode string `json:"mode"`
 		} `json:"interest"`
 	}
+	var server struct {
+		Gateways      int `json:"gateways"`
+		RemoteClients int `json:"remoteClients"`
+	}
 	state := func() []conn {
 		req, _ := http.NewRequest(http.MethodGet, its.URL+"/api/state", nil)
 		req.Header.Set("Authorization", "Bearer "+inspectorToken)
@@ -1278,9 +1282,16 @@ func TestInspectorListsRemoteClients(t *testing.T) {
 		defer resp.Body.Close()
 		var st struct {
 			Connections []conn `json:"connections"`
+			Server      *struct {
+				Gateways      int `json:"gateways"`
+				RemoteClients int `json:"remoteClients"`
+			} `json:"server"`
 		}
 		if err := json.NewDecoder(resp.Body).Decode(&st); err != nil {
 			t.Fatal(err)
+		}
+		if st.Server != nil {
+			server = *st.Server
 		}
 		return st.Connections
 	}
@@ -1295,7 +1306,11 @@ func TestInspectorListsRemoteClients(t *testing.T) {
 	var got []conn
 	listed := func(parked uint64) bool {
 		got = state()
-		if len(got) != len(want) {
+		live := len(want)
+		if parked != 0 {
+			live--
+		}
+		if len(got) != len(want) || server.Gateways != 2 || server.RemoteClients != live {
 			return false
 		}
 		for _, c := range got {
@@ -1306,11 +1321,15 @@ func TestInspectorListsRemoteClients(t *testing.T) {
 		}
 		return true
 	}
-	if err := testutil.WaitUntil(5*time.Second, func() string { return fmt.Sprintf("the Inspector to list both remote clients: %+v", got) }, func() bool { return listed(0) }); err != nil {
+	if err := testutil.WaitUntil(5*time.Second, func() string {
+		return fmt.Sprintf("the Inspector to list both remote clients on 2 gateways: %+v, %+v", got, server)
+	}, func() bool { return listed(0) }); err != nil {
 		t.Fatal(err)
 	}
 	bob.CloseNow() // its gateway keeps the session: the simulation parks it
-	if err := testutil.WaitUntil(5*time.Second, func() string { return fmt.Sprintf("the Inspector to list bob as parked: %+v", got) }, func() bool { return listed(wb.ClientID) }); err != nil {
+	if err := testutil.WaitUntil(5*time.Second, func() string {
+		return fmt.Sprintf("the Inspector to list bob as parked: %+v, %+v", got, server)
+	}, func() bool { return listed(wb.ClientID) }); err != nil {
 		t.Fatal(err)
 	}
 }

@@ -193,7 +193,8 @@
     $("s-rate").textContent = d.tickRate + " Hz";
     $("s-uptime").textContent = duration(d.uptimeSec);
     $("s-entities").textContent = num(s.entities);
-    $("s-connections").textContent = num(s.connections) + (s.clients !== s.connections ? " (" + num(s.clients) + " playing)" : "");
+    $("s-connections").textContent = num(s.connections) + (s.clients !== s.connections ? " (" + num(s.clients) + " playing)" : "") +
+      (s.gateways ? " · " + num(s.remoteClients) + " on " + num(s.gateways) + " gateway" + (s.gateways === 1 ? "" : "s") : "");
     $("s-subs").textContent = num(s.subscriptions);
     const muts = Object.entries(s.mutations);
     $("s-mutations").textContent = muts.length ? muts.map(([k, v]) => k + " " + num(v)).join(" · ") : "0";
