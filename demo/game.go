@@ -345,6 +345,9 @@ func (g *game) Draw(screen *ebiten.Image) {
 			g.shotErr = writePNG(screen, g.cfg.screenshot)
 			g.shotDone = true
 			fmt.Println(lay)
+			for _, l := range lay.hudLines {
+				fmt.Printf("hud: %s\n", l)
+			}
 			fmt.Printf("mirror entities: %d\n", g.mirrored)
 			fmt.Printf("drawn entities: %d\n", g.visible)
 			fmt.Printf("frames: %d (%.1f fps, %.1f tps)\n", g.frames, ebiten.ActualFPS(), ebiten.ActualTPS())

@@ -33,7 +33,8 @@
 // ±jitter; the bots connect directly.
 //
 // -screenshot renders -frames frames (more if the mirror is still empty),
-// writes the screen as a PNG, prints "mirror entities: N" and exits 0.
+// writes the screen as a PNG, prints the layout, the HUD's lines ("hud: …")
+// and "mirror entities: N", and exits 0.
 package main
 
 import (

@@ -67,6 +67,14 @@ func TestDemoScreenshot(t *testing.T) {
 			}
 			checkPicture(t, img)
 			checkLayout(t, stdout, img)
+			if size.X >= 1280 {
+				// The HUD, with the overlay open, gives the address of the
+				// hosted server's Inspector.
+				re := regexp.MustCompile(`(?m)^hud: inspector: http://127\.0\.0\.1:\d+/debug/ebisync/\?access_token=[0-9a-f]+$`)
+				if !re.MatchString(stdout) {
+					t.Errorf("the HUD does not show the Inspector's address with the overlay open:\n%s", stdout)
+				}
+			}
 			if size.X == 1280 && os.Getenv("EBISYNC_UPDATE_SCREENSHOT") == "1" {
 				b, err := os.ReadFile(shot)
 				if err != nil {
