@@ -102,6 +102,8 @@ func TestRunGateways(t *testing.T) {
 	simURL := out.Await(t, time.Minute, regexp.MustCompile(`listening on (ws://\S+/sync)`))[1]
 	m := out.Await(t, time.Minute, regexp.MustCompile(`gateway 1 listening on (ws://\S+/sync)\ngateway 2 listening on (ws://\S+/sync)\ngateway 3 listening on (ws://\S+/sync)\n`))
 	urls := m[1:]
+	// The lines after the gateways' are printed once they all listen.
+	out.Await(t, time.Minute, regexp.MustCompile(`more gateways: go run \./demo/gateway -nats nats://127\.0\.0\.1:\d+`))
 	seen := map[string]bool{simURL: true}
 	for _, u := range urls {
 		if seen[u] {
