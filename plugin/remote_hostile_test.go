@@ -1134,7 +1134,9 @@ func TestGatewayQuickResumeSameGateway(t *testing.T) {
 	gw := rig.gws[0]
 	ws := dialWS(t, rig.urls[0], reg, nil, false)
 	wel := handshakeWS(t, ws, reg)
-	testutil.Eventually(t, 5*time.Second, "the client at the simulation", func() bool { return rig.h.srv.Stats().RemoteClients == 1 })
+	testutil.Eventually(t, 5*time.Second, "the client at the simulation and at its gateway", func() bool {
+		return rig.h.srv.Stats().RemoteClients == 1 && gw.Stats().Clients == 1
+	})
 
 	// The resume's join waits at the transport until the gateway hands
 	// the simulation the envelope with the old connection's leave; then
@@ -1326,7 +1328,11 @@ func TestInspectorListsRemoteClients(t *testing.T) {
 	}, func() bool { return listed(0) }); err != nil {
 		t.Fatal(err)
 	}
-	bob.CloseNow() // its gateway keeps the session: the simulation parks it
+	// Once bob's gateway has taken its connection in, a drop keeps its
+	// session there, and the simulation parks it. (A connection that ends
+	// before its gateway's tick took it in leaves no session to keep.)
+	testutil.Eventually(t, 5*time.Second, "bob's gateway to take its connection in", func() bool { return rig.gws[1].Stats().Clients == 1 })
+	bob.CloseNow()
 	if err := testutil.WaitUntil(5*time.Second, func() string {
 		return fmt.Sprintf("the Inspector to list bob as parked: %+v, %+v", got, server)
 	}, func() bool { return listed(wb.ClientID) }); err != nil {
