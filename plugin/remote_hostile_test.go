@@ -1040,15 +1040,38 @@ func TestGatewayHostileUserNames(t *testing.T) {
 // either the simulation never runs OnConnect for it, or it ends it
 // (OnDisconnect) within seconds (with a short ResumeWindow). Otherwise a
 // slow transport leaves a client that no gateway serves on the simulation
-// for as long as the gateway lives.
+// for as long as the gateway lives. It holds beside a connected client of
+// the gateway, and beside only a session the gateway keeps for a resume.
 func TestGatewayHostileAbandonedJoin(t *testing.T) {
+	for _, kept := range []bool{false, true} {
+		name := "beside a connected client"
+		if kept {
+			name = "beside a kept session"
+		}
+		t.Run(name, func(t *testing.T) { testAbandonedJoin(t, kept) })
+	}
+}
+
+func testAbandonedJoin(t *testing.T, kept bool) {
 	rr := newRemoteReg()
 	reg := rr.reg
 	game := newRemoteGame()
 	var rig *remoteRig
 	rig, _, hooks := newRecRig(t, reg, 1, game.options(func() donburi.World { return rig.h.w }, &plugin.Options{ResumeWindow: 200 * time.Millisecond}),
-		&plugin.Options{DefaultRadius: 300, MaxRadius: 600, HandshakeTimeout: 300 * time.Millisecond})
+		&plugin.Options{DefaultRadius: 300, MaxRadius: 600, HandshakeTimeout: 300 * time.Millisecond, ResumeWindow: time.Minute})
 	defer rig.close()
+	gw := rig.gws[0]
+	honest := watchConn(dialWS(t, rig.urls[0], reg, nil, true))
+	defer honest.cut()
+	want := 1 // remote clients on the simulation at the end
+	if kept {
+		// The gateway keeps the honest client's session for a minute; its
+		// connection is gone.
+		testutil.Eventually(t, 5*time.Second, "the gateway to take the honest client in", func() bool { return gw.Stats().Clients == 1 })
+		honest.cut()
+		testutil.Eventually(t, 5*time.Second, "the gateway to keep the honest client's session", func() bool { return gw.Stats().Parked == 1 })
+		want = 0
+	}
 	late := make(chan uint64, 1)
 	hooks[0].set(func(ctx context.Context, deliver func() []byte) ([]byte, error) {
 		<-ctx.Done() // the answer is lost: the request reaches the simulation after the handshake gave up
@@ -1072,18 +1095,17 @@ func TestGatewayHostileAbandonedJoin(t *testing.T) {
 		t.Fatal("the simulation refused the join: the test is not testing")
 	}
 	hooks[0].set(nil)
-	honest := watchConn(dialWS(t, rig.urls[0], reg, nil, true))
-	defer honest.cut()
+	rig.h.ticks(2) // the simulation has admitted the join, if it admits it
 	state := func() (int, bool, int) {
 		_, connected := game.seen.find(&game.seen.connected, id)
 		return rig.h.srv.Stats().RemoteClients, connected, game.departures(id)
 	}
 	if err := testutil.WaitUntil(10*time.Second, func() string {
 		n, connected, departed := state()
-		return fmt.Sprintf("the simulation to keep no client for the abandoned join (remote clients %d, want 1; OnConnect run %v, OnDisconnect run %d times)", n, connected, departed)
+		return fmt.Sprintf("the simulation to keep no client for the abandoned join (remote clients %d, want %d; OnConnect run %v, OnDisconnect run %d times)", n, want, connected, departed)
 	}, func() bool {
 		n, connected, departed := state()
-		return n == 1 && (!connected || departed == 1)
+		return n == want && (!connected || departed == 1)
 	}); err != nil {
 		t.Fatal(err)
 	}

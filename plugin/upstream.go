@@ -226,11 +226,12 @@ func (s *Server) upward() {
 	}
 }
 
-// upClients writes the client list when the gateway has clients: the id
-// of each client it serves, connected or with its join pending, so that
-// the simulation lets go of the clients it no longer serves (remote.go's
-// reconcile). A client whose session the gateway keeps for a resume is
-// not listed: its leave told the simulation.
+// upClients writes the client list when the gateway has clients (also
+// when they are only sessions it keeps, which then make an empty list):
+// the id of each client it serves, connected or with its join pending, so
+// that the simulation lets go of the clients it no longer serves
+// (remote.go's reconcile). A client whose session the gateway keeps for a
+// resume is not listed: its leave told the simulation.
 func (s *Server) upClients(now time.Time) {
 	g := s.gw
 	ids := g.listIDs[:0]
@@ -245,7 +246,7 @@ func (s *Server) upClients(now time.Time) {
 		}
 	}
 	g.listIDs = ids
-	if len(ids) == 0 {
+	if len(ids) == 0 && len(s.clients) == 0 {
 		return
 	}
 	g.listAt = now
